@@ -1,0 +1,30 @@
+/* flamegraph: a tree of stacks rendered as a self-contained, interactive SVG flame graph.
+ *
+ * Stacks are added root first with a count; identical prefixes are merged. The SVG has frames
+ * whose width is proportional to the count, the root at the bottom, names inside frames that
+ * fit, a title with the total, <title> hover text with counts and percentages, and an inline
+ * script for click-to-zoom (no network access). Not thread-safe. Strings are copied. */
+#ifndef EMBER_FLAMEGRAPH_H
+#define EMBER_FLAMEGRAPH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct flamegraph;
+
+/* unit names what a count means in hover text, e.g. "samples" or "bytes". */
+struct flamegraph *flamegraph_new(const char *title, const char *unit);
+void flamegraph_free(struct flamegraph *fg);
+
+/* frames[0] is the root (e.g. the process), frames[n-1] the leaf. Returns 0 or -ENOMEM. */
+int flamegraph_add(struct flamegraph *fg, const char *const *frames, size_t n, uint64_t count);
+
+uint64_t flamegraph_total(const struct flamegraph *fg);
+
+/* Writes the SVG. Returns 0 or -errno (-EIO on a write error). */
+int flamegraph_write(const struct flamegraph *fg, FILE *out);
+/* Writes to path atomically (temp file + rename). Returns 0 or -errno. */
+int flamegraph_write_file(const struct flamegraph *fg, const char *path);
+
+#endif

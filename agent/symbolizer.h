@@ -1,0 +1,62 @@
+/* symbolizer: turns (pid, PC) and kernel PCs into function names.
+ *
+ * Kernel PCs come from /proc/kallsyms. User PCs go through the process's mappings, captured from
+ * /proc/PID/maps by symbolizer_track() while the process is alive, and the mapped ELF files read
+ * with libelf (.symtab, then .dynsym, then separate debug files via .gnu_debuglink or
+ * /usr/lib/debug/.build-id). Files are opened through /proc/PID/map_files or /proc/PID/root, so
+ * deleted or replaced binaries and other mount namespaces work, and a tracked process can still
+ * be symbolized after it exits. Symbol tables are cached by build-id and shared by processes.
+ * An address that cannot be named yields "module+0xoffset" (offset in the file), never nothing.
+ * Processes are keyed by (pid, start time): a reused pid never sees another process's maps.
+ * Not thread-safe. Strings in a sym_info stay valid until symbolizer_forget() of that pid, or
+ * symbolizer_free(). */
+#ifndef EMBER_SYMBOLIZER_H
+#define EMBER_SYMBOLIZER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct symbolizer;
+
+struct sym_info {
+	const char *name;     /* demangled function name, or "module+0xoffset"; never NULL */
+	const char *module;   /* path as the process saw it, "[vdso]", "[kernel.kallsyms]" or "[unknown]" */
+	const char *build_id; /* lowercase hex GNU build-id of the module, or NULL */
+	uint64_t map_start;   /* runtime range of the mapping that holds the PC (0 if none) */
+	uint64_t map_end;
+	uint64_t map_pgoff;   /* file offset of map_start */
+	bool known;           /* name came from a symbol table */
+};
+
+struct symbolizer_stats {
+	uint64_t lookups;     /* user + kernel lookups */
+	uint64_t misses;      /* lookups that produced "module+0xoffset" or "[unknown]" */
+	uint64_t processes;   /* processes currently tracked */
+	uint64_t modules;     /* ELF modules cached */
+};
+
+int symbolizer_new(struct symbolizer **ret_sym);
+void symbolizer_free(struct symbolizer *s);
+
+/* Captures the mappings of pid now (and opens its mapped files) unless that very process, same
+ * start time, is already tracked. Returns 0, -ESRCH if the process is gone, or -errno. */
+int symbolizer_track(struct symbolizer *s, pid_t pid);
+/* Re-reads the mappings of pid (after exec, dlopen, or an address outside known mappings).
+ * Keeps the old capture if the process is gone. Returns 0 or -errno. */
+int symbolizer_refresh(struct symbolizer *s, pid_t pid);
+/* Drops pid's captured mappings (module caches stay). */
+void symbolizer_forget(struct symbolizer *s, pid_t pid);
+
+/* Symbolizes a user PC of pid. For return addresses (every frame but the leaf) pass pc - 1 so
+ * that a call at the very end of a function is attributed to the caller. Tracks pid first if
+ * needed; an address outside every known mapping triggers one refresh. Always fills ret
+ * (at worst name "[unknown]"); returns 0, or -ESRCH when pid was never tracked and is gone. */
+int symbolizer_user(struct symbolizer *s, pid_t pid, uint64_t pc, struct sym_info *ret);
+
+/* Symbolizes a kernel PC. Always fills ret; returns 0 or -ENOENT when kallsyms is unreadable. */
+int symbolizer_kernel(struct symbolizer *s, uint64_t pc, struct sym_info *ret);
+
+void symbolizer_get_stats(const struct symbolizer *s, struct symbolizer_stats *ret_stats);
+
+#endif
