@@ -12,10 +12,15 @@ set(VMLINUX_BTF /sys/kernel/btf/vmlinux CACHE FILEPATH "BTF used to generate vml
 if(NOT EXISTS ${VMLINUX_BTF})
   message(FATAL_ERROR "ember: ${VMLINUX_BTF} not found: the kernel has no BTF (CONFIG_DEBUG_INFO_BTF)")
 endif()
-add_custom_command(OUTPUT ${BPF_GEN_DIR}/vmlinux.h
-  COMMAND ${BPFTOOL} btf dump file ${VMLINUX_BTF} format c > ${BPF_GEN_DIR}/vmlinux.h
-  COMMENT "Generating vmlinux.h from ${VMLINUX_BTF}" VERBATIM)
-add_custom_target(vmlinux_h DEPENDS ${BPF_GEN_DIR}/vmlinux.h)
+# Generated at configure time: it depends only on the running kernel, not on our sources.
+if(NOT EXISTS ${BPF_GEN_DIR}/vmlinux.h)
+  execute_process(COMMAND ${BPFTOOL} btf dump file ${VMLINUX_BTF} format c
+    OUTPUT_FILE ${BPF_GEN_DIR}/vmlinux.h.tmp RESULT_VARIABLE vmlinux_rc)
+  if(NOT vmlinux_rc EQUAL 0)
+    message(FATAL_ERROR "ember: bpftool could not dump ${VMLINUX_BTF} (exit ${vmlinux_rc})")
+  endif()
+  file(RENAME ${BPF_GEN_DIR}/vmlinux.h.tmp ${BPF_GEN_DIR}/vmlinux.h)
+endif()
 
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|amd64")
   set(BPF_TARGET_ARCH x86)

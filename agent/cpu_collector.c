@@ -1,0 +1,311 @@
+#include "cpu_collector.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <linux/perf_event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cpu.skel.h"
+#include "log.h"
+
+struct cpu_collector {
+	struct cpu_bpf *skel;
+	struct ring_buffer *rb;
+	int *perf_fds;
+	struct bpf_link **perf_links;
+	int ncpus;
+	unsigned sample_rate;
+	unsigned count_entries;
+	unsigned stack_entries;
+	/* Event callback of the poll in progress (ring_buffer__new takes one fixed callback). */
+	cpu_event_fn event_fn;
+	void *event_ctx;
+	/* Drain scratch: keys and values of one counts map. */
+	struct ember_cpu_key *keys;
+	__u64 *values;
+};
+
+static int handle_event(void *ctx, void *data, size_t size)
+{
+	struct cpu_collector *c = ctx;
+
+	if (size < sizeof(struct ember_event) || !c->event_fn)
+		return 0;
+	c->event_fn(c->event_ctx, data);
+	return 0;
+}
+
+int cpu_collector_open(const struct cpu_collector_opts *opts, struct cpu_collector **ret_c)
+{
+	struct cpu_collector *c;
+	long ticks = sysconf(_SC_CLK_TCK);
+	int err;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->sample_rate = opts->sample_rate;
+	c->count_entries = opts->count_entries ? opts->count_entries : 16384;
+	c->stack_entries = opts->stack_entries ? opts->stack_entries : 16384;
+	c->keys = calloc(c->count_entries, sizeof(*c->keys));
+	c->values = calloc(c->count_entries, sizeof(*c->values));
+	if (!c->keys || !c->values) {
+		err = -ENOMEM;
+		goto err_free;
+	}
+
+	c->skel = cpu_bpf__open();
+	if (!c->skel) {
+		err = -errno;
+		log_debug("cpu: cannot open BPF object: %s", strerror(-err));
+		goto err_free;
+	}
+	c->skel->rodata->select_all = opts->select_all;
+	c->skel->rodata->follow_children = opts->follow_children;
+	c->skel->rodata->report_execs = opts->report_execs;
+	c->skel->rodata->ns_per_tick = ticks > 0 ? 1000000000ULL / (unsigned long long)ticks : 10000000ULL;
+	if (opts->max_targets)
+		(void)bpf_map__set_max_entries(c->skel->maps.targets, opts->max_targets);
+	(void)bpf_map__set_max_entries(c->skel->maps.stacks0, c->stack_entries);
+	(void)bpf_map__set_max_entries(c->skel->maps.stacks1, c->stack_entries);
+	(void)bpf_map__set_max_entries(c->skel->maps.counts0, c->count_entries);
+	(void)bpf_map__set_max_entries(c->skel->maps.counts1, c->count_entries);
+
+	err = cpu_bpf__load(c->skel);
+	if (err) {
+		log_debug("cpu: cannot load BPF object: %s", strerror(-err));
+		goto err_free;
+	}
+	err = cpu_bpf__attach(c->skel);
+	if (err) {
+		log_debug("cpu: cannot attach tracepoints: %s", strerror(-err));
+		goto err_free;
+	}
+	c->rb = ring_buffer__new(bpf_map__fd(c->skel->maps.events), handle_event, c, NULL);
+	if (!c->rb) {
+		err = -errno;
+		goto err_free;
+	}
+	*ret_c = c;
+	return 0;
+
+err_free:
+	cpu_collector_free(c);
+	return err;
+}
+
+void cpu_collector_free(struct cpu_collector *c)
+{
+	if (!c)
+		return;
+	for (int i = 0; i < c->ncpus; i++) {
+		bpf_link__destroy(c->perf_links ? c->perf_links[i] : NULL);
+		if (c->perf_fds && c->perf_fds[i] >= 0)
+			close(c->perf_fds[i]);
+	}
+	free(c->perf_links);
+	free(c->perf_fds);
+	ring_buffer__free(c->rb);
+	cpu_bpf__destroy(c->skel);
+	free(c->keys);
+	free(c->values);
+	free(c);
+}
+
+int cpu_collector_start(struct cpu_collector *c)
+{
+	struct perf_event_attr attr = {
+		.type = PERF_TYPE_SOFTWARE,
+		.config = PERF_COUNT_SW_CPU_CLOCK,
+		.size = sizeof(attr),
+		.freq = 1,
+		.sample_freq = c->sample_rate,
+	};
+	int ncpus = libbpf_num_possible_cpus();
+	int attached = 0, err = 0;
+
+	if (ncpus < 0)
+		return ncpus;
+	c->perf_fds = malloc((size_t)ncpus * sizeof(*c->perf_fds));
+	c->perf_links = calloc((size_t)ncpus, sizeof(*c->perf_links));
+	if (!c->perf_fds || !c->perf_links)
+		return -ENOMEM;
+	c->ncpus = ncpus;
+	for (int cpu = 0; cpu < ncpus; cpu++) {
+		int fd = (int)syscall(__NR_perf_event_open, &attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC);
+
+		c->perf_fds[cpu] = fd;
+		if (fd < 0) {
+			/* A possible but offline CPU has no events; anything else is fatal below. */
+			if (errno != ENODEV)
+				err = -errno;
+			continue;
+		}
+		c->perf_links[cpu] = bpf_program__attach_perf_event(c->skel->progs.ember_cpu_sample, fd);
+		if (!c->perf_links[cpu]) {
+			err = -errno;
+			log_debug("cpu: attach to perf event on CPU %d: %s", cpu, strerror(-err));
+			continue;
+		}
+		attached++;
+	}
+	if (attached == 0) {
+		if (err == -ENOENT || err == -EOPNOTSUPP || err == 0)
+			err = -ENODEV;
+		log_debug("cpu: no cpu-clock perf event could be opened: %s", strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
+int cpu_collector_add_target(struct cpu_collector *c, pid_t tgid, __u32 service_id, __u64 cookie)
+{
+	struct ember_target t = { .service_id = service_id, .cookie = cookie };
+	__u32 key = (__u32)tgid;
+
+	if (bpf_map_update_elem(bpf_map__fd(c->skel->maps.targets), &key, &t, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+int cpu_collector_remove_target(struct cpu_collector *c, pid_t tgid)
+{
+	__u32 key = (__u32)tgid;
+
+	if (bpf_map_delete_elem(bpf_map__fd(c->skel->maps.targets), &key) && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+int cpu_collector_poll(struct cpu_collector *c, int timeout_ms, cpu_event_fn fn, void *ctx)
+{
+	int n;
+
+	c->event_fn = fn;
+	c->event_ctx = ctx;
+	n = ring_buffer__poll(c->rb, timeout_ms);
+	c->event_fn = NULL;
+	c->event_ctx = NULL;
+	return n;
+}
+
+static size_t stack_len(const __u64 *ips)
+{
+	size_t n = 0;
+
+	while (n < EMBER_MAX_STACK_DEPTH && ips[n])
+		n++;
+	return n;
+}
+
+/* Reads every (key, count) of a counts map into c->keys/c->values and deletes them.
+ * Returns the number read or -errno. */
+static int take_counts(struct cpu_collector *c, int fd)
+{
+	struct ember_cpu_key k, next;
+	int n = 0;
+	bool first = true;
+
+	/* get_next_key over a map we delete from would restart; collect keys, then delete. */
+	while (n < (int)c->count_entries &&
+	       bpf_map_get_next_key(fd, first ? NULL : &k, &next) == 0) {
+		first = false;
+		k = next;
+		if (bpf_map_lookup_elem(fd, &k, &c->values[n]) == 0)
+			c->keys[n++] = k;
+	}
+	for (int i = 0; i < n; i++)
+		(void)bpf_map_delete_elem(fd, &c->keys[i]);
+	return n;
+}
+
+static void clear_stacks(int fd)
+{
+	__u32 k, next;
+
+	/* Deleting the key just returned keeps get_next_key(NULL) moving forward. */
+	while (bpf_map_get_next_key(fd, NULL, &next) == 0) {
+		k = next;
+		if (bpf_map_delete_elem(fd, &k))
+			break;
+	}
+}
+
+int cpu_collector_drain(struct cpu_collector *c, cpu_stack_fn fn, void *ctx)
+{
+	__u32 was = c->skel->bss->active & 1;
+	int counts_fd = bpf_map__fd(was ? c->skel->maps.counts1 : c->skel->maps.counts0);
+	int stacks_fd = bpf_map__fd(was ? c->skel->maps.stacks1 : c->skel->maps.stacks0);
+	struct timespec grace = { .tv_nsec = 2 * 1000 * 1000 };
+	__u64 ustack[EMBER_MAX_STACK_DEPTH], kstack[EMBER_MAX_STACK_DEPTH];
+	int n;
+
+	/* Flip, then give samplers already running on other CPUs (a few microseconds each) time
+	 * to finish with the old pair before it is read and emptied. */
+	__atomic_store_n(&c->skel->bss->active, was ^ 1, __ATOMIC_SEQ_CST);
+	nanosleep(&grace, NULL);
+
+	n = take_counts(c, counts_fd);
+	for (int i = 0; i < n; i++) {
+		struct cpu_stack s = { .key = &c->keys[i], .count = c->values[i] };
+
+		if (c->keys[i].user_stack_id >= 0) {
+			memset(ustack, 0, sizeof(ustack));
+			if (bpf_map_lookup_elem(stacks_fd, &c->keys[i].user_stack_id, ustack) == 0) {
+				s.ustack = ustack;
+				s.ustack_len = stack_len(ustack);
+			}
+		}
+		if (c->keys[i].kernel_stack_id >= 0) {
+			memset(kstack, 0, sizeof(kstack));
+			if (bpf_map_lookup_elem(stacks_fd, &c->keys[i].kernel_stack_id, kstack) == 0) {
+				s.kstack = kstack;
+				s.kstack_len = stack_len(kstack);
+			}
+		}
+		fn(ctx, &s);
+	}
+	clear_stacks(stacks_fd);
+	return n;
+}
+
+int cpu_collector_read_stats(struct cpu_collector *c, __u64 out[EMBER_STAT_MAX])
+{
+	int ncpus = libbpf_num_possible_cpus();
+	int fd = bpf_map__fd(c->skel->maps.stats);
+	__u64 *vals;
+
+	if (ncpus < 0)
+		return ncpus;
+	vals = calloc((size_t)ncpus, sizeof(*vals));
+	if (!vals)
+		return -ENOMEM;
+	for (__u32 i = 0; i < EMBER_STAT_MAX; i++) {
+		out[i] = 0;
+		if (bpf_map_lookup_elem(fd, &i, vals))
+			continue;
+		for (int cpu = 0; cpu < ncpus; cpu++)
+			out[i] += vals[cpu];
+	}
+	free(vals);
+	return 0;
+}
+
+int cpu_collector_prog_stats(struct cpu_collector *c, __u64 *ret_run_cnt, __u64 *ret_run_time_ns)
+{
+	struct bpf_prog_info info = {};
+	__u32 len = sizeof(info);
+	int err;
+
+	err = bpf_obj_get_info_by_fd(bpf_program__fd(c->skel->progs.ember_cpu_sample), &info, &len);
+	if (err)
+		return -errno;
+	*ret_run_cnt = info.run_cnt;
+	*ret_run_time_ns = info.run_time_ns;
+	return 0;
+}

@@ -1,0 +1,72 @@
+/* cpu_collector: the CPU sampler. Owns the cpu BPF object: one software cpu-clock perf event
+ * per online CPU running ember_cpu_sample, the targets map, double-buffered count and stack
+ * maps, per-CPU loss counters and the process-event ring buffer.
+ *
+ * Lifecycle: cpu_collector_open() loads and attaches the tracepoints; add targets; then
+ * cpu_collector_start() opens the perf events. cpu_collector_poll() delivers process events;
+ * cpu_collector_drain() hands over every stack counted since the previous drain.
+ * Not thread-safe: one thread drives a collector. */
+#ifndef EMBER_CPU_COLLECTOR_H
+#define EMBER_CPU_COLLECTOR_H
+
+#include <linux/types.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ember.h"
+
+struct cpu_collector;
+
+struct cpu_collector_opts {
+	unsigned sample_rate;     /* Hz per CPU */
+	bool select_all;          /* every process is a target (no --service) */
+	bool follow_children;     /* children of targets become targets */
+	bool report_execs;        /* EXEC events for every process, for selector matching */
+	unsigned max_targets;     /* 0: default (16384) */
+	unsigned stack_entries;   /* per buffer; 0: default (16384) */
+	unsigned count_entries;   /* per buffer; 0: default (16384) */
+};
+
+/* Opens, loads and attaches the tracepoints. Returns 0 or a negative errno; -EPERM means
+ * missing privileges, -ENOSYS a kernel without the needed BPF support. */
+int cpu_collector_open(const struct cpu_collector_opts *opts, struct cpu_collector **ret_c);
+void cpu_collector_free(struct cpu_collector *c);
+
+/* Opens one cpu-clock perf event per online CPU and attaches the sampler.
+ * Returns 0, -ENODEV (no perf events) or -errno. */
+int cpu_collector_start(struct cpu_collector *c);
+
+/* Selects a process. cookie is its start time in clock ticks (/proc/PID/stat field 22). */
+int cpu_collector_add_target(struct cpu_collector *c, pid_t tgid, __u32 service_id, __u64 cookie);
+int cpu_collector_remove_target(struct cpu_collector *c, pid_t tgid);
+
+typedef void (*cpu_event_fn)(void *ctx, const struct ember_event *e);
+/* Waits up to timeout_ms for process events and calls fn for each. Returns the number of
+ * events, 0 on timeout, or -errno (-EINTR when interrupted by a signal). */
+int cpu_collector_poll(struct cpu_collector *c, int timeout_ms, cpu_event_fn fn, void *ctx);
+
+/* One counted stack. Stacks are leaf first; ustack is NULL/0 when the user stack was lost
+ * (key->user_stack_id < 0), kstack NULL/0 for a sample taken in user mode. */
+struct cpu_stack {
+	const struct ember_cpu_key *key;
+	const __u64 *ustack;
+	size_t ustack_len;
+	const __u64 *kstack;
+	size_t kstack_len;
+	__u64 count;
+};
+typedef void (*cpu_stack_fn)(void *ctx, const struct cpu_stack *s);
+/* Switches the sampler to the other buffer pair and hands every stack of the previous one to
+ * fn, then empties it. Returns the number of stacks or -errno. */
+int cpu_collector_drain(struct cpu_collector *c, cpu_stack_fn fn, void *ctx);
+
+/* Sums the per-CPU counters into out[EMBER_STAT_MAX]. Returns 0 or -errno. */
+int cpu_collector_read_stats(struct cpu_collector *c, __u64 out[EMBER_STAT_MAX]);
+
+/* Run count and total run time of the sampler program, when kernel.bpf_stats_enabled=1
+ * (otherwise both stay 0). Returns 0 or -errno. */
+int cpu_collector_prog_stats(struct cpu_collector *c, __u64 *ret_run_cnt, __u64 *ret_run_time_ns);
+
+#endif

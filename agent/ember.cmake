@@ -1,0 +1,18 @@
+# The `ember` executable: CLI, targets, collectors, aggregation. Its modules are in ember_cli so
+# tests can link them without main().
+add_library(ember_cli STATIC
+  ${CMAKE_CURRENT_SOURCE_DIR}/options.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/targets.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/preflight.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/cpu_collector.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/cpuprof.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/record.c)
+target_compile_options(ember_cli PRIVATE ${EMBER_WARNINGS})
+target_include_directories(ember_cli PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
+target_link_libraries(ember_cli PUBLIC ember_core ember_symbols ember_flamegraph ember_pprof cpu_skel m)
+
+add_executable(ember ${CMAKE_CURRENT_SOURCE_DIR}/main.c)
+target_compile_definitions(ember PRIVATE EMBER_VERSION="${PROJECT_VERSION}")
+target_compile_options(ember PRIVATE ${EMBER_WARNINGS})
+target_link_libraries(ember PRIVATE ember_cli)
+set_target_properties(ember PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})

@@ -1,0 +1,500 @@
+/* record: `ember record [options] [-o FILE.pb.gz] [--flamegraph FILE.svg] [--duration SEC]
+ * [--pid N | --service NAME=SELECTOR... | -- CMD ARGS...]`.
+ *
+ * Selects the target processes (with no selection: every process), loads the CPU sampler,
+ * captures each target's maps at its first sample, drains the counts every few seconds so the
+ * stack maps never fill, and on the end condition (duration, target exit, SIGINT/SIGTERM)
+ * writes the pprof and the flame graph. */
+#include "record.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cpu_collector.h"
+#include "cpuprof.h"
+#include "log.h"
+#include "options.h"
+#include "preflight.h"
+#include "symbolizer.h"
+#include "targets.h"
+
+#define DRAIN_EVERY_NS (5 * 1000000000LL)
+
+struct recorder {
+	struct ember_config cfg;
+	struct targets *targets;
+	struct symbolizer *sym;
+	struct cpu_collector *cc;
+	struct cpuprof *prof;
+	pid_t child;     /* -- CMD, or 0 */
+	pid_t watch_pid; /* --pid, or 0 */
+	bool watch_exited;
+	unsigned ntargets;
+};
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+static int64_t now_ns(clockid_t clock)
+{
+	struct timespec ts;
+
+	clock_gettime(clock, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int add_target(struct recorder *r, pid_t pid, uint32_t service_id)
+{
+	uint64_t start;
+	int err;
+
+	err = proc_start_time(pid, &start);
+	if (err)
+		return err;
+	err = cpu_collector_add_target(r->cc, pid, service_id, start);
+	if (err)
+		return err;
+	r->ntargets++;
+	/* Capture maps now: a process idle at first may exit right after its first samples. */
+	(void)symbolizer_track(r->sym, pid);
+	log_debug("record: target pid %d (service %u)", (int)pid, service_id);
+	return 0;
+}
+
+static void on_scan_match(void *ctx, pid_t pid, uint32_t service_id)
+{
+	struct recorder *r = ctx;
+
+	if (pid == getpid())
+		return;
+	(void)add_target(r, pid, service_id);
+}
+
+static void on_event(void *ctx, const struct ember_event *e)
+{
+	struct recorder *r = ctx;
+	pid_t pid = (pid_t)e->tgid;
+	int id;
+
+	switch (e->type) {
+	case EMBER_EVENT_FIRST_SAMPLE:
+		(void)symbolizer_track(r->sym, pid);
+		break;
+	case EMBER_EVENT_EXEC:
+		if (e->cookie) {
+			(void)symbolizer_refresh(r->sym, pid);
+			break;
+		}
+		/* Not a target yet: does the new image match a selector? */
+		id = targets_match(r->targets, pid);
+		if (id >= 0)
+			(void)add_target(r, pid, (uint32_t)id);
+		break;
+	case EMBER_EVENT_FORK:
+		r->ntargets++;
+		break;
+	case EMBER_EVENT_EXIT:
+		if (pid == r->watch_pid)
+			r->watch_exited = true;
+		break;
+	}
+}
+
+static void on_stack(void *ctx, const struct cpu_stack *s)
+{
+	struct recorder *r = ctx;
+
+	if (cpuprof_add(r->prof, s))
+		log_warn("record: out of memory, dropping a stack");
+}
+
+/* Forks CMD stopped before exec; *ret_go releases it. Returns 0 or -errno. */
+static int spawn_command(char **argv, pid_t *ret_pid, int *ret_go, int *ret_err)
+{
+	int go[2], errp[2];
+	pid_t pid;
+
+	if (pipe2(go, O_CLOEXEC))
+		return -errno;
+	if (pipe2(errp, O_CLOEXEC)) {
+		close(go[0]);
+		close(go[1]);
+		return -errno;
+	}
+	pid = fork();
+	if (pid < 0) {
+		int err = -errno;
+
+		close(go[0]);
+		close(go[1]);
+		close(errp[0]);
+		close(errp[1]);
+		return err;
+	}
+	if (pid == 0) {
+		char c;
+		int e;
+
+		close(go[1]);
+		close(errp[0]);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		if (read(go[0], &c, 1) != 1)
+			_exit(127); /* ember went away before releasing us */
+		execvp(argv[0], argv);
+		e = errno;
+		(void)!write(errp[1], &e, sizeof(e));
+		_exit(127);
+	}
+	close(go[0]);
+	close(errp[1]);
+	*ret_pid = pid;
+	*ret_go = go[1];
+	*ret_err = errp[0];
+	return 0;
+}
+
+/* Lets the child exec. Returns 0, or the exec error as -errno (child reaped). */
+static int release_command(pid_t pid, int go_fd, int err_fd)
+{
+	int e = 0;
+	ssize_t n;
+
+	(void)!write(go_fd, "x", 1);
+	close(go_fd);
+	n = read(err_fd, &e, sizeof(e));
+	close(err_fd);
+	if (n == (ssize_t)sizeof(e)) {
+		(void)waitpid(pid, NULL, 0);
+		return -e;
+	}
+	return 0;
+}
+
+static void print_usage_error_hint(void)
+{
+	fprintf(stderr, "ember: see 'ember help record'\n");
+}
+
+static int ensure_parent_dir(const char *path)
+{
+	char *copy = strdup(path), *slash;
+	int err = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	slash = strrchr(copy, '/');
+	if (slash && slash != copy) {
+		*slash = '\0';
+		/* One level, as `make run` writes into ./ember-profiles/. */
+		if (mkdir(copy, 0755) && errno != EEXIST)
+			err = -errno;
+	}
+	free(copy);
+	return err;
+}
+
+static void report_losses(struct recorder *r, const __u64 *st)
+{
+	__u64 ulost = st[EMBER_STAT_USTACK_COLLISION] + st[EMBER_STAT_USTACK_FAULT] +
+		      st[EMBER_STAT_USTACK_ERROR];
+	__u64 klost = st[EMBER_STAT_KSTACK_COLLISION] + st[EMBER_STAT_KSTACK_FAULT] +
+		      st[EMBER_STAT_KSTACK_ERROR];
+	char buf[512];
+
+	snprintf(buf, sizeof(buf),
+		 "ember: samples %llu; user stacks lost %llu (collision %llu, fault %llu, other %llu); "
+		 "kernel stacks lost %llu (collision %llu, fault %llu, other %llu); "
+		 "samples lost (map full) %llu; process events lost %llu",
+		 (unsigned long long)st[EMBER_STAT_SAMPLES], (unsigned long long)ulost,
+		 (unsigned long long)st[EMBER_STAT_USTACK_COLLISION],
+		 (unsigned long long)st[EMBER_STAT_USTACK_FAULT],
+		 (unsigned long long)st[EMBER_STAT_USTACK_ERROR], (unsigned long long)klost,
+		 (unsigned long long)st[EMBER_STAT_KSTACK_COLLISION],
+		 (unsigned long long)st[EMBER_STAT_KSTACK_FAULT],
+		 (unsigned long long)st[EMBER_STAT_KSTACK_ERROR],
+		 (unsigned long long)st[EMBER_STAT_COUNTS_FULL],
+		 (unsigned long long)st[EMBER_STAT_EVENTS_LOST]);
+	(void)cpuprof_comment(r->prof, buf + strlen("ember: "));
+	if (ulost || klost || st[EMBER_STAT_COUNTS_FULL] || st[EMBER_STAT_EVENTS_LOST])
+		log_warn("%s", buf + strlen("ember: "));
+	else
+		log_debug("%s", buf + strlen("ember: "));
+}
+
+int record_main(int argc, char **argv)
+{
+	struct recorder r = { 0 };
+	struct cpu_collector_opts copts = { 0 };
+	struct sigaction sa = { .sa_handler = on_signal };
+	char title[256];
+	int go_fd = -1, err_fd = -1, err, status = 1;
+	int64_t start_real, start_mono, last_drain, last_progress, deadline = 0;
+	bool tty = isatty(STDERR_FILENO);
+	enum log_level level;
+	__u64 st[EMBER_STAT_MAX] = { 0 };
+
+	err = options_parse(CMD_RECORD, argc, argv, &r.cfg);
+	if (err == 1) {
+		options_print_help(CMD_RECORD,
+				   "ember record [options] [-o FILE.pb.gz] [--flamegraph FILE.svg] "
+				   "[--duration SEC] [--pid N | --service NAME=SELECTOR... | -- CMD ARGS...]");
+		options_free(&r.cfg);
+		return 0;
+	}
+	if (err) {
+		print_usage_error_hint();
+		options_free(&r.cfg);
+		return 2;
+	}
+	if (log_parse_level(r.cfg.log_level, &level) == 0)
+		log_set_level(level);
+	if ((r.cfg.pid != 0) + (r.cfg.services.n != 0) + (r.cfg.cmd_argc != 0) > 1) {
+		fprintf(stderr, "ember: give only one of --pid, --service and -- CMD\n");
+		status = 2;
+		goto out;
+	}
+	if (r.cfg.cmd_argv && r.cfg.cmd_argc == 0) {
+		fprintf(stderr, "ember: no command after --\n");
+		status = 2;
+		goto out;
+	}
+	if (strcmp(r.cfg.profiles, "cpu")) {
+		fprintf(stderr, "ember: invalid value for --profiles: record supports cpu only so far\n");
+		status = 2;
+		goto out;
+	}
+	if (!strcmp(r.cfg.unwind, "dwarf")) {
+		fprintf(stderr, "ember: invalid value for --unwind: dwarf is not available yet; use fp\n");
+		status = 2;
+		goto out;
+	}
+	if (r.cfg.pid && kill((pid_t)r.cfg.pid, 0) && errno == ESRCH) {
+		fprintf(stderr, "ember: invalid value for --pid: no process %ld\n", r.cfg.pid);
+		status = 2;
+		goto out;
+	}
+	if (preflight_check()) {
+		status = 2;
+		goto out;
+	}
+	if (ensure_parent_dir(r.cfg.out_file) || preflight_writable(r.cfg.out_file, "output file")) {
+		status = 2;
+		goto out;
+	}
+	if (r.cfg.flamegraph &&
+	    (ensure_parent_dir(r.cfg.flamegraph) || preflight_writable(r.cfg.flamegraph, "flame graph"))) {
+		status = 2;
+		goto out;
+	}
+
+	if (r.cfg.pid) {
+		char sel[64];
+		char *v = sel;
+		struct strlist l = { .v = &v, .n = 1 };
+
+		snprintf(sel, sizeof(sel), "pid%ld=pid:%ld", r.cfg.pid, r.cfg.pid);
+		err = targets_new(&l, &r.targets);
+		r.watch_pid = (pid_t)r.cfg.pid;
+	} else {
+		err = targets_new(&r.cfg.services, &r.targets);
+	}
+	if (err) {
+		fprintf(stderr, "ember: cannot set up targets: %s\n", strerror(-err));
+		goto out;
+	}
+
+	if (r.cfg.cmd_argc) {
+		err = spawn_command(r.cfg.cmd_argv, &r.child, &go_fd, &err_fd);
+		if (err) {
+			fprintf(stderr, "ember: cannot start '%s': %s\n", r.cfg.cmd_argv[0], strerror(-err));
+			status = 2;
+			goto out;
+		}
+	}
+
+	err = symbolizer_new(&r.sym);
+	if (err) {
+		fprintf(stderr, "ember: cannot create the symbolizer: %s\n", strerror(-err));
+		goto out;
+	}
+	if (r.child)
+		snprintf(title, sizeof(title), "CPU: %s", r.cfg.cmd_argv[0]);
+	else if (r.watch_pid)
+		snprintf(title, sizeof(title), "CPU: pid %d", (int)r.watch_pid);
+	else if (r.cfg.services.n)
+		snprintf(title, sizeof(title), "CPU: %s%s", targets_service_name(r.targets, 0),
+			 r.cfg.services.n > 1 ? " and others" : "");
+	else
+		snprintf(title, sizeof(title), "CPU: all processes");
+	err = cpuprof_new(r.sym, (unsigned)r.cfg.sample_rate, title, &r.prof);
+	if (err)
+		goto out;
+
+	copts.sample_rate = (unsigned)r.cfg.sample_rate;
+	copts.select_all = !r.child && !r.watch_pid && r.cfg.services.n == 0;
+	copts.follow_children = true;
+	copts.report_execs = targets_need_execs(r.targets);
+	err = cpu_collector_open(&copts, &r.cc);
+	if (err) {
+		if (err == -EPERM)
+			fprintf(stderr, "ember: the kernel refused to load the BPF sampler (EPERM): "
+					"needs root, or CAP_BPF and CAP_PERFMON\n");
+		else
+			fprintf(stderr, "ember: cannot load the BPF sampler: %s\n", strerror(-err));
+		status = 2;
+		goto out;
+	}
+
+	if (r.child) {
+		err = add_target(&r, r.child, 0);
+		if (!err)
+			err = release_command(r.child, go_fd, err_fd);
+		go_fd = err_fd = -1;
+		if (err) {
+			fprintf(stderr, "ember: cannot start '%s': %s\n", r.cfg.cmd_argv[0], strerror(-err));
+			r.child = 0;
+			status = 2;
+			goto out;
+		}
+	} else if (r.watch_pid) {
+		err = add_target(&r, r.watch_pid, 0);
+		if (err) {
+			fprintf(stderr, "ember: invalid value for --pid: no process %d\n", (int)r.watch_pid);
+			status = 2;
+			goto out;
+		}
+	} else if (r.cfg.services.n) {
+		(void)targets_scan(r.targets, on_scan_match, &r);
+		if (r.ntargets == 0)
+			log_info("no process matches the selected services yet; waiting for one to start");
+	}
+
+	err = cpu_collector_start(r.cc);
+	if (err) {
+		if (err == -ENODEV)
+			fprintf(stderr, "ember: the kernel has no usable cpu-clock perf event "
+					"(CONFIG_PERF_EVENTS)\n");
+		else
+			fprintf(stderr, "ember: cannot open perf events: %s\n", strerror(-err));
+		status = 2;
+		goto out;
+	}
+
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGCHLD, &sa, NULL); /* wakes the poll; the flag is re-checked below */
+	stop_requested = 0;
+	start_real = now_ns(CLOCK_REALTIME);
+	start_mono = last_drain = last_progress = now_ns(CLOCK_MONOTONIC);
+	if (r.cfg.duration > 0)
+		deadline = start_mono + (int64_t)(r.cfg.duration * 1e9);
+
+	for (;;) {
+		int64_t now;
+		int n = cpu_collector_poll(r.cc, 100, on_event, &r);
+
+		if (n < 0 && n != -EINTR) {
+			log_warn("record: event poll failed: %s", strerror(-n));
+			break;
+		}
+		if (r.child) {
+			int wst;
+			pid_t w = waitpid(r.child, &wst, WNOHANG);
+
+			if (w == r.child) {
+				log_debug("record: command exited (status 0x%x)", wst);
+				r.child = 0;
+				break;
+			}
+		}
+		if (stop_requested && !r.child)
+			break;
+		if (stop_requested && r.child) {
+			/* Ctrl-C reached the command too (same process group); collect it. */
+			stop_requested = 0;
+		}
+		if (r.watch_pid && (r.watch_exited || (kill(r.watch_pid, 0) && errno == ESRCH)))
+			break;
+		now = now_ns(CLOCK_MONOTONIC);
+		if (deadline && now >= deadline)
+			break;
+		if (now - last_drain >= DRAIN_EVERY_NS) {
+			(void)cpu_collector_drain(r.cc, on_stack, &r);
+			last_drain = now;
+		}
+		if (!r.cfg.quiet && now - last_progress >= (tty ? 1000000000LL : 10000000000LL)) {
+			(void)cpu_collector_read_stats(r.cc, st);
+			fprintf(stderr, tty ? "\rember: %.0f s, %llu samples " : "ember: %.0f s, %llu samples\n",
+				(double)(now - start_mono) / 1e9, (unsigned long long)st[EMBER_STAT_SAMPLES]);
+			last_progress = now;
+		}
+		if (stop_requested)
+			break;
+	}
+	if (!r.cfg.quiet && tty)
+		fprintf(stderr, "\n");
+
+	/* Two drains: the second takes what raced into the other buffer during the first. */
+	(void)cpu_collector_drain(r.cc, on_stack, &r);
+	(void)cpu_collector_drain(r.cc, on_stack, &r);
+	(void)cpu_collector_read_stats(r.cc, st);
+	report_losses(&r, st);
+	{
+		__u64 runs = 0, run_ns = 0;
+
+		if (cpu_collector_prog_stats(r.cc, &runs, &run_ns) == 0 && runs)
+			log_debug("bpf: sampler ran %llu times, %llu ns in total, %.0f ns per run",
+				  (unsigned long long)runs, (unsigned long long)run_ns,
+				  (double)run_ns / (double)runs);
+	}
+
+	err = cpuprof_write(r.prof, start_real, now_ns(CLOCK_MONOTONIC) - start_mono, r.cfg.out_file,
+			    r.cfg.flamegraph);
+	if (err) {
+		fprintf(stderr, "ember: cannot write the profile: %s\n", strerror(-err));
+		goto out;
+	}
+	if (cpuprof_hits(r.prof) == 0)
+		log_warn("no samples were collected (the targets used no CPU)");
+	if (!r.cfg.quiet)
+		fprintf(stderr, "ember: %llu samples written to %s%s%s\n",
+			(unsigned long long)cpuprof_hits(r.prof), r.cfg.out_file,
+			r.cfg.flamegraph ? " and " : "", r.cfg.flamegraph ? r.cfg.flamegraph : "");
+	status = 0;
+
+out:
+	if (go_fd >= 0)
+		close(go_fd); /* the child sees EOF and exits without running CMD */
+	if (err_fd >= 0)
+		close(err_fd);
+	if (r.child > 0) {
+		/* --duration ended the recording: the command's lifetime was the recording's. */
+		kill(r.child, SIGTERM);
+		for (int i = 0; i < 50 && waitpid(r.child, NULL, WNOHANG) == 0; i++)
+			usleep(20000);
+		if (waitpid(r.child, NULL, WNOHANG) == 0) {
+			kill(r.child, SIGKILL);
+			(void)waitpid(r.child, NULL, 0);
+		}
+	}
+	cpu_collector_free(r.cc);
+	cpuprof_free(r.prof);
+	symbolizer_free(r.sym);
+	targets_free(r.targets);
+	options_free(&r.cfg);
+	return status;
+}

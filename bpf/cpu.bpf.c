@@ -1,0 +1,252 @@
+// SPDX-License-Identifier: GPL-2.0
+/* cpu.bpf.c: CPU sampling. A perf_event program runs on every cpu-clock tick of every CPU,
+ * drops samples of unselected processes before touching any stack, and counts
+ * (process, user stack, kernel stack) in one of two map pairs; userspace flips `active` and
+ * drains the idle pair, so draining never races with counting. Tracepoints on exec, fork and
+ * exit keep the target set current and tell userspace when to capture a process's maps. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "ember.h"
+#include "ember.bpf.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Knobs set by userspace before load. */
+const volatile bool select_all = false;      /* no --service: every process is a target */
+const volatile bool follow_children = false; /* children of targets become targets */
+const volatile bool report_execs = false;    /* send EXEC for every process (selector matching) */
+const volatile __u64 ns_per_tick = 10000000; /* NSEC_PER_SEC / sysconf(_SC_CLK_TCK) */
+
+/* Which counts/stacks pair the sampler writes to (0 or 1); flipped by userspace. */
+__u32 active = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32); /* tgid */
+	__type(value, struct ember_target);
+} targets SEC(".maps");
+
+struct stack_map {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, 16384);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, EMBER_MAX_STACK_DEPTH * sizeof(__u64));
+};
+struct stack_map stacks0 SEC(".maps");
+struct stack_map stacks1 SEC(".maps");
+
+struct counts_map {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct ember_cpu_key);
+	__type(value, __u64);
+};
+struct counts_map counts0 SEC(".maps");
+struct counts_map counts1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, EMBER_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} events SEC(".maps");
+
+static __always_inline void stat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
+
+	if (v)
+		(*v)++;
+}
+
+static __always_inline __u64 task_cookie(struct task_struct *task)
+{
+	return BPF_CORE_READ(task, group_leader, start_boottime) / ns_per_tick;
+}
+
+static __always_inline void emit_event(__u32 type, __u32 tgid, __u32 ppid,
+				       const struct ember_target *t)
+{
+	struct ember_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		stat_inc(EMBER_STAT_EVENTS_LOST);
+		return;
+	}
+	e->type = type;
+	e->tgid = tgid;
+	e->ppid = ppid;
+	e->service_id = t ? t->service_id : 0;
+	e->cookie = t ? t->cookie : 0;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	bpf_ringbuf_submit(e, 0);
+}
+
+static __always_inline bool sampled_in_user_mode(struct bpf_perf_event_data *ctx)
+{
+#if defined(__TARGET_ARCH_x86)
+	return (ctx->regs.cs & 3) == 3;
+#elif defined(__TARGET_ARCH_arm64)
+	return (ctx->regs.pstate & 0xf) == 0; /* PSR_MODE_EL0t */
+#else
+	return false;
+#endif
+}
+
+static __always_inline void count_stack(void *counts, struct ember_cpu_key *key)
+{
+	__u64 one = 1, *v;
+	long err;
+
+	v = bpf_map_lookup_elem(counts, key);
+	if (v) {
+		__sync_fetch_and_add(v, 1);
+		return;
+	}
+	err = bpf_map_update_elem(counts, key, &one, BPF_NOEXIST);
+	if (err == -EEXIST) {
+		/* Another CPU inserted the same key in between. */
+		v = bpf_map_lookup_elem(counts, key);
+		if (v)
+			__sync_fetch_and_add(v, 1);
+	} else if (err) {
+		stat_inc(EMBER_STAT_COUNTS_FULL);
+	}
+}
+
+SEC("perf_event")
+int ember_cpu_sample(struct bpf_perf_event_data *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct ember_cpu_key key = {};
+	struct ember_target *t;
+	struct task_struct *task;
+	bool has_mm;
+	__s32 kid;
+
+	/* Selection first: an unselected process costs one hash lookup. */
+	t = bpf_map_lookup_elem(&targets, &tgid);
+	if (!t) {
+		if (!select_all || tgid == 0) {
+			stat_inc(EMBER_STAT_FILTERED);
+			return 0;
+		}
+		struct ember_target nt = {
+			.cookie = task_cookie(bpf_get_current_task_btf()),
+		};
+		bpf_map_update_elem(&targets, &tgid, &nt, BPF_NOEXIST);
+		t = bpf_map_lookup_elem(&targets, &tgid);
+		if (!t) {
+			stat_inc(EMBER_STAT_FILTERED);
+			return 0;
+		}
+	}
+	stat_inc(EMBER_STAT_SAMPLES);
+	if (!(t->flags & EMBER_TARGET_SEEN)) {
+		/* Racing CPUs may both report; userspace tolerates duplicates. */
+		t->flags |= EMBER_TARGET_SEEN;
+		emit_event(EMBER_EVENT_FIRST_SAMPLE, tgid, 0, t);
+	}
+
+	key.tgid = tgid;
+	key.service_id = t->service_id;
+	key.cookie = t->cookie;
+	key.kernel_stack_id = -1;
+	task = bpf_get_current_task_btf();
+	has_mm = BPF_CORE_READ(task, mm) != NULL;
+
+	/* bpf_get_stackid() needs the map as a constant: one branch per buffer. */
+	if (active & 1) {
+		key.user_stack_id = has_mm ? bpf_get_stackid(ctx, &stacks1, BPF_F_USER_STACK) : -ENOENT;
+		if (!sampled_in_user_mode(ctx))
+			key.kernel_stack_id = bpf_get_stackid(ctx, &stacks1, 0);
+	} else {
+		key.user_stack_id = has_mm ? bpf_get_stackid(ctx, &stacks0, BPF_F_USER_STACK) : -ENOENT;
+		if (!sampled_in_user_mode(ctx))
+			key.kernel_stack_id = bpf_get_stackid(ctx, &stacks0, 0);
+	}
+	if (key.user_stack_id == -ENOENT) {
+		key.user_stack_id = -1; /* kernel thread: no user stack, and none lost */
+	} else if (key.user_stack_id < 0) {
+		if (key.user_stack_id == -EEXIST)
+			stat_inc(EMBER_STAT_USTACK_COLLISION);
+		else if (key.user_stack_id == -EFAULT)
+			stat_inc(EMBER_STAT_USTACK_FAULT);
+		else
+			stat_inc(EMBER_STAT_USTACK_ERROR);
+	}
+	kid = key.kernel_stack_id;
+	if (kid < -1) {
+		if (kid == -EEXIST)
+			stat_inc(EMBER_STAT_KSTACK_COLLISION);
+		else if (kid == -EFAULT)
+			stat_inc(EMBER_STAT_KSTACK_FAULT);
+		else
+			stat_inc(EMBER_STAT_KSTACK_ERROR);
+	}
+	if (active & 1)
+		count_stack(&counts1, &key);
+	else
+		count_stack(&counts0, &key);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(ember_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	__u32 tgid = BPF_CORE_READ(p, tgid);
+	struct ember_target *t = bpf_map_lookup_elem(&targets, &tgid);
+
+	if (t) {
+		/* New image: the next sample recaptures the maps. */
+		t->flags &= ~EMBER_TARGET_SEEN;
+		emit_event(EMBER_EVENT_EXEC, tgid, 0, t);
+	} else if (report_execs) {
+		emit_event(EMBER_EVENT_EXEC, tgid, 0, NULL);
+	}
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(ember_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = BPF_CORE_READ(parent, tgid);
+	__u32 ctgid = BPF_CORE_READ(child, tgid);
+	struct ember_target *pt, nt = {};
+
+	if (!follow_children || ptgid == ctgid)
+		return 0; /* a new thread, not a new process */
+	pt = bpf_map_lookup_elem(&targets, &ptgid);
+	if (!pt)
+		return 0;
+	nt.service_id = pt->service_id;
+	nt.cookie = BPF_CORE_READ(child, start_boottime) / ns_per_tick;
+	bpf_map_update_elem(&targets, &ctgid, &nt, BPF_ANY);
+	emit_event(EMBER_EVENT_FORK, ctgid, ptgid, &nt);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(ember_exit, struct task_struct *p)
+{
+	__u32 tgid = BPF_CORE_READ(p, tgid);
+	struct ember_target *t;
+
+	/* signal->live drops to 0 when the last thread exits, before this tracepoint. */
+	if (BPF_CORE_READ(p, signal, live.counter) != 0)
+		return 0;
+	t = bpf_map_lookup_elem(&targets, &tgid);
+	if (!t)
+		return 0;
+	emit_event(EMBER_EVENT_EXIT, tgid, 0, t);
+	bpf_map_delete_elem(&targets, &tgid);
+	return 0;
+}

@@ -1,0 +1,66 @@
+/* ember.h: types shared by the BPF programs and the agent. Read by clang for BPF (after
+ * vmlinux.h) and by the C compiler for userspace (after <linux/types.h>). Every field has a unit;
+ * layouts are pinned with _Static_assert because both sides must agree byte for byte. */
+#ifndef EMBER_BPF_SHARED_H
+#define EMBER_BPF_SHARED_H
+
+/* Deepest stack the kernel hands out (perf_event_max_stack default). */
+#define EMBER_MAX_STACK_DEPTH 127
+
+/* Value of the `targets` map, keyed by tgid: a process selected for profiling. */
+struct ember_target {
+	__u32 service_id; /* index into the agent's service table */
+	__u32 flags;      /* EMBER_TARGET_* */
+	__u64 cookie;     /* process start time in clock ticks (/proc/PID/stat field 22): with the
+			   * tgid it names one process, so a reused pid never mixes symbols */
+};
+_Static_assert(sizeof(struct ember_target) == 16, "ember_target layout");
+
+enum ember_target_flags {
+	EMBER_TARGET_SEEN = 1 << 0, /* first sample already reported to userspace */
+};
+
+/* Key of the `counts` maps: one CPU stack of one process. Value: __u64 hit count. */
+struct ember_cpu_key {
+	__u32 tgid;
+	__s32 user_stack_id;   /* id in the stack map, or negative errno (no user stack) */
+	__s32 kernel_stack_id; /* id in the stack map, or -1 for a sample taken in user mode */
+	__u32 service_id;      /* copied from ember_target */
+	__u64 cookie;          /* copied from ember_target */
+};
+_Static_assert(sizeof(struct ember_cpu_key) == 24, "ember_cpu_key layout");
+
+/* Per-CPU counters (array map `stats`), indexed by this enum; exported as self-metrics. */
+enum ember_cpu_stat {
+	EMBER_STAT_SAMPLES = 0,        /* samples of selected processes */
+	EMBER_STAT_FILTERED,           /* samples of other processes, dropped before any stack */
+	EMBER_STAT_USTACK_COLLISION,   /* user stack lost: stack-map hash collision (-EEXIST) */
+	EMBER_STAT_USTACK_FAULT,       /* user stack lost: unreadable (-EFAULT) */
+	EMBER_STAT_USTACK_ERROR,       /* user stack lost: other error (e.g. -ENOMEM) */
+	EMBER_STAT_KSTACK_COLLISION,   /* kernel stack lost: hash collision */
+	EMBER_STAT_KSTACK_FAULT,       /* kernel stack lost: -EFAULT */
+	EMBER_STAT_KSTACK_ERROR,       /* kernel stack lost: other error */
+	EMBER_STAT_COUNTS_FULL,        /* sample lost: counts map full */
+	EMBER_STAT_EVENTS_LOST,        /* process event lost: ring buffer full */
+	EMBER_STAT_MAX,
+};
+
+/* Process lifecycle events, sent through the `events` ring buffer. */
+enum ember_event_type {
+	EMBER_EVENT_FIRST_SAMPLE = 1, /* first sample of a target: capture its maps now */
+	EMBER_EVENT_EXEC = 2,         /* a process called exec (targets, or all with report_execs) */
+	EMBER_EVENT_FORK = 3,         /* a target forked a child that is now a target too */
+	EMBER_EVENT_EXIT = 4,         /* the last thread of a target exited */
+};
+
+struct ember_event {
+	__u32 type;       /* enum ember_event_type */
+	__u32 tgid;
+	__u32 ppid;       /* parent tgid (FORK), else 0 */
+	__u32 service_id; /* service of the target, if it is one */
+	__u64 cookie;     /* start time in clock ticks, as in ember_target */
+	char comm[16];    /* task comm at the time of the event */
+};
+_Static_assert(sizeof(struct ember_event) == 40, "ember_event layout");
+
+#endif

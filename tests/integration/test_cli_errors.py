@@ -1,0 +1,65 @@
+"""Bad input gets one line naming the problem and exit status 2; never a crash or a hang."""
+import os
+import subprocess
+import tempfile
+
+from embertest import EMBER, FIXTURES, Checker, require_root_bpf
+
+require_root_bpf()
+c = Checker("cli_errors")
+
+
+def expect2(args, needle, env=None, preexec=None):
+    p = subprocess.run([EMBER] + args, capture_output=True, text=True, timeout=60, env=env,
+                       preexec_fn=preexec)
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    ok = p.returncode == 2 and any(needle in l for l in lines)
+    c.check(ok, f"ember {' '.join(args)} -> exit {p.returncode}, stderr {lines[:2]!r} (want 2 and '{needle}')")
+
+
+with tempfile.TemporaryDirectory() as d:
+    out = os.path.join(d, "x.pb.gz")
+    expect2(["record", "--bogus"], "unknown option '--bogus'")
+    expect2(["record", "--sample-rate", "0", "-o", out, "--", "true"], "--sample-rate")
+    expect2(["record", "--sample-rate", "fast", "-o", out, "--", "true"], "--sample-rate")
+    expect2(["record", "--service", "web=port:80", "-o", out], "--service")
+    expect2(["record", "--pid", "999999", "-o", out], "no process 999999")
+    expect2(["record", "-o", out, "--", "/nonexistent/cmd"], "cannot start '/nonexistent/cmd'")
+    expect2(["record", "-o", "/nonexistent-dir/sub/x.pb.gz", "--", "true"], "/nonexistent-dir/sub/x.pb.gz")
+    expect2(["record", "-o", d, "--", "true"], "is a directory")
+    expect2(["record", "--pid", "1", "-o", out, "--", "true"], "only one of")
+    expect2(["nosuchcommand"], "unknown command")
+    env = dict(os.environ, EMBER_SAMPLE_RATE="-5")
+    expect2(["record", "-o", out, "--", "true"], "EMBER_SAMPLE_RATE", env=env)
+    cfg = os.path.join(d, "bad.conf")
+    with open(cfg, "w") as f:
+        f.write("sample-rate = 97\nfrobnicate = yes\n")
+    expect2(["record", "--config", cfg, "-o", out, "--", "true"], "unknown option 'frobnicate'")
+
+    def drop():
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+    expect2(["record", "-o", "/tmp/ember-nobody.pb.gz", "--", "true"], "needs root", preexec=drop)
+
+    # Precedence, seen in the profile's period (1e9 / sample rate): flag > environment > file.
+    from embertest import decode
+    with open(cfg, "w") as f:
+        f.write("# comment\nsample-rate = 5\n")
+    for env_rate, flag_rate, want in ((None, None, 5), ("7", None, 7), ("7", "11", 11)):
+        env = dict(os.environ)
+        if env_rate:
+            env["EMBER_SAMPLE_RATE"] = env_rate
+        args = [EMBER, "record", "--quiet", "--config", cfg, "-o", out]
+        if flag_rate:
+            args += ["--sample-rate", flag_rate]
+        p = subprocess.run(args + ["--", "true"], capture_output=True, text=True, env=env, timeout=60)
+        period = decode(out)["period"] if p.returncode == 0 else None
+        c.check(period == 1000000000 // want,
+                f"file=5 env={env_rate} flag={flag_rate}: period {period} (want 1e9/{want})")
+
+    # A command that runs and exits non-zero is still a normal end of recording.
+    p = subprocess.run([EMBER, "record", "--quiet", "-o", out, "--", "sh", "-c", "exit 3"],
+                       capture_output=True, text=True, timeout=60)
+    c.check(p.returncode == 0 and os.path.getsize(out) > 0, f"target exiting non-zero: exit {p.returncode}, profile written")
+c.done()
