@@ -62,10 +62,12 @@ struct pprof_builder {
 	size_t nmappings, mappings_cap;
 	struct pprof_index mapping_ix;
 
-	/* locations[i] has exactly one line, lines[i] */
+	/* locations[i] has exactly one line, lines[i], whose function is named loc_names[i]
+	 * (a pointer into strings[], kept so a lookup compares names in one step) */
 	Perftools__Profiles__Location *locations;
 	Perftools__Profiles__Line *lines;
-	size_t nlocations, locations_cap, lines_cap;
+	const char **loc_names;
+	size_t nlocations, locations_cap, lines_cap, loc_names_cap;
 	struct pprof_index location_ix; /* hashed by (mapping_id, address) */
 
 	struct pprof_sample *samples;
@@ -367,8 +369,7 @@ static int64_t location_intern(struct pprof_builder *b, const struct pprof_frame
 		loc = &b->locations[id - 1];
 		if (loc->mapping_id != f->mapping_id || loc->address != f->address)
 			continue;
-		if (!strcmp(b->strings[b->functions[b->lines[id - 1].function_id - 1].name],
-			    f->function))
+		if (!strcmp(b->loc_names[id - 1], f->function))
 			return id;
 	}
 
@@ -393,6 +394,9 @@ static int64_t location_intern(struct pprof_builder *b, const struct pprof_frame
 	err = GROW(b->lines, b->lines_cap, b->nlocations + 1);
 	if (err)
 		return err;
+	err = GROW(b->loc_names, b->loc_names_cap, b->nlocations + 1);
+	if (err)
+		return err;
 	err = index_add(&b->location_ix, hash, (uint32_t)b->nlocations + 1);
 	if (err)
 		return err;
@@ -403,6 +407,7 @@ static int64_t location_intern(struct pprof_builder *b, const struct pprof_frame
 	loc->address = f->address;
 	perftools__profiles__line__init(&b->lines[b->nlocations]);
 	b->lines[b->nlocations].function_id = (uint64_t)fid;
+	b->loc_names[b->nlocations] = b->strings[b->functions[fid - 1].name];
 	b->nlocations++;
 	return (int64_t)loc->id;
 }
@@ -485,6 +490,7 @@ void pprof_builder_free(struct pprof_builder *b)
 	free(b->mapping_ix.slots);
 	free(b->locations);
 	free(b->lines);
+	free(b->loc_names);
 	free(b->location_ix.slots);
 	free(b->samples);
 	free(b->sample_ix.slots);
@@ -524,6 +530,8 @@ uint32_t pprof_add_mapping(struct pprof_builder *b, const struct pprof_mapping_d
 	uint32_t hash, id;
 	size_t pos;
 
+	if (!m)
+		return 0;
 	file = string_intern(b, m->file);
 	build_id = string_intern(b, m->build_id);
 	if (file < 0 || build_id < 0)
