@@ -34,7 +34,7 @@ struct pprof_frame {
 };
 
 /* Creates a builder for `ntypes` sample types (copied). period_type may be NULL.
- * Returns 0 or -ENOMEM/-EINVAL. */
+ * Returns 0 or -ENOMEM/-EINVAL (also for a sample type name with '-', which Pyroscope rejects). */
 int pprof_builder_new(const struct pprof_value_type *types, size_t ntypes,
 		      const struct pprof_value_type *period_type, int64_t period,
 		      struct pprof_builder **ret_builder);
@@ -51,7 +51,9 @@ uint32_t pprof_add_mapping(struct pprof_builder *b, const struct pprof_mapping_d
 
 /* Adds a sample: frames[0] is the leaf, frames[nframes-1] the root; values has one entry per
  * sample type. A stack identical to an earlier one is merged into it (values added).
- * Returns 0, -EINVAL (no frames) or -ENOMEM. */
+ * Returns 0, -EINVAL (no frames, a NULL function, a mapping_id never returned by
+ * pprof_add_mapping) or -ENOMEM. Function names that are not valid UTF-8 are stored with '?'
+ * for each invalid byte, since Pyroscope rejects a profile holding invalid UTF-8. */
 int pprof_add_sample(struct pprof_builder *b, const struct pprof_frame *frames, size_t nframes,
 		     const int64_t *values);
 

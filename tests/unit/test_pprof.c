@@ -1,0 +1,290 @@
+/* test_pprof: builds known profiles with the pprof builder, checks what the builder itself
+ * reports (ids, dedup, merging, errors), and writes the profiles into OUTDIR for
+ * check_pprof.py, which reads them back with independent decoders (pprofdump, protoc).
+ *
+ * Usage: unit_pprof OUTDIR
+ * Files: cpu.pb.gz (pprof_write_file), cpu.pb (pprof_encode without gzip), mem.pb.gz,
+ *        big.pb.gz (16000 distinct stacks of 64 frames). */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "pprof.h"
+
+#define CPU_PERIOD (1000000000LL / 97) /* 97 Hz sampling, the eBPF CPU collector's default */
+
+static const char *outdir;
+static const char *const outputs[] = { "cpu.pb", "cpu.pb.gz", "mem.pb.gz", "big.pb.gz" };
+
+static char *out_path(const char *name)
+{
+	char *p = NULL;
+
+	if (asprintf(&p, "%s/%s", outdir, name) < 0)
+		return NULL;
+	return p;
+}
+
+static int write_bytes(const char *name, const uint8_t *buf, size_t len)
+{
+	char *path = out_path(name);
+	FILE *f;
+	int err = 0;
+
+	if (!path)
+		return -ENOMEM;
+	f = fopen(path, "wbe");
+	if (!f) {
+		err = -errno;
+		goto cleanup;
+	}
+	if (fwrite(buf, 1, len, f) != len)
+		err = -EIO;
+	if (fclose(f) != 0 && !err)
+		err = -EIO;
+cleanup:
+	free(path);
+	return err;
+}
+
+static int add_n(struct pprof_builder *b, const struct pprof_frame *frames, size_t n, int times,
+		 int64_t value)
+{
+	int err = 0;
+
+	for (int i = 0; i < times && !err; i++)
+		err = pprof_add_sample(b, frames, n, &value);
+	return err;
+}
+
+/* The CPU profile whose exact decoded content check_pprof.py asserts. */
+static void test_cpu(void)
+{
+	const struct pprof_value_type cpu = { "cpu", "nanoseconds" };
+	const struct pprof_mapping_desc app = {
+		.start = 0x400000, .limit = 0x500000, .file_offset = 0,
+		.file = "/usr/bin/app", .build_id = "0123456789abcdef0123456789abcdef01234567",
+	};
+	const struct pprof_mapping_desc libc = {
+		.start = 0x7f0000000000, .limit = 0x7f0000200000, .file_offset = 0x28000,
+		.file = "/usr/lib/x86_64-linux-gnu/libc.so.6", .build_id = "fedcba9876543210",
+	};
+	struct pprof_mapping_desc app_other_offset = app;
+	struct pprof_builder *b = NULL;
+	uint8_t *buf = NULL, *buf2 = NULL;
+	size_t len = 0, len2 = 0;
+	uint32_t m_app, m_libc;
+	char *path = NULL;
+	int err;
+
+	err = pprof_builder_new(&cpu, 1, &cpu, CPU_PERIOD, &b);
+	CHECK_INT(err, 0);
+	if (err)
+		return;
+
+	m_app = pprof_add_mapping(b, &app);
+	m_libc = pprof_add_mapping(b, &libc);
+	CHECK_INT(m_app, 1);
+	CHECK_INT(m_libc, 2);
+	/* same description: same mapping; a different offset is a different mapping, so it is
+	 * only probed here on a throwaway builder below, not added to the checked profile */
+	CHECK_INT(pprof_add_mapping(b, &app), 1);
+	app_other_offset.file_offset = 0x1000;
+
+	{
+		const struct pprof_frame s1[] = {
+			{ "hot_alpha", 0x401100, m_app }, { "main", 0x401000, m_app } };
+		const struct pprof_frame s2[] = {
+			{ "memcpy", 0x7f0000001000, m_libc }, { "hot_beta", 0x401200, m_app },
+			{ "main", 0x401000, m_app } };
+		const struct pprof_frame s3[] = {
+			{ "ns::Vec<int, std::less<int> >::at(int&) const && \"q\"", 0x401300, m_app },
+			{ "main", 0x401000, m_app } };
+		const struct pprof_frame s4[] = { { "[other]", 0, 0 } };
+		const struct pprof_frame s5[] = {
+			{ "hot_alpha", 0x401104, m_app }, { "main", 0x401000, m_app } };
+		const struct pprof_frame s6[] = {
+			{ "bad\xff" "name\xc3", 0x401400, m_app }, { "main", 0x401000, m_app } };
+		const struct pprof_frame s7[] = { { "main", 0x401000, m_app } };
+		const struct pprof_frame bad_mapping[] = { { "main", 0x401000, 3 } };
+		const struct pprof_frame no_name[] = { { NULL, 0x401000, m_app } };
+		int64_t v = CPU_PERIOD;
+
+		/* duplicates interleaved with other stacks must still merge into their first sample */
+		CHECK_INT(add_n(b, s1, 2, 1, CPU_PERIOD), 0);
+		CHECK_INT(add_n(b, s2, 3, 1, CPU_PERIOD), 0);
+		CHECK_INT(add_n(b, s1, 2, 1, CPU_PERIOD), 0);
+		CHECK_INT(add_n(b, s3, 2, 1, CPU_PERIOD), 0);
+		CHECK_INT(add_n(b, s1, 2, 1, CPU_PERIOD), 0);
+		CHECK_INT(add_n(b, s3, 2, 1, CPU_PERIOD), 0);
+		CHECK_INT(add_n(b, s4, 1, 5, CPU_PERIOD), 0);
+		CHECK_INT(add_n(b, s5, 2, 1, CPU_PERIOD), 0);
+		CHECK_INT(add_n(b, s6, 2, 1, CPU_PERIOD), 0);
+		CHECK_INT(add_n(b, s7, 1, 4, CPU_PERIOD), 0);
+		/* a prefix of s1 is a different stack from s1 */
+		CHECK_INT(pprof_sample_count(b), 7);
+
+		CHECK_INT(pprof_add_sample(b, s1, 0, &v), -EINVAL);
+		CHECK_INT(pprof_add_sample(b, bad_mapping, 1, &v), -EINVAL);
+		CHECK_INT(pprof_add_sample(b, no_name, 1, &v), -EINVAL);
+		CHECK_INT(pprof_sample_count(b), 7);
+	}
+
+	pprof_set_time(b, 1700000000123456789LL, 10000000000LL);
+	CHECK_INT(pprof_add_comment(b, "ember unit test"), 0);
+	CHECK_INT(pprof_add_comment(b, "second <comment> & more"), 0);
+
+	/* encoding does not change the builder: two encodes give the same bytes */
+	CHECK_INT(pprof_encode(b, false, &buf, &len), 0);
+	CHECK_INT(pprof_encode(b, false, &buf2, &len2), 0);
+	CHECK(buf && buf2 && len == len2 && len > 0 && !memcmp(buf, buf2, len));
+	if (buf)
+		CHECK_INT(write_bytes("cpu.pb", buf, len), 0);
+
+	path = out_path("cpu.pb.gz");
+	CHECK(path != NULL);
+	CHECK_INT(pprof_write_file(b, path), 0);
+	free(path);
+	path = out_path("no-such-dir/cpu.pb.gz");
+	CHECK_INT(pprof_write_file(b, path), -ENOENT);
+	free(path);
+
+	free(buf2);
+	free(buf);
+	pprof_builder_free(b);
+
+	/* mapping dedup keys on every field */
+	err = pprof_builder_new(&cpu, 1, NULL, 0, &b);
+	CHECK_INT(err, 0);
+	if (!err) {
+		CHECK_INT(pprof_add_mapping(b, &app), 1);
+		CHECK_INT(pprof_add_mapping(b, &app_other_offset), 2);
+		CHECK_INT(pprof_add_mapping(b, &app), 1);
+		CHECK_INT(pprof_add_mapping(b, &libc), 3);
+	}
+	pprof_builder_free(b);
+}
+
+/* A heap-style profile: four values per sample, each summed on merge. */
+static void test_memory(void)
+{
+	const struct pprof_value_type types[] = {
+		{ "alloc_objects", "count" }, { "alloc_space", "bytes" },
+		{ "inuse_objects", "count" }, { "inuse_space", "bytes" },
+	};
+	const struct pprof_value_type space = { "space", "bytes" };
+	const struct pprof_mapping_desc app = {
+		.start = 0x400000, .limit = 0x500000, .file = "/usr/bin/app", .build_id = NULL,
+	};
+	struct pprof_builder *b = NULL;
+	uint32_t m;
+	char *path;
+	int err;
+
+	err = pprof_builder_new(types, 4, &space, 524288, &b);
+	CHECK_INT(err, 0);
+	if (err)
+		return;
+	m = pprof_add_mapping(b, &app);
+	CHECK_INT(m, 1);
+	{
+		const struct pprof_frame a[] = { { "site_a", 0x401010, m }, { "main", 0x401000, m } };
+		const struct pprof_frame c[] = { { "site_b", 0x401020, m }, { "main", 0x401000, m } };
+		const int64_t va[] = { 1, 64, 1, 64 };
+		const int64_t vc[] = { 3, 3000, 0, 0 };
+
+		CHECK_INT(pprof_add_sample(b, a, 2, va), 0);
+		CHECK_INT(pprof_add_sample(b, c, 2, vc), 0);
+		CHECK_INT(pprof_add_sample(b, a, 2, va), 0);
+	}
+	CHECK_INT(pprof_sample_count(b), 2);
+	path = out_path("mem.pb.gz");
+	CHECK(path != NULL);
+	CHECK_INT(pprof_write_file(b, path), 0);
+	free(path);
+	pprof_builder_free(b);
+}
+
+/* The largest profile Pyroscope takes (16000 samples) at 64 frames each: every stack distinct,
+ * frames shared between stacks as in a real process. */
+static void test_big(void)
+{
+	const struct pprof_value_type cpu = { "cpu", "nanoseconds" };
+	const struct pprof_mapping_desc app = {
+		.start = 0x400000, .limit = 0x800000, .file = "/usr/bin/big", .build_id = "beef",
+	};
+	struct pprof_frame frames[64];
+	struct pprof_builder *b = NULL;
+	char names[64][32];
+	uint32_t m;
+	char *path;
+	int err;
+
+	err = pprof_builder_new(&cpu, 1, &cpu, CPU_PERIOD, &b);
+	CHECK_INT(err, 0);
+	if (err)
+		return;
+	m = pprof_add_mapping(b, &app);
+	for (int s = 0; s < 16000 && !err; s++) {
+		for (int i = 0; i < 64; i++) {
+			/* frame i of stack s: one of 64 * 251 functions, so stacks share frames */
+			unsigned fn = (unsigned)i * 251 + (unsigned)(s * (i + 1)) % 251;
+
+			snprintf(names[i], sizeof(names[i]), "fn_%u", fn);
+			frames[i].function = names[i];
+			frames[i].address = 0x400000 + (uint64_t)fn * 16;
+			frames[i].mapping_id = m;
+		}
+		frames[0].address += (uint64_t)s << 20; /* leaf unique per stack: 16000 stacks */
+		frames[0].mapping_id = 0;
+		err = pprof_add_sample(b, frames, 64, &(int64_t){ CPU_PERIOD });
+	}
+	CHECK_INT(err, 0);
+	CHECK_INT(pprof_sample_count(b), 16000);
+	path = out_path("big.pb.gz");
+	CHECK(path != NULL);
+	CHECK_INT(pprof_write_file(b, path), 0);
+	free(path);
+	pprof_builder_free(b);
+}
+
+static void test_new_errors(void)
+{
+	const struct pprof_value_type dash = { "alloc-space", "bytes" };
+	const struct pprof_value_type ok = { "cpu", "nanoseconds" };
+	struct pprof_builder *b = NULL;
+
+	CHECK_INT(pprof_builder_new(&ok, 0, NULL, 0, &b), -EINVAL);
+	/* Pyroscope rejects sample types containing '-' */
+	CHECK_INT(pprof_builder_new(&dash, 1, NULL, 0, &b), -EINVAL);
+	CHECK(b == NULL);
+	pprof_builder_free(NULL);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: %s OUTDIR\n", argv[0]);
+		return 2;
+	}
+	outdir = argv[1];
+	if (mkdir(outdir, 0755) < 0 && errno != EEXIST) {
+		fprintf(stderr, "%s: mkdir %s: %s\n", argv[0], outdir, strerror(errno));
+		return 1;
+	}
+	/* a stale file from an earlier run must not pass for this run's output */
+	for (size_t i = 0; i < sizeof(outputs) / sizeof(outputs[0]); i++) {
+		char *path = out_path(outputs[i]);
+
+		if (path)
+			(void)unlink(path);
+		free(path);
+	}
+	test_new_errors();
+	test_cpu();
+	test_memory();
+	test_big();
+	return check_exit("test_pprof");
+}
