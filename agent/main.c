@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "options.h"
+#include "profile_types.h"
 #include "record.h"
 
 #ifndef EMBER_VERSION
@@ -18,7 +19,8 @@ static void usage(FILE *f)
 		   "  agent    profile selected services continuously and push to Pyroscope\n"
 		   "  run      start a command with instrumentation and profile it\n"
 		   "  version  print the version\n"
-		   "  help     help on a command: ember help record\n");
+		   "  help     help on a command: ember help record; ember help profiles lists the\n"
+		   "           profile type IDs Ember sends\n");
 }
 
 int main(int argc, char **argv)
@@ -38,6 +40,17 @@ int main(int argc, char **argv)
 			char *help[] = { "--help" };
 
 			return record_main(1, help);
+		}
+		if (argc > 2 && !strcmp(argv[2], "profiles")) {
+			/* One profile type ID per line, as Pyroscope and Grafana name them. */
+			for (size_t i = 0; i < profile_families_count; i++) {
+				const struct profile_family *f = &profile_families[i];
+
+				for (size_t t = 0; t < f->ntypes; t++)
+					printf("%s:%s:%s:%s:%s\t%s\n", f->name, f->types[t][0], f->types[t][1],
+					       f->period[0], f->period[1], f->family);
+			}
+			return 0;
 		}
 		usage(stdout);
 		return 0;
