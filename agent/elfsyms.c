@@ -46,6 +46,7 @@ struct raw_sym {
 	const char *name;
 	size_t name_len;
 	uint32_t rank; /* 0 global, 1 weak, 2 local */
+	uint32_t underscores; /* leading '_' count */
 	uint32_t seq;  /* table order, keeps the sort stable */
 };
 
@@ -217,6 +218,7 @@ static int collect_syms(Elf *e, Elf64_Word type, struct raw_vec *vec)
 			/* "memcpy@@GLIBC_2.14": the version is not part of the function's name */
 			rs.name_len = strcspn(name, "@");
 			rs.rank = bind == STB_WEAK ? 1 : bind == STB_LOCAL ? 2 : 0;
+			rs.underscores = (uint32_t)strspn(name, "_");
 			rs.seq = (uint32_t)vec->nr;
 			err = raw_push(vec, &rs);
 			if (err)
@@ -234,6 +236,9 @@ static int raw_cmp(const void *a, const void *b)
 		return x->addr < y->addr ? -1 : 1;
 	if (x->rank != y->rank)
 		return x->rank < y->rank ? -1 : 1;
+	/* "malloc" over "__libc_malloc", as perf chooses */
+	if (x->underscores != y->underscores)
+		return x->underscores < y->underscores ? -1 : 1;
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 

@@ -42,7 +42,8 @@ bool elfsyms_off_to_vaddr(const struct elfsyms *es, uint64_t off, uint64_t *ret_
 
 /* Name of the function holding vaddr, demangled, or NULL. A symbol holds [value, value + size);
  * a sizeless one extends to the next symbol. At one address a global symbol wins over a weak
- * one, a weak one over a local one, then the first in table order (.symtab before .dynsym).
+ * one, a weak one over a local one, then the name with fewer leading underscores, then the
+ * first in table order (.symtab before .dynsym).
  * *ret_symoff (may be NULL) gets vaddr minus the symbol's value. Valid until elfsyms_free(). */
 const char *elfsyms_lookup(struct elfsyms *es, uint64_t vaddr, uint64_t *ret_symoff);
 
