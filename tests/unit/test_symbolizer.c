@@ -281,6 +281,81 @@ static void test_unknown(struct symbolizer *s)
 	symbolizer_forget(s, pid);
 }
 
+/* Value and size of a symbol of file, from binutils' nm; false if absent. */
+static bool nm_symbol(const char *file, const char *want, uint64_t *ret_value, uint64_t *ret_size)
+{
+	char cmd[PATH_MAX + 64], line[512], name[256], type;
+	unsigned long long value, size;
+	bool found = false;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "nm -S --defined-only '%s'", file);
+	p = popen(cmd, "r");
+	while (p && fgets(line, sizeof(line), p)) {
+		int n = sscanf(line, "%llx %llx %c %255s", &value, &size, &type, name);
+
+		if (n < 4) {
+			size = 0;
+			n = sscanf(line, "%llx %c %255s", &value, &type, name) == 3 ? 4 : 0;
+		}
+		if (n == 4 && !strcmp(name, want)) {
+			*ret_value = value;
+			*ret_size = size;
+			found = true;
+		}
+	}
+	if (p)
+		pclose(p);
+	return found;
+}
+
+/* Sizes are honoured: past the end of _start (in the padding before the next function) is
+ * "sym_pie+0x<offset>"; the sizeless _init extends to the next symbol. */
+static void test_sizes(struct symbolizer *s)
+{
+	uint64_t alpha_v, alpha_sz, start_v, start_sz, init_v, init_sz, next_v, next_sz, bias, pc;
+	const struct fixture_addr *a;
+	char path[PATH_MAX], want[128];
+	struct sym_info si;
+	struct fixture f;
+	pid_t pid;
+
+	snprintf(path, sizeof(path), "%s/sym_pie", fixture_dir);
+	if (!nm_symbol(path, "alpha", &alpha_v, &alpha_sz) ||
+	    !nm_symbol(path, "_start", &start_v, &start_sz) ||
+	    !nm_symbol(path, "_init", &init_v, &init_sz) ||
+	    !nm_symbol(path, "deregister_tm_clones", &next_v, &next_sz)) {
+		CHECK(!"nm found alpha, _start, _init and deregister_tm_clones in sym_pie");
+		return;
+	}
+	if (fixture_start(&f, path)) {
+		CHECK(!"sym_pie started");
+		fixture_stop(&f);
+		return;
+	}
+	pid = f.pid;
+	a = fixture_find(&f, "alpha");
+	CHECK(a != NULL && a->pc % 4096 == alpha_v % 4096);
+	if (a && start_sz && start_v + start_sz < next_v) {
+		bias = a->pc - alpha_v;
+		pc = bias + start_v + start_sz;
+		CHECK_INT(symbolizer_user(s, pid, pc - 1, &si), 0);
+		CHECK_STR(si.name, "_start");
+		CHECK_INT(symbolizer_user(s, pid, pc, &si), 0);
+		snprintf(want, sizeof(want), "sym_pie+0x%" PRIx64, maps_file_offset(pid, pc));
+		CHECK_STR(si.name, want);
+		CHECK(!si.known);
+		if (!init_sz) {
+			CHECK_INT(symbolizer_user(s, pid, bias + init_v + 4, &si), 0);
+			CHECK_STR(si.name, "_init");
+		}
+	} else {
+		fprintf(stderr, "  sizes: no padding after _start in this build, skipped\n");
+	}
+	fixture_stop(&f);
+	symbolizer_forget(s, pid);
+}
+
 /* A binary deleted before it is tracked is read through the process. */
 static void test_deleted(struct symbolizer *s)
 {
@@ -466,6 +541,7 @@ int main(int argc, char **argv)
 	test_fixture(s, "sym_uses_shared", "libsym_shared.so");
 	test_cpp(s);
 	test_unknown(s);
+	test_sizes(s);
 	test_deleted(s);
 	test_exited(s);
 	test_shared_cache(s);
