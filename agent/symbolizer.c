@@ -6,7 +6,17 @@
  * by file identity (dev, inode, size, mtime) or by build-id, so a per-sample lookup makes no
  * syscall. Symbols are loaded at track time, which is what keeps an exited or deleted binary
  * nameable later. Strings handed out (paths, "module+0xoffset") are interned per process and
- * freed with it. */
+ * freed with it.
+ *
+ * Choices the header leaves open:
+ * - a PC in an anonymous executable mapping (JIT code, [vsyscall]) is named "[unknown]", with
+ *   the maps name (or "[unknown]") as module; a file-backed one that no symbol covers is
+ *   "basename+0x<file offset>";
+ * - the vDSO is read from our own process (same kernel, same ABI): a 32-bit target's is not named;
+ * - kernel module symbols report module "[kernel.kallsyms]" too; kallsyms is read once;
+ * - a PC outside every mapping re-reads the maps at most once a second per process, never for
+ *   a process seen gone;
+ * - a module no tracked process holds is dropped once SYMBOLIZER_MAX_MODULES are cached. */
 #include "symbolizer.h"
 
 #include <errno.h>
