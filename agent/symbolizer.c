@@ -77,6 +77,7 @@ struct proc {
 	pid_t pid;
 	uint64_t start_time;
 	bool gone;
+	bool placeholder; /* maps could not be read: symbolizer_track() tries again */
 	uint64_t last_refresh_ns;
 	struct pmap *maps;
 	size_t nr_maps;
@@ -516,13 +517,16 @@ static void proc_remove(struct symbolizer *s, pid_t pid)
 	s->nr_procs--;
 }
 
-/* Captures pid afresh and stores it, replacing any older capture of that pid. */
-static int proc_add(struct symbolizer *s, pid_t pid, uint64_t start_time)
+/* Captures pid afresh and stores it, replacing any older capture of that pid. With placeholder,
+ * a process whose maps cannot be read (another user's, without privileges) is stored without
+ * mappings all the same, so that its samples cost no syscalls until a refresh; the error is
+ * still returned. */
+static int proc_add(struct symbolizer *s, pid_t pid, uint64_t start_time, bool placeholder)
 {
 	struct proc *p;
 	bool found;
+	int err, ret;
 	size_t i;
-	int err;
 
 	p = calloc(1, sizeof(*p));
 	if (!p)
@@ -531,8 +535,10 @@ static int proc_add(struct symbolizer *s, pid_t pid, uint64_t start_time)
 	p->start_time = start_time;
 	p->last_refresh_ns = now_ns();
 	err = proc_capture(s, p);
-	if (err)
+	if (err && (!placeholder || err == -ESRCH || err == -ENOMEM))
 		goto err_free;
+	ret = err;
+	p->placeholder = err != 0;
 	proc_remove(s, pid);
 	err = grow_array((void **)&s->procs, &s->cap_procs, s->nr_procs + 1, sizeof(*s->procs));
 	if (err)
@@ -541,7 +547,7 @@ static int proc_add(struct symbolizer *s, pid_t pid, uint64_t start_time)
 	memmove(&s->procs[i + 1], &s->procs[i], (s->nr_procs - i) * sizeof(*s->procs));
 	s->procs[i] = p;
 	s->nr_procs++;
-	return 0;
+	return ret;
 err_free:
 	proc_free(p);
 	return err;
@@ -578,7 +584,7 @@ void symbolizer_free(struct symbolizer *s)
 	free(s);
 }
 
-int symbolizer_track(struct symbolizer *s, pid_t pid)
+static int track(struct symbolizer *s, pid_t pid, bool placeholder)
 {
 	uint64_t start_time;
 	struct proc *p;
@@ -588,9 +594,14 @@ int symbolizer_track(struct symbolizer *s, pid_t pid)
 	if (err)
 		return err;
 	p = proc_find(s, pid);
-	if (p && p->start_time == start_time)
+	if (p && p->start_time == start_time && !p->placeholder)
 		return 0;
-	return proc_add(s, pid, start_time);
+	return proc_add(s, pid, start_time, placeholder);
+}
+
+int symbolizer_track(struct symbolizer *s, pid_t pid)
+{
+	return track(s, pid, false);
 }
 
 int symbolizer_refresh(struct symbolizer *s, pid_t pid)
@@ -607,11 +618,13 @@ int symbolizer_refresh(struct symbolizer *s, pid_t pid)
 		return err;
 	}
 	if (!p || p->start_time != start_time)
-		return proc_add(s, pid, start_time);
+		return proc_add(s, pid, start_time, false);
 	p->last_refresh_ns = now_ns();
 	err = proc_capture(s, p);
 	if (err == -ESRCH)
 		p->gone = true;
+	else if (!err)
+		p->placeholder = false;
 	return err;
 }
 
@@ -656,8 +669,8 @@ int symbolizer_user(struct symbolizer *s, pid_t pid, uint64_t pc, struct sym_inf
 	s->lookups++;
 	p = proc_find(s, pid);
 	if (!p) {
-		err = symbolizer_track(s, pid);
-		p = err ? NULL : proc_find(s, pid);
+		err = track(s, pid, true);
+		p = proc_find(s, pid);
 		if (!p) {
 			s->misses++;
 			fill_unknown(ret, UNKNOWN);

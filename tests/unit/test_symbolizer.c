@@ -476,6 +476,20 @@ static void test_gone(struct symbolizer *s)
 	CHECK_INT(symbolizer_track(s, pid), -ESRCH);
 	CHECK_INT(symbolizer_user(s, pid, 0x401000, &si), -ESRCH);
 	CHECK_STR(si.name, "[unknown]");
+
+	/* not ours to read (as non-root): named "[unknown]", kept so samples stay cheap */
+	if (getuid() != 0 && access("/proc/1/maps", R_OK) != 0) {
+		struct symbolizer_stats st1, st2;
+
+		symbolizer_get_stats(s, &st1);
+		CHECK(symbolizer_track(s, 1) < 0);
+		CHECK_INT(symbolizer_user(s, 1, 0x401000, &si), 0);
+		CHECK_STR(si.name, "[unknown]");
+		symbolizer_get_stats(s, &st2);
+		CHECK_INT(st2.processes, st1.processes + 1);
+		CHECK(symbolizer_track(s, 1) < 0); /* a placeholder is tried again */
+		symbolizer_forget(s, 1);
+	}
 }
 
 static uint64_t kallsyms_addr(const char *want)
