@@ -1,0 +1,157 @@
+/* procmaps: see procmaps.h. */
+#include "procmaps.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define DELETED_SUFFIX " (deleted)"
+
+/* Opening /proc/PID/x of a pid that does not exist fails with ENOENT: report it as ESRCH. */
+static int proc_errno(int err)
+{
+	return err == ENOENT ? -ESRCH : -err;
+}
+
+static int parse_line(char *line, struct procmaps_entry *e)
+{
+	char perms[5] = "";
+	unsigned long long start, end, pgoff, inode;
+	unsigned int maj, min;
+	size_t len;
+	int pos = 0;
+	char *path;
+
+	if (sscanf(line, "%llx-%llx %4s %llx %x:%x %llu %n", &start, &end, perms, &pgoff, &maj,
+		   &min, &inode, &pos) < 7 || !pos)
+		return -EINVAL;
+	path = line + pos;
+	len = strcspn(path, "\n");
+	path[len] = '\0';
+	memset(e, 0, sizeof(*e));
+	if (inode && len > strlen(DELETED_SUFFIX) &&
+	    !strcmp(path + len - strlen(DELETED_SUFFIX), DELETED_SUFFIX)) {
+		len -= strlen(DELETED_SUFFIX);
+		path[len] = '\0';
+		e->deleted = true;
+	}
+	e->path = strdup(path);
+	if (!e->path)
+		return -ENOMEM;
+	e->start = start;
+	e->end = end;
+	e->pgoff = pgoff;
+	e->inode = inode;
+	e->dev_major = maj;
+	e->dev_minor = min;
+	e->exec = perms[2] == 'x';
+	return 0;
+}
+
+int procmaps_read(pid_t pid, struct procmaps_entry **ret_maps, size_t *ret_nr)
+{
+	struct procmaps_entry *maps = NULL;
+	size_t nr = 0, cap = 0, line_cap = 0;
+	char path[64], *line = NULL;
+	FILE *f;
+	int err = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	f = fopen(path, "re");
+	if (!f) {
+		err = proc_errno(errno);
+		log_debug("procmaps: %s: %s", path, strerror(-err));
+		return err;
+	}
+	while (getline(&line, &line_cap, f) > 0) {
+		if (nr == cap) {
+			size_t ncap = cap ? cap * 2 : 64;
+			void *p;
+
+			if (ncap > SIZE_MAX / sizeof(*maps)) {
+				err = -ENOMEM;
+				goto out;
+			}
+			p = realloc(maps, ncap * sizeof(*maps));
+			if (!p) {
+				err = -ENOMEM;
+				goto out;
+			}
+			maps = p;
+			cap = ncap;
+		}
+		err = parse_line(line, &maps[nr]);
+		if (err == -EINVAL) {
+			err = 0;
+			continue;
+		}
+		if (err)
+			goto out;
+		nr++;
+	}
+	/* a process that exits while we read leaves an empty file behind */
+	if (ferror(f))
+		err = proc_errno(errno);
+	else if (!nr && kill(pid, 0) && errno == ESRCH)
+		err = -ESRCH;
+out:
+	free(line);
+	fclose(f);
+	if (err) {
+		procmaps_free(maps, nr);
+		return err;
+	}
+	*ret_maps = maps;
+	*ret_nr = nr;
+	return 0;
+}
+
+void procmaps_free(struct procmaps_entry *maps, size_t nr)
+{
+	if (!maps)
+		return;
+	for (size_t i = 0; i < nr; i++)
+		free(maps[i].path);
+	free(maps);
+}
+
+int procmaps_start_time(pid_t pid, uint64_t *ret_start)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long start;
+	ssize_t n;
+	int fd, err;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return proc_errno(errno);
+	n = read(fd, buf, sizeof(buf) - 1);
+	err = n < 0 ? proc_errno(errno) : 0;
+	close(fd);
+	if (err)
+		return err;
+	buf[n] = '\0';
+	/* comm (field 2) may hold spaces and parentheses: fields resume after the last ')' */
+	p = strrchr(buf, ')');
+	if (!p)
+		return -EINVAL;
+	/* after ") " come fields 3..: state is 3, starttime is 22, so skip 19 fields */
+	p++;
+	for (int field = 3; field < 22; field++) {
+		p = strchr(p + 1, ' ');
+		if (!p)
+			return -EINVAL;
+	}
+	if (sscanf(p, " %llu", &start) != 1)
+		return -EINVAL;
+	*ret_start = start;
+	return 0;
+}
