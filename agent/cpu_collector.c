@@ -3,6 +3,8 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <linux/perf_event.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +32,22 @@ struct cpu_collector {
 	__u64 *values;
 };
 
+/* libbpf's messages go to our log at debug level: the caller reports failures once. */
+static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	char buf[1024];
+	size_t n;
+
+	if (level == LIBBPF_DEBUG || !log_enabled(LOG_DEBUG))
+		return 0;
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	n = strlen(buf);
+	if (n && buf[n - 1] == '\n')
+		buf[n - 1] = '\0';
+	log_debug("%s", buf);
+	return 0;
+}
+
 static int handle_event(void *ctx, void *data, size_t size)
 {
 	struct cpu_collector *c = ctx;
@@ -40,12 +58,47 @@ static int handle_event(void *ctx, void *data, size_t size)
 	return 0;
 }
 
-int cpu_collector_open(const struct cpu_collector_opts *opts, struct cpu_collector **ret_c)
+static int open_skel(struct cpu_collector *c, const struct cpu_collector_opts *opts, bool with_mmap)
 {
-	struct cpu_collector *c;
 	long ticks = sysconf(_SC_CLK_TCK);
 	int err;
 
+	c->skel = cpu_bpf__open();
+	if (!c->skel) {
+		err = -errno;
+		log_debug("cpu: cannot open BPF object: %s", strerror(-err));
+		return err;
+	}
+	c->skel->rodata->select_all = opts->select_all;
+	c->skel->rodata->follow_children = opts->follow_children;
+	c->skel->rodata->report_execs = opts->report_execs;
+	c->skel->rodata->ns_per_tick = ticks > 0 ? 1000000000ULL / (unsigned long long)ticks : 10000000ULL;
+	if (opts->max_targets)
+		(void)bpf_map__set_max_entries(c->skel->maps.targets, opts->max_targets);
+	(void)bpf_map__set_max_entries(c->skel->maps.stacks0, c->stack_entries);
+	(void)bpf_map__set_max_entries(c->skel->maps.stacks1, c->stack_entries);
+	(void)bpf_map__set_max_entries(c->skel->maps.counts0, c->count_entries);
+	(void)bpf_map__set_max_entries(c->skel->maps.counts1, c->count_entries);
+	if (!with_mmap)
+		(void)bpf_program__set_autoload(c->skel->progs.ember_mmap, false);
+	return 0;
+}
+
+static int reopen_without_mmap(struct cpu_collector *c, const struct cpu_collector_opts *opts)
+{
+	int err = open_skel(c, opts, false);
+
+	if (err)
+		return err;
+	return cpu_bpf__load(c->skel);
+}
+
+int cpu_collector_open(const struct cpu_collector_opts *opts, struct cpu_collector **ret_c)
+{
+	struct cpu_collector *c;
+	int err;
+
+	libbpf_set_print(libbpf_log);
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
@@ -59,24 +112,18 @@ int cpu_collector_open(const struct cpu_collector_opts *opts, struct cpu_collect
 		goto err_free;
 	}
 
-	c->skel = cpu_bpf__open();
-	if (!c->skel) {
-		err = -errno;
-		log_debug("cpu: cannot open BPF object: %s", strerror(-err));
+	err = open_skel(c, opts, true);
+	if (err)
 		goto err_free;
-	}
-	c->skel->rodata->select_all = opts->select_all;
-	c->skel->rodata->follow_children = opts->follow_children;
-	c->skel->rodata->report_execs = opts->report_execs;
-	c->skel->rodata->ns_per_tick = ticks > 0 ? 1000000000ULL / (unsigned long long)ticks : 10000000ULL;
-	if (opts->max_targets)
-		(void)bpf_map__set_max_entries(c->skel->maps.targets, opts->max_targets);
-	(void)bpf_map__set_max_entries(c->skel->maps.stacks0, c->stack_entries);
-	(void)bpf_map__set_max_entries(c->skel->maps.stacks1, c->stack_entries);
-	(void)bpf_map__set_max_entries(c->skel->maps.counts0, c->count_entries);
-	(void)bpf_map__set_max_entries(c->skel->maps.counts1, c->count_entries);
-
 	err = cpu_bpf__load(c->skel);
+	if (err) {
+		/* Without fentry support, go on without the mmap hook (maps are then re-read when
+		 * an address falls outside them). */
+		log_debug("cpu: load failed (%s), retrying without the mmap hook", strerror(-err));
+		cpu_bpf__destroy(c->skel);
+		c->skel = NULL;
+		err = reopen_without_mmap(c, opts);
+	}
 	if (err) {
 		log_debug("cpu: cannot load BPF object: %s", strerror(-err));
 		goto err_free;

@@ -38,6 +38,13 @@ struct recorder {
 	pid_t watch_pid; /* --pid, or 0 */
 	bool watch_exited;
 	unsigned ntargets;
+	/* Map re-reads due: after exec (ld.so maps libraries during the next milliseconds) and
+	 * after executable mmaps (where the kernel reports them). */
+	struct {
+		pid_t pid;
+		int64_t due_ns;
+	} refresh[256];
+	size_t nrefresh;
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -83,6 +90,40 @@ static void on_scan_match(void *ctx, pid_t pid, uint32_t service_id)
 	(void)add_target(r, pid, service_id);
 }
 
+static int64_t now_ns(clockid_t clock);
+
+/* Schedules a re-read of pid's maps delay_ns from now (coalesced with one already due). */
+static void schedule_refresh(struct recorder *r, pid_t pid, int64_t delay_ns)
+{
+	int64_t due = now_ns(CLOCK_MONOTONIC) + delay_ns;
+
+	for (size_t i = 0; i < r->nrefresh; i++)
+		if (r->refresh[i].pid == pid && r->refresh[i].due_ns <= due + 10000000LL &&
+		    r->refresh[i].due_ns >= due - 10000000LL)
+			return;
+	if (r->nrefresh == sizeof(r->refresh) / sizeof(r->refresh[0])) {
+		(void)symbolizer_refresh(r->sym, pid); /* full: do it now rather than never */
+		return;
+	}
+	r->refresh[r->nrefresh].pid = pid;
+	r->refresh[r->nrefresh].due_ns = due;
+	r->nrefresh++;
+}
+
+static void run_due_refreshes(struct recorder *r)
+{
+	int64_t now = now_ns(CLOCK_MONOTONIC);
+
+	for (size_t i = 0; i < r->nrefresh;) {
+		if (r->refresh[i].due_ns > now) {
+			i++;
+			continue;
+		}
+		(void)symbolizer_refresh(r->sym, r->refresh[i].pid);
+		r->refresh[i] = r->refresh[--r->nrefresh];
+	}
+}
+
 static void on_event(void *ctx, const struct ember_event *e)
 {
 	struct recorder *r = ctx;
@@ -91,11 +132,17 @@ static void on_event(void *ctx, const struct ember_event *e)
 
 	switch (e->type) {
 	case EMBER_EVENT_FIRST_SAMPLE:
-		(void)symbolizer_track(r->sym, pid);
+		/* After exec the first sample comes with ld.so's work done or under way. */
+		(void)symbolizer_refresh(r->sym, pid);
+		break;
+	case EMBER_EVENT_MMAP:
+		schedule_refresh(r, pid, 0);
 		break;
 	case EMBER_EVENT_EXEC:
 		if (e->cookie) {
-			(void)symbolizer_refresh(r->sym, pid);
+			schedule_refresh(r, pid, 20000000LL);
+			schedule_refresh(r, pid, 200000000LL);
+			schedule_refresh(r, pid, 1000000000LL);
 			break;
 		}
 		/* Not a target yet: does the new image match a selector? */
@@ -189,7 +236,9 @@ static void print_usage_error_hint(void)
 	fprintf(stderr, "ember: see 'ember help record'\n");
 }
 
-static int ensure_parent_dir(const char *path)
+/* Creates the last directory of path if missing (as `make run` writes into ./ember-profiles/).
+ * Prints one line naming `what` on failure. */
+static int ensure_parent_dir(const char *path, const char *what)
 {
 	char *copy = strdup(path), *slash;
 	int err = 0;
@@ -199,9 +248,11 @@ static int ensure_parent_dir(const char *path)
 	slash = strrchr(copy, '/');
 	if (slash && slash != copy) {
 		*slash = '\0';
-		/* One level, as `make run` writes into ./ember-profiles/. */
-		if (mkdir(copy, 0755) && errno != EEXIST)
+		if (mkdir(copy, 0755) && errno != EEXIST) {
 			err = -errno;
+			fprintf(stderr, "ember: cannot write %s '%s': %s: %s\n", what, path, copy,
+				strerror(-err));
+		}
 	}
 	free(copy);
 	return err;
@@ -291,12 +342,12 @@ int record_main(int argc, char **argv)
 		status = 2;
 		goto out;
 	}
-	if (ensure_parent_dir(r.cfg.out_file) || preflight_writable(r.cfg.out_file, "output file")) {
+	if (ensure_parent_dir(r.cfg.out_file, "output file") || preflight_writable(r.cfg.out_file, "output file")) {
 		status = 2;
 		goto out;
 	}
 	if (r.cfg.flamegraph &&
-	    (ensure_parent_dir(r.cfg.flamegraph) || preflight_writable(r.cfg.flamegraph, "flame graph"))) {
+	    (ensure_parent_dir(r.cfg.flamegraph, "flame graph") || preflight_writable(r.cfg.flamegraph, "flame graph"))) {
 		status = 2;
 		goto out;
 	}
@@ -405,12 +456,13 @@ int record_main(int argc, char **argv)
 
 	for (;;) {
 		int64_t now;
-		int n = cpu_collector_poll(r.cc, 100, on_event, &r);
+		int n = cpu_collector_poll(r.cc, r.nrefresh ? 10 : 100, on_event, &r);
 
 		if (n < 0 && n != -EINTR) {
 			log_warn("record: event poll failed: %s", strerror(-n));
 			break;
 		}
+		run_due_refreshes(&r);
 		if (r.child) {
 			int wst;
 			pid_t w = waitpid(r.child, &wst, WNOHANG);

@@ -92,13 +92,10 @@ static __always_inline void emit_event(__u32 type, __u32 tgid, __u32 ppid,
 
 static __always_inline bool sampled_in_user_mode(struct bpf_perf_event_data *ctx)
 {
-#if defined(__TARGET_ARCH_x86)
-	return (ctx->regs.cs & 3) == 3;
-#elif defined(__TARGET_ARCH_arm64)
-	return (ctx->regs.pstate & 0xf) == 0; /* PSR_MODE_EL0t */
-#else
-	return false;
-#endif
+	/* User addresses have the top bit clear on x86-64 and arm64; kernel addresses set it.
+	 * (Reading the mode from pt_regs->cs is not portable: since FRED, cs is a 16-bit field
+	 * and the verifier only allows full-width context loads.) */
+	return (__s64)PT_REGS_IP(&ctx->regs) >= 0;
 }
 
 static __always_inline void count_stack(void *counts, struct ember_cpu_key *key)
@@ -212,6 +209,23 @@ int BPF_PROG(ember_exec, struct task_struct *p, pid_t old_pid, struct linux_binp
 	} else if (report_execs) {
 		emit_event(EMBER_EVENT_EXEC, tgid, 0, NULL);
 	}
+	return 0;
+}
+
+/* ld.so and dlopen map code with mmap(PROT_EXEC): tell userspace to re-read the maps while the
+ * process is alive, as perf does with its MMAP records. fentry needs no tracefs; the agent
+ * runs without this program where the kernel lacks fentry. */
+SEC("fentry/security_mmap_file")
+int BPF_PROG(ember_mmap, struct file *file, unsigned long prot, unsigned long flags)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct ember_target *t;
+
+	if (!file || !(prot & 4 /* PROT_EXEC */))
+		return 0;
+	t = bpf_map_lookup_elem(&targets, &tgid);
+	if (t)
+		emit_event(EMBER_EVENT_MMAP, tgid, 0, t);
 	return 0;
 }
 

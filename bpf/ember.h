@@ -51,6 +51,8 @@ enum ember_event_type {
 	EMBER_EVENT_EXEC = 2,         /* a process called exec (targets, or all with report_execs) */
 	EMBER_EVENT_FORK = 3,         /* a target forked a child that is now a target too */
 	EMBER_EVENT_EXIT = 4,         /* the last thread of a target exited */
+	EMBER_EVENT_MMAP = 5,         /* a target mapped executable memory (dlopen, ld.so): its
+				       * maps are stale */
 };
 
 struct ember_event {
