@@ -72,6 +72,7 @@ static int open_skel(struct cpu_collector *c, const struct cpu_collector_opts *o
 	c->skel->rodata->select_all = opts->select_all;
 	c->skel->rodata->follow_children = opts->follow_children;
 	c->skel->rodata->report_execs = opts->report_execs;
+	c->skel->rodata->report_cgroups = opts->report_cgroups;
 	c->skel->rodata->ns_per_tick = ticks > 0 ? 1000000000ULL / (unsigned long long)ticks : 10000000ULL;
 	if (opts->max_targets)
 		(void)bpf_map__set_max_entries(c->skel->maps.targets, opts->max_targets);

@@ -24,6 +24,7 @@ struct cpu_collector_opts {
 	bool select_all;          /* every process is a target (no --service) */
 	bool follow_children;     /* children of targets become targets */
 	bool report_execs;        /* EXEC events for every process, for selector matching */
+	bool report_cgroups;      /* CGROUP events when processes move between cgroups */
 	unsigned max_targets;     /* 0: default (16384) */
 	unsigned stack_entries;   /* per buffer; 0: default (16384) */
 	unsigned count_entries;   /* per buffer; 0: default (16384) */

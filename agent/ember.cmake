@@ -6,6 +6,8 @@ add_library(ember_cli STATIC
   ${CMAKE_CURRENT_SOURCE_DIR}/preflight.c
   ${CMAKE_CURRENT_SOURCE_DIR}/cpu_collector.c
   ${CMAKE_CURRENT_SOURCE_DIR}/cpuprof.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/stackagg.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/fileio.c
   ${CMAKE_CURRENT_SOURCE_DIR}/record.c)
 target_compile_options(ember_cli PRIVATE ${EMBER_WARNINGS})
 target_include_directories(ember_cli PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})

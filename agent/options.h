@@ -32,6 +32,8 @@ struct ember_config {
 	char *unwind;            /* auto | fp | dwarf */
 	struct strlist labels;   /* KEY=VALUE */
 	char *output;            /* local sink directory */
+	long output_max_mb;      /* local sink bound */
+	char *ca_file;           /* TLS CA bundle for --server */
 	char *tenant_id;
 	char *basic_auth_user;
 	char *basic_auth_password_file;

@@ -20,9 +20,13 @@
 
 #include "cpu_collector.h"
 #include "cpuprof.h"
+#include "fileio.h"
 #include "log.h"
 #include "options.h"
 #include "preflight.h"
+#include "procmaps.h"
+#include "profile_types.h"
+#include "stackagg.h"
 #include "symbolizer.h"
 #include "targets.h"
 
@@ -33,7 +37,10 @@ struct recorder {
 	struct targets *targets;
 	struct symbolizer *sym;
 	struct cpu_collector *cc;
-	struct cpuprof *prof;
+	struct stackagg *agg;
+	int64_t period;      /* ns per sample: 1e9 / rate */
+	uint64_t hits;
+	char comment[512];   /* what was lost, for the pprof */
 	pid_t child;     /* -- CMD, or 0 */
 	pid_t watch_pid; /* --pid, or 0 */
 	bool watch_exited;
@@ -68,7 +75,7 @@ static int add_target(struct recorder *r, pid_t pid, uint32_t service_id)
 	uint64_t start;
 	int err;
 
-	err = proc_start_time(pid, &start);
+	err = procmaps_start_time(pid, &start);
 	if (err)
 		return err;
 	err = cpu_collector_add_target(r->cc, pid, service_id, start);
@@ -163,9 +170,15 @@ static void on_event(void *ctx, const struct ember_event *e)
 static void on_stack(void *ctx, const struct cpu_stack *s)
 {
 	struct recorder *r = ctx;
+	struct stackagg_frame frames[CPUPROF_MAX_FRAMES];
+	size_t n = cpuprof_frames(r->sym, s, frames);
+	int64_t value = (int64_t)s->count * r->period;
 
-	if (cpuprof_add(r->prof, s))
+	if (stackagg_add(r->agg, frames, n, &value)) {
 		log_warn("record: out of memory, dropping a stack");
+		return;
+	}
+	r->hits += s->count;
 }
 
 /* Forks CMD stopped before exec; *ret_go releases it. Returns 0 or -errno. */
@@ -231,6 +244,43 @@ static int release_command(pid_t pid, int go_fd, int err_fd)
 	return 0;
 }
 
+static int write_outputs(struct recorder *r, const char *title, int64_t start, int64_t duration)
+{
+	const struct profile_family *fam = profile_family_find("cpu");
+	const struct pprof_value_type type = { fam->types[0][0], fam->types[0][1] };
+	const struct pprof_value_type period_type = { fam->period[0], fam->period[1] };
+	struct stackagg_profile p = {
+		.types = &type,
+		.period_type = &period_type,
+		.period = r->period,
+		.time_nanos = start,
+		.duration_nanos = duration,
+		.comment = r->comment[0] ? r->comment : NULL,
+		.fg_title = r->cfg.flamegraph ? title : NULL,
+		.fg_unit = "samples",
+		.fg_divisor = r->period,
+	};
+	struct stackagg_result res = { 0 };
+	int err;
+
+	err = stackagg_build(r->agg, &p, &res);
+	if (err) {
+		fprintf(stderr, "ember: cannot encode the profile: %s\n", strerror(-err));
+		return err;
+	}
+	err = fileio_write_atomic(r->cfg.out_file, res.pprof_gz, res.pprof_len);
+	if (err) {
+		fprintf(stderr, "ember: cannot write output file '%s': %s\n", r->cfg.out_file, strerror(-err));
+	} else if (r->cfg.flamegraph) {
+		err = fileio_write_atomic(r->cfg.flamegraph, res.svg, res.svg_len);
+		if (err)
+			fprintf(stderr, "ember: cannot write flame graph '%s': %s\n", r->cfg.flamegraph,
+				strerror(-err));
+	}
+	stackagg_result_fini(&res);
+	return err;
+}
+
 static void print_usage_error_hint(void)
 {
 	fprintf(stderr, "ember: see 'ember help record'\n");
@@ -279,7 +329,7 @@ static void report_losses(struct recorder *r, const __u64 *st)
 		 (unsigned long long)st[EMBER_STAT_KSTACK_ERROR],
 		 (unsigned long long)st[EMBER_STAT_COUNTS_FULL],
 		 (unsigned long long)st[EMBER_STAT_EVENTS_LOST]);
-	(void)cpuprof_comment(r->prof, buf + strlen("ember: "));
+	snprintf(r->comment, sizeof(r->comment), "%s", buf + strlen("ember: "));
 	if (ulost || klost || st[EMBER_STAT_COUNTS_FULL] || st[EMBER_STAT_EVENTS_LOST])
 		log_warn("%s", buf + strlen("ember: "));
 	else
@@ -391,7 +441,8 @@ int record_main(int argc, char **argv)
 			 r.cfg.services.n > 1 ? " and others" : "");
 	else
 		snprintf(title, sizeof(title), "CPU: all processes");
-	err = cpuprof_new(r.sym, (unsigned)r.cfg.sample_rate, title, &r.prof);
+	r.period = 1000000000LL / r.cfg.sample_rate;
+	err = stackagg_new(1, &r.agg);
 	if (err)
 		goto out;
 
@@ -514,18 +565,15 @@ int record_main(int argc, char **argv)
 				  (double)run_ns / (double)runs);
 	}
 
-	err = cpuprof_write(r.prof, start_real, now_ns(CLOCK_MONOTONIC) - start_mono, r.cfg.out_file,
-			    r.cfg.flamegraph);
-	if (err) {
-		fprintf(stderr, "ember: cannot write the profile: %s\n", strerror(-err));
+	err = write_outputs(&r, title, start_real, now_ns(CLOCK_MONOTONIC) - start_mono);
+	if (err)
 		goto out;
-	}
-	if (cpuprof_hits(r.prof) == 0)
+	if (r.hits == 0)
 		log_warn("no samples were collected (the targets used no CPU)");
 	if (!r.cfg.quiet)
-		fprintf(stderr, "ember: %llu samples written to %s%s%s\n",
-			(unsigned long long)cpuprof_hits(r.prof), r.cfg.out_file,
-			r.cfg.flamegraph ? " and " : "", r.cfg.flamegraph ? r.cfg.flamegraph : "");
+		fprintf(stderr, "ember: %llu samples written to %s%s%s\n", (unsigned long long)r.hits,
+			r.cfg.out_file, r.cfg.flamegraph ? " and " : "",
+			r.cfg.flamegraph ? r.cfg.flamegraph : "");
 	status = 0;
 
 out:
@@ -544,7 +592,7 @@ out:
 		}
 	}
 	cpu_collector_free(r.cc);
-	cpuprof_free(r.prof);
+	stackagg_free(r.agg);
 	symbolizer_free(r.sym);
 	targets_free(r.targets);
 	options_free(&r.cfg);

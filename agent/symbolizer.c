@@ -628,6 +628,16 @@ int symbolizer_refresh(struct symbolizer *s, pid_t pid)
 	return err;
 }
 
+int symbolizer_start_time(struct symbolizer *s, pid_t pid, uint64_t *ret_ticks)
+{
+	struct proc *p = proc_find(s, pid);
+
+	if (!p)
+		return -ENOENT;
+	*ret_ticks = p->start_time;
+	return 0;
+}
+
 void symbolizer_forget(struct symbolizer *s, pid_t pid)
 {
 	proc_remove(s, pid);

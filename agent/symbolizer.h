@@ -48,6 +48,11 @@ int symbolizer_refresh(struct symbolizer *s, pid_t pid);
 /* Drops pid's captured mappings (module caches stay). */
 void symbolizer_forget(struct symbolizer *s, pid_t pid);
 
+/* Start time (clock ticks) of the capture held for pid. Returns 0, or -ENOENT when pid is not
+ * tracked. Callers compare it with a sample's own start time so a reused pid is never
+ * symbolized with another process's maps. */
+int symbolizer_start_time(struct symbolizer *s, pid_t pid, uint64_t *ret_ticks);
+
 /* Symbolizes a user PC of pid. For return addresses (every frame but the leaf) pass pc - 1 so
  * that a call at the very end of a function is attributed to the caller. Tracks pid first if
  * needed; an address outside every known mapping triggers one refresh. Always fills ret

@@ -106,6 +106,14 @@ bool targets_need_execs(const struct targets *t)
 	return false;
 }
 
+bool targets_need_cgroups(const struct targets *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (t->svc[i].kind == SEL_CGROUP || t->svc[i].kind == SEL_CONTAINER)
+			return true;
+	return false;
+}
+
 static int read_small(const char *path, char *buf, size_t n)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -119,33 +127,6 @@ static int read_small(const char *path, char *buf, size_t n)
 		return -errno;
 	buf[r] = '\0';
 	return (int)r;
-}
-
-int proc_start_time(pid_t pid, uint64_t *ret_ticks)
-{
-	char path[64], buf[1024], *p;
-	unsigned long long start;
-	int r;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	r = read_small(path, buf, sizeof(buf));
-	if (r < 0)
-		return -ESRCH;
-	/* comm may hold spaces and parentheses: fields resume after the last ')'. Field 22 is the
-	 * 20th after it (state is field 3). */
-	p = strrchr(buf, ')');
-	if (!p)
-		return -ESRCH;
-	p++;
-	for (int field = 2; field < 22; field++) {
-		p = strchr(p + 1, ' ');
-		if (!p)
-			return -ESRCH;
-	}
-	if (sscanf(p, " %llu", &start) != 1)
-		return -ESRCH;
-	*ret_ticks = start;
-	return 0;
 }
 
 /* Does a cgroup path (from /proc/PID/cgroup) name the container id prefix? Docker

@@ -27,15 +27,14 @@ const char *targets_service_name(const struct targets *t, uint32_t id);
 /* True when some selector needs to look at new processes (comm, exe, cgroup, container). */
 bool targets_need_execs(const struct targets *t);
 
+/* True when some selector looks at cgroups (cgroup, container): moves must be reported. */
+bool targets_need_cgroups(const struct targets *t);
+
 /* Returns the service id that pid belongs to, or -ENOENT (no match) / -ESRCH (gone). */
 int targets_match(const struct targets *t, pid_t pid);
 
 typedef void (*targets_visit_fn)(void *ctx, pid_t pid, uint32_t service_id);
 /* Calls fn for every live process that matches a service. Returns the number of matches. */
 int targets_scan(const struct targets *t, targets_visit_fn fn, void *ctx);
-
-/* Start time of pid in clock ticks since boot (/proc/PID/stat field 22).
- * Returns 0 or -ESRCH. */
-int proc_start_time(pid_t pid, uint64_t *ret_ticks);
 
 #endif

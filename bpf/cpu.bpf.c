@@ -17,6 +17,7 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile bool select_all = false;      /* no --service: every process is a target */
 const volatile bool follow_children = false; /* children of targets become targets */
 const volatile bool report_execs = false;    /* send EXEC for every process (selector matching) */
+const volatile bool report_cgroups = false;  /* send CGROUP when a process changes cgroup */
 const volatile __u64 ns_per_tick = 10000000; /* NSEC_PER_SEC / sysconf(_SC_CLK_TCK) */
 
 /* Which counts/stacks pair the sampler writes to (0 or 1); flipped by userspace. */
@@ -262,5 +263,21 @@ int BPF_PROG(ember_exit, struct task_struct *p)
 		return 0;
 	emit_event(EMBER_EVENT_EXIT, tgid, 0, t);
 	bpf_map_delete_elem(&targets, &tgid);
+	return 0;
+}
+
+/* cgroup:/container: selectors must see a process moved into a group after it started. */
+SEC("tp_btf/cgroup_attach_task")
+int BPF_PROG(ember_cgroup_attach, struct cgroup *dst, const char *path, struct task_struct *task,
+	     bool threadgroup)
+{
+	struct ember_target *t;
+	__u32 tgid;
+
+	if (!report_cgroups)
+		return 0;
+	tgid = BPF_CORE_READ(task, tgid);
+	t = bpf_map_lookup_elem(&targets, &tgid);
+	emit_event(EMBER_EVENT_CGROUP, tgid, 0, t);
 	return 0;
 }

@@ -53,6 +53,7 @@ enum ember_event_type {
 	EMBER_EVENT_EXIT = 4,         /* the last thread of a target exited */
 	EMBER_EVENT_MMAP = 5,         /* a target mapped executable memory (dlopen, ld.so): its
 				       * maps are stale */
+	EMBER_EVENT_CGROUP = 6,       /* a process moved to another cgroup (report_cgroups) */
 };
 
 struct ember_event {

@@ -12,7 +12,7 @@ c = Checker("record_cpu")
 with tempfile.TemporaryDirectory() as d:
     out, svg = os.path.join(d, "cpu.pb.gz"), os.path.join(d, "cpu.svg")
     run_ember(["record", "--quiet", "-o", out, "--flamegraph", svg, "--",
-               os.path.join(FIXTURES, "cpu_split_fp"), "6"])
+               os.path.join(FIXTURES, "cpu_split_fp"), "8"])
     p = decode(out)
     c.check(p["sample_types"] == [["cpu", "nanoseconds"]], f"sample type cpu/nanoseconds: {p['sample_types']}")
     c.check(p["period_type"] == ["cpu", "nanoseconds"], f"period type cpu/nanoseconds: {p['period_type']}")
@@ -20,7 +20,7 @@ with tempfile.TemporaryDirectory() as d:
     c.check(p["time_nanos"] > 0 and p["duration_nanos"] > 5e9, "time_nanos and duration_nanos set")
     tot = total(p)
     hits = tot // p["period"]
-    c.check(hits >= 300, f"enough samples for a split: {hits}")
+    c.check(hits >= 250, f"enough samples for a split: {hits}")
     shares = share_by_function(p, ["hot_alpha", "hot_beta", "hot_gamma"])
     in3 = sum(shares.values())
     c.check(in3 >= 0.9 * tot, f"the three functions hold >= 90% of the CPU: {in3 / tot:.1%}")
