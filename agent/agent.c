@@ -1,0 +1,876 @@
+/* agent: `ember agent [options]`.
+ *
+ * One CPU collector for the whole host. Targets are the processes matching --service (found by
+ * an initial /proc scan, then from exec, fork and cgroup-move events within the poll period),
+ * or every process (BPF adds them at their first sample) named after its executable. Every
+ * second the counts are drained, symbolized while the processes are alive, and merged into one
+ * stack aggregator per service; every --interval the aggregators become pprof uploads (limits
+ * enforced, the coldest stacks folded into "[other]") handed to the push queue or the local
+ * directory. Uploads never block sampling: the push sink has its own thread. */
+#include "agent.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cpu_collector.h"
+#include "cpuprof.h"
+#include "fileio.h"
+#include "localsink.h"
+#include "log.h"
+#include "metrics.h"
+#include "options.h"
+#include "preflight.h"
+#include "procmaps.h"
+#include "profile_types.h"
+#include "push.h"
+#include "stackagg.h"
+#include "symbolizer.h"
+#include "targets.h"
+#include "upload.h"
+
+#define NS 1000000000LL
+#define DRAIN_PERIOD_NS (1 * NS)
+/* Pyroscope's limits (PYROSCOPE.md §4): 16000 samples per profile, and a 2 MiB ingestion burst
+ * per series counted on the uncompressed profile plus its labels: keep a margin for labels. */
+#define PROFILE_MAX_SAMPLES 16000
+#define PROFILE_MAX_BYTES (2 * 1024 * 1024 - 64 * 1024)
+#define MAX_SERIES_LABELS 30
+#define MAX_SERVICES 4096
+#define PUSH_STOP_DEADLINE_S 8.0
+
+struct service_slot {
+	char *name;
+	struct stackagg *agg;
+};
+
+struct proc_entry {
+	pid_t pid; /* 0: free slot */
+	uint64_t cookie;
+	uint32_t service;
+	bool exited;
+};
+
+struct agent {
+	struct ember_config cfg;
+	struct targets *targets;
+	bool auto_services; /* no --service: every process, named after its executable */
+	struct service_slot *svc;
+	size_t nsvc;
+	struct symbolizer *sym;
+	struct cpu_collector *cc;
+	struct push *push;
+	struct localsink *local;
+	struct metrics *metrics;
+	char hostname[256];
+	struct upload_label *labels; /* hostname + user labels, sorted by name */
+	size_t nlabels;
+	int64_t period;
+	int64_t interval_start_real;
+	/* tracked processes: open addressing by pid */
+	struct proc_entry *procs;
+	size_t proc_cap, nprocs;
+	/* map re-reads due after exec */
+	struct {
+		pid_t pid;
+		int64_t due_ns;
+	} refresh[256];
+	size_t nrefresh;
+	/* metrics, written by the main thread, read by the metrics thread */
+	_Atomic uint64_t m_samples, m_lost[EMBER_STAT_MAX], m_procs, m_misses, m_folded;
+	_Atomic uint64_t m_local_written, m_local_errors, m_dropped_empty;
+};
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+static int64_t now_ns(clockid_t clock)
+{
+	struct timespec ts;
+
+	clock_gettime(clock, &ts);
+	return (int64_t)ts.tv_sec * NS + ts.tv_nsec;
+}
+
+/* --- services ------------------------------------------------------------------------- */
+
+static int service_index(struct agent *a, const char *name)
+{
+	struct service_slot *ns;
+
+	for (size_t i = 0; i < a->nsvc; i++)
+		if (!strcmp(a->svc[i].name, name))
+			return (int)i;
+	if (a->nsvc >= MAX_SERVICES)
+		return -ENOSPC;
+	ns = realloc(a->svc, (a->nsvc + 1) * sizeof(*ns));
+	if (!ns)
+		return -ENOMEM;
+	a->svc = ns;
+	a->svc[a->nsvc].name = strdup(name);
+	a->svc[a->nsvc].agg = NULL;
+	if (!a->svc[a->nsvc].name)
+		return -ENOMEM;
+	return (int)a->nsvc++;
+}
+
+/* Service of an auto-selected process: its executable's basename, made a valid Pyroscope
+ * service name ([A-Za-z0-9_.-/]). */
+static int auto_service(struct agent *a, pid_t pid, const char *comm)
+{
+	char path[64], exe[PATH_MAX], name[128];
+	const char *base = comm && *comm ? comm : "unknown";
+	ssize_t n;
+	size_t i;
+
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	n = readlink(path, exe, sizeof(exe) - 1);
+	if (n > 0) {
+		exe[n] = '\0';
+		if (n > 10 && !strcmp(exe + n - 10, " (deleted)"))
+			exe[n - 10] = '\0';
+		base = strrchr(exe, '/') ? strrchr(exe, '/') + 1 : exe;
+	}
+	for (i = 0; base[i] && i < sizeof(name) - 1; i++)
+		name[i] = (isalnum((unsigned char)base[i]) || strchr("_.-", base[i])) ? base[i] : '_';
+	name[i] = '\0';
+	if (!i)
+		snprintf(name, sizeof(name), "unknown");
+	return service_index(a, name);
+}
+
+/* --- processes ------------------------------------------------------------------------ */
+
+static struct proc_entry *proc_slot(struct agent *a, pid_t pid)
+{
+	size_t mask = a->proc_cap - 1;
+
+	for (size_t i = (size_t)pid * 2654435761u & mask;; i = (i + 1) & mask)
+		if (a->procs[i].pid == pid || a->procs[i].pid == 0)
+			return &a->procs[i];
+}
+
+static struct proc_entry *proc_get(struct agent *a, pid_t pid)
+{
+	struct proc_entry *e;
+
+	if (!a->proc_cap)
+		return NULL;
+	e = proc_slot(a, pid);
+	return e->pid == pid ? e : NULL;
+}
+
+static int proc_grow(struct agent *a)
+{
+	struct proc_entry *old = a->procs;
+	size_t old_cap = a->proc_cap;
+
+	a->proc_cap = old_cap ? old_cap * 2 : 1024;
+	a->procs = calloc(a->proc_cap, sizeof(*a->procs));
+	if (!a->procs) {
+		a->procs = old;
+		a->proc_cap = old_cap;
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < old_cap; i++)
+		if (old[i].pid)
+			*proc_slot(a, old[i].pid) = old[i];
+	free(old);
+	return 0;
+}
+
+static struct proc_entry *proc_put(struct agent *a, pid_t pid, uint64_t cookie, uint32_t service)
+{
+	struct proc_entry *e;
+
+	if ((a->nprocs + 1) * 2 > a->proc_cap && proc_grow(a))
+		return NULL;
+	e = proc_slot(a, pid);
+	if (e->pid != pid)
+		a->nprocs++;
+	*e = (struct proc_entry){ .pid = pid, .cookie = cookie, .service = service };
+	atomic_store_explicit(&a->m_procs, a->nprocs, memory_order_relaxed);
+	return e;
+}
+
+static void proc_del(struct agent *a, pid_t pid)
+{
+	size_t mask = a->proc_cap - 1, i, j;
+	struct proc_entry *e = proc_get(a, pid);
+
+	if (!e)
+		return;
+	/* Backward-shift deletion keeps probe chains intact without tombstones. */
+	i = (size_t)(e - a->procs);
+	a->procs[i].pid = 0;
+	for (j = (i + 1) & mask; a->procs[j].pid; j = (j + 1) & mask) {
+		size_t home = (size_t)a->procs[j].pid * 2654435761u & mask;
+
+		if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
+			a->procs[i] = a->procs[j];
+			a->procs[j].pid = 0;
+			i = j;
+		}
+	}
+	a->nprocs--;
+	atomic_store_explicit(&a->m_procs, a->nprocs, memory_order_relaxed);
+}
+
+static void schedule_refresh(struct agent *a, pid_t pid, int64_t delay_ns)
+{
+	if (a->nrefresh == sizeof(a->refresh) / sizeof(a->refresh[0])) {
+		(void)symbolizer_refresh(a->sym, pid);
+		return;
+	}
+	a->refresh[a->nrefresh].pid = pid;
+	a->refresh[a->nrefresh].due_ns = now_ns(CLOCK_MONOTONIC) + delay_ns;
+	a->nrefresh++;
+}
+
+static void run_due_refreshes(struct agent *a)
+{
+	int64_t now = now_ns(CLOCK_MONOTONIC);
+
+	for (size_t i = 0; i < a->nrefresh;) {
+		if (a->refresh[i].due_ns > now) {
+			i++;
+			continue;
+		}
+		(void)symbolizer_refresh(a->sym, a->refresh[i].pid);
+		a->refresh[i] = a->refresh[--a->nrefresh];
+	}
+}
+
+/* Selects pid for service (explicit services). */
+static void add_target(struct agent *a, pid_t pid, uint32_t service)
+{
+	uint64_t start;
+
+	if (pid == getpid() || procmaps_start_time(pid, &start))
+		return;
+	if (cpu_collector_add_target(a->cc, pid, service, start))
+		return;
+	(void)proc_put(a, pid, start, service);
+	(void)symbolizer_track(a->sym, pid);
+	log_debug("agent: pid %d selected for service %s", (int)pid, a->svc[service].name);
+}
+
+static void on_scan_match(void *ctx, pid_t pid, uint32_t service)
+{
+	add_target(ctx, pid, service);
+}
+
+static void on_event(void *ctx, const struct ember_event *e)
+{
+	struct agent *a = ctx;
+	pid_t pid = (pid_t)e->tgid;
+	struct proc_entry *p;
+	int id;
+
+	switch (e->type) {
+	case EMBER_EVENT_FIRST_SAMPLE:
+		(void)symbolizer_refresh(a->sym, pid);
+		if (a->auto_services) {
+			id = auto_service(a, pid, e->comm);
+			if (id >= 0)
+				(void)proc_put(a, pid, e->cookie, (uint32_t)id);
+		}
+		break;
+	case EMBER_EVENT_MMAP:
+		schedule_refresh(a, pid, 0);
+		break;
+	case EMBER_EVENT_EXEC:
+		if (e->cookie) {
+			/* A target ran exec: maps change; with explicit services it may no longer
+			 * belong to one (a worker exec'ing a shell). */
+			schedule_refresh(a, pid, 20 * 1000000LL);
+			schedule_refresh(a, pid, 200 * 1000000LL);
+			schedule_refresh(a, pid, NS);
+			if (!a->auto_services) {
+				id = targets_match(a->targets, pid);
+				if (id < 0) {
+					(void)cpu_collector_remove_target(a->cc, pid);
+					p = proc_get(a, pid);
+					if (p)
+						p->exited = true;
+				} else if ((uint32_t)id != e->service_id) {
+					add_target(a, pid, (uint32_t)id);
+				}
+			}
+			break;
+		}
+		/* fall through: not a target yet, does it match now? */
+	case EMBER_EVENT_CGROUP:
+		if (a->auto_services)
+			break;
+		id = targets_match(a->targets, pid);
+		if (id >= 0 && (!e->cookie || (uint32_t)id != e->service_id))
+			add_target(a, pid, (uint32_t)id);
+		break;
+	case EMBER_EVENT_FORK:
+		(void)proc_put(a, pid, e->cookie, e->service_id);
+		break;
+	case EMBER_EVENT_EXIT:
+		p = proc_get(a, pid);
+		if (p && p->cookie == e->cookie)
+			p->exited = true; /* forgotten after the next drain has used its maps */
+		break;
+	}
+}
+
+/* --- aggregation ---------------------------------------------------------------------- */
+
+static void on_stack(void *ctx, const struct cpu_stack *s)
+{
+	struct agent *a = ctx;
+	struct stackagg_frame frames[CPUPROF_MAX_FRAMES];
+	struct proc_entry *p;
+	struct service_slot *svc;
+	int64_t value = (int64_t)s->count * a->period;
+	size_t n;
+	int id;
+
+	if (a->auto_services) {
+		p = proc_get(a, (pid_t)s->key->tgid);
+		if (p && p->cookie == s->key->cookie) {
+			id = (int)p->service;
+		} else {
+			/* Its FIRST_SAMPLE event was lost or not handled yet. */
+			id = auto_service(a, (pid_t)s->key->tgid, NULL);
+			if (id >= 0 && !p)
+				(void)proc_put(a, (pid_t)s->key->tgid, s->key->cookie, (uint32_t)id);
+		}
+	} else {
+		id = (int)s->key->service_id;
+	}
+	if (id < 0 || (size_t)id >= a->nsvc)
+		return;
+	svc = &a->svc[id];
+	if (!svc->agg && stackagg_new(1, &svc->agg))
+		return;
+	n = cpuprof_frames(a->sym, s, frames);
+	if (stackagg_add(svc->agg, frames, n, &value) == 0)
+		atomic_fetch_add_explicit(&a->m_samples, s->count, memory_order_relaxed);
+}
+
+static void drain(struct agent *a)
+{
+	__u64 st[EMBER_STAT_MAX];
+	struct symbolizer_stats ss;
+
+	(void)cpu_collector_drain(a->cc, on_stack, a);
+	/* Exited processes: their last samples are in; drop their maps and entries. */
+	for (size_t i = 0; i < a->proc_cap; i++) {
+		if (a->procs[i].pid && a->procs[i].exited) {
+			pid_t pid = a->procs[i].pid;
+
+			symbolizer_forget(a->sym, pid);
+			proc_del(a, pid);
+			i--; /* the slot may have received a shifted entry */
+		}
+	}
+	if (cpu_collector_read_stats(a->cc, st) == 0)
+		for (size_t i = 0; i < EMBER_STAT_MAX; i++)
+			atomic_store_explicit(&a->m_lost[i], st[i], memory_order_relaxed);
+	symbolizer_get_stats(a->sym, &ss);
+	atomic_store_explicit(&a->m_misses, ss.misses, memory_order_relaxed);
+}
+
+static int make_upload(struct agent *a, const struct service_slot *svc,
+		       const struct profile_family *fam, struct stackagg_result *res, int64_t until,
+		       struct upload **ret)
+{
+	struct upload *u = calloc(1, sizeof(*u));
+	size_t n = 0;
+
+	if (!u)
+		return -ENOMEM;
+	u->labels = calloc(a->nlabels + 3, sizeof(*u->labels));
+	u->service = strdup(svc->name);
+	u->family = strdup(fam->family);
+	if (!u->labels || !u->service || !u->family)
+		goto nomem;
+	/* Sorted: "__delta__" < "__name__" < lowercase names. */
+	if (fam->delta_false) {
+		u->labels[n].name = strdup("__delta__");
+		u->labels[n++].value = strdup("false");
+	}
+	u->labels[n].name = strdup("__name__");
+	u->labels[n++].value = strdup(fam->name);
+	for (size_t i = 0; i < a->nlabels; i++) {
+		if (strcmp(a->labels[i].name, "service_name") > 0 &&
+		    (n == 0 || strcmp(u->labels[n - 1].name, "service_name") < 0)) {
+			u->labels[n].name = strdup("service_name");
+			u->labels[n++].value = strdup(svc->name);
+		}
+		u->labels[n].name = strdup(a->labels[i].name);
+		u->labels[n++].value = strdup(a->labels[i].value);
+	}
+	if (!n || strcmp(u->labels[n - 1].name, "service_name") < 0) {
+		u->labels[n].name = strdup("service_name");
+		u->labels[n++].value = strdup(svc->name);
+	}
+	u->nlabels = n;
+	for (size_t i = 0; i < n; i++)
+		if (!u->labels[i].name || !u->labels[i].value)
+			goto nomem;
+	u->pprof_gz = res->pprof_gz;
+	u->pprof_len = res->pprof_len;
+	u->svg = res->svg;
+	u->svg_len = res->svg_len;
+	res->pprof_gz = NULL;
+	res->svg = NULL;
+	u->from_ns = a->interval_start_real;
+	u->until_ns = until;
+	*ret = u;
+	return 0;
+nomem:
+	upload_free(u);
+	return -ENOMEM;
+}
+
+static void flush_interval(struct agent *a)
+{
+	const struct profile_family *fam = profile_family_find("cpu");
+	const struct pprof_value_type type = { fam->types[0][0], fam->types[0][1] };
+	const struct pprof_value_type period_type = { fam->period[0], fam->period[1] };
+	int64_t until = now_ns(CLOCK_REALTIME);
+	char title[300];
+
+	for (size_t i = 0; i < a->nsvc; i++) {
+		struct service_slot *svc = &a->svc[i];
+		struct stackagg_result res = { 0 };
+		struct upload *u = NULL;
+		struct stackagg_profile p = {
+			.types = &type,
+			.period_type = &period_type,
+			.period = a->period,
+			.time_nanos = a->interval_start_real,
+			.duration_nanos = until - a->interval_start_real,
+			.max_samples = PROFILE_MAX_SAMPLES,
+			.max_bytes = PROFILE_MAX_BYTES,
+			.fg_title = a->local ? title : NULL,
+			.fg_unit = "samples",
+			.fg_divisor = a->period,
+		};
+		int err;
+
+		if (!svc->agg || stackagg_count(svc->agg) == 0)
+			continue;
+		snprintf(title, sizeof(title), "CPU: %s", svc->name);
+		err = stackagg_build(svc->agg, &p, &res);
+		stackagg_free(svc->agg);
+		svc->agg = NULL;
+		if (err) {
+			log_warn("agent: cannot encode the %s profile: %s", svc->name, strerror(-err));
+			continue;
+		}
+		if (res.folded) {
+			atomic_fetch_add_explicit(&a->m_folded, res.folded, memory_order_relaxed);
+			log_debug("agent: %s: %zu cold stacks folded into [other]", svc->name, res.folded);
+		}
+		err = make_upload(a, svc, fam, &res, until, &u);
+		stackagg_result_fini(&res);
+		if (err)
+			continue;
+		if (a->push) {
+			(void)push_submit(a->push, u); /* takes ownership */
+		} else {
+			err = localsink_write(a->local, u);
+			if (err) {
+				atomic_fetch_add_explicit(&a->m_local_errors, 1, memory_order_relaxed);
+				log_warn("agent: cannot write the %s profile under %s: %s", svc->name,
+					 a->cfg.output, strerror(-err));
+			} else {
+				atomic_fetch_add_explicit(&a->m_local_written, 1, memory_order_relaxed);
+			}
+			upload_free(u);
+		}
+	}
+	a->interval_start_real = until;
+}
+
+/* --- self-metrics --------------------------------------------------------------------- */
+
+static void collect_metrics(void *ctx, struct metrics_writer *w)
+{
+	static const struct {
+		enum ember_cpu_stat stat;
+		const char *reason;
+	} lost[] = {
+		{ EMBER_STAT_USTACK_COLLISION, "user_stack_collision" },
+		{ EMBER_STAT_USTACK_FAULT, "user_stack_fault" },
+		{ EMBER_STAT_USTACK_ERROR, "user_stack_error" },
+		{ EMBER_STAT_KSTACK_COLLISION, "kernel_stack_collision" },
+		{ EMBER_STAT_KSTACK_FAULT, "kernel_stack_fault" },
+		{ EMBER_STAT_KSTACK_ERROR, "kernel_stack_error" },
+		{ EMBER_STAT_COUNTS_FULL, "counts_map_full" },
+		{ EMBER_STAT_EVENTS_LOST, "process_events_ringbuf_full" },
+	};
+	struct agent *a = ctx;
+
+	metrics_counter(w, "ember_samples_total", "CPU samples aggregated into profiles", NULL,
+			(double)atomic_load_explicit(&a->m_samples, memory_order_relaxed));
+	for (size_t i = 0; i < sizeof(lost) / sizeof(lost[0]); i++)
+		metrics_counter(w, "ember_samples_lost_total",
+				"Samples or stacks lost, by reason (stack lost: the sample is kept "
+				"under a [lost user stack] frame)",
+				(const char *[]){ "reason", lost[i].reason, NULL },
+				(double)atomic_load_explicit(&a->m_lost[lost[i].stat], memory_order_relaxed));
+	metrics_gauge(w, "ember_processes_tracked", "Processes currently profiled", NULL,
+		      (double)atomic_load_explicit(&a->m_procs, memory_order_relaxed));
+	metrics_counter(w, "ember_symbolization_misses_total",
+			"Frames that got module+offset or [unknown] instead of a symbol", NULL,
+			(double)atomic_load_explicit(&a->m_misses, memory_order_relaxed));
+	metrics_counter(w, "ember_stacks_folded_total",
+			"Cold stacks folded into [other] to respect the server's limits", NULL,
+			(double)atomic_load_explicit(&a->m_folded, memory_order_relaxed));
+	if (a->push) {
+		struct push_stats ps;
+
+		push_get_stats(a->push, &ps);
+		metrics_counter(w, "ember_profiles_sent_total", "Profiles accepted by the server", NULL,
+				(double)ps.sent);
+		metrics_counter(w, "ember_profiles_failed_total", "Failed upload attempts", NULL,
+				(double)ps.failed);
+		metrics_counter(w, "ember_profiles_dropped_total", "Profiles given up, by reason",
+				(const char *[]){ "reason", "queue_full", NULL }, (double)ps.dropped_queue_full);
+		metrics_counter(w, "ember_profiles_dropped_total", "Profiles given up, by reason",
+				(const char *[]){ "reason", "too_old", NULL }, (double)ps.dropped_too_old);
+		metrics_counter(w, "ember_profiles_dropped_total", "Profiles given up, by reason",
+				(const char *[]){ "reason", "rejected", NULL }, (double)ps.dropped_rejected);
+		metrics_gauge(w, "ember_upload_queue_bytes", "Bytes waiting in the upload queue", NULL,
+			      (double)ps.queue_bytes);
+		metrics_summary(w, "ember_upload_latency_seconds", "Duration of successful uploads", NULL,
+				ps.latency_sum_s, ps.latency_count);
+	} else {
+		metrics_counter(w, "ember_profiles_sent_total", "Profiles written to the local directory",
+				NULL, (double)atomic_load_explicit(&a->m_local_written, memory_order_relaxed));
+		metrics_counter(w, "ember_profiles_failed_total", "Profiles that could not be written",
+				NULL, (double)atomic_load_explicit(&a->m_local_errors, memory_order_relaxed));
+		metrics_gauge(w, "ember_upload_queue_bytes", "Bytes waiting in the upload queue", NULL, 0);
+	}
+}
+
+/* --- start-up ------------------------------------------------------------------------- */
+
+static int label_cmp(const void *x, const void *y)
+{
+	return strcmp(((const struct upload_label *)x)->name, ((const struct upload_label *)y)->name);
+}
+
+static int add_label(struct agent *a, const char *name, size_t name_len, const char *value)
+{
+	struct upload_label *nl;
+
+	for (size_t i = 0; i < a->nlabels; i++) {
+		if (strlen(a->labels[i].name) == name_len && !strncmp(a->labels[i].name, name, name_len)) {
+			free(a->labels[i].value); /* --label wins over EMBER_TAG_ (added first) */
+			a->labels[i].value = strdup(value);
+			return a->labels[i].value ? 0 : -ENOMEM;
+		}
+	}
+	nl = realloc(a->labels, (a->nlabels + 1) * sizeof(*nl));
+	if (!nl)
+		return -ENOMEM;
+	a->labels = nl;
+	a->labels[a->nlabels].name = strndup(name, name_len);
+	a->labels[a->nlabels].value = strdup(value);
+	if (!a->labels[a->nlabels].name || !a->labels[a->nlabels].value)
+		return -ENOMEM;
+	a->nlabels++;
+	return 0;
+}
+
+/* hostname, EMBER_TAG_<KEY>=VALUE (key lowercased), then --label KEY=VALUE. */
+static int setup_labels(struct agent *a)
+{
+	extern char **environ;
+
+	if (gethostname(a->hostname, sizeof(a->hostname) - 1))
+		snprintf(a->hostname, sizeof(a->hostname), "unknown");
+	if (add_label(a, "hostname", 8, a->hostname))
+		return -ENOMEM;
+	for (char **e = environ; *e; e++) {
+		const char *eq = strchr(*e, '=');
+		char key[256];
+		size_t len;
+
+		if (strncmp(*e, "EMBER_TAG_", 10) || !eq)
+			continue;
+		len = (size_t)(eq - *e) - 10;
+		if (len == 0 || len >= sizeof(key)) {
+			fprintf(stderr, "ember: invalid environment label %.*s\n", (int)(eq - *e), *e);
+			return -EINVAL;
+		}
+		for (size_t i = 0; i < len; i++)
+			key[i] = (char)tolower((unsigned char)(*e)[10 + i]);
+		key[len] = '\0';
+		if (!eq[1] || strspn(key, "abcdefghijklmnopqrstuvwxyz0123456789_.") != len ||
+		    isdigit((unsigned char)key[0]) || !strncmp(key, "__", 2) ||
+		    !strcmp(key, "service_name") || !strcmp(key, "hostname")) {
+			fprintf(stderr, "ember: invalid environment label %.*s: the name must match "
+					"[a-z_][a-z0-9_.]*, not start with __ nor be service_name or "
+					"hostname, and the value must not be empty\n",
+				(int)(eq - *e), *e);
+			return -EINVAL;
+		}
+		if (add_label(a, key, len, eq + 1))
+			return -ENOMEM;
+	}
+	for (size_t i = 0; i < a->cfg.labels.n; i++) {
+		const char *l = a->cfg.labels.v[i], *eq = strchr(l, '=');
+
+		if (add_label(a, l, (size_t)(eq - l), eq + 1))
+			return -ENOMEM;
+	}
+	/* __name__ + service_name (+ __delta__) + hostname + user labels */
+	if (a->nlabels + 3 > MAX_SERIES_LABELS) {
+		fprintf(stderr, "ember: invalid value for --label: %zu labels, but Pyroscope accepts at "
+				"most %d per series, %d of them Ember's own\n",
+			a->nlabels - 1, MAX_SERIES_LABELS, 4);
+		return -EINVAL;
+	}
+	qsort(a->labels, a->nlabels, sizeof(*a->labels), label_cmp);
+	return 0;
+}
+
+static int setup_sink(struct agent *a)
+{
+	struct push_opts po = { 0 };
+	char *password = NULL, *token = NULL;
+	int err;
+
+	if (!a->cfg.server) {
+		err = localsink_new(a->cfg.output, (uint64_t)a->cfg.output_max_mb * 1024 * 1024, &a->local);
+		if (err)
+			fprintf(stderr, "ember: invalid value for --output: cannot write to %s: %s\n",
+				a->cfg.output, strerror(-err));
+		return err;
+	}
+	if (a->cfg.basic_auth_user) {
+		const char *env = getenv("EMBER_BASIC_AUTH_PASSWORD");
+
+		if (a->cfg.basic_auth_password_file) {
+			err = fileio_read_secret(a->cfg.basic_auth_password_file, 4096, &password);
+			if (err) {
+				fprintf(stderr, "ember: invalid value for --basic-auth-password-file: %s: %s\n",
+					a->cfg.basic_auth_password_file, strerror(-err));
+				return err;
+			}
+		} else if (env) {
+			password = strdup(env);
+			if (!password)
+				return -ENOMEM;
+		} else {
+			fprintf(stderr, "ember: invalid value for --basic-auth-user: no password: set "
+					"EMBER_BASIC_AUTH_PASSWORD or --basic-auth-password-file\n");
+			return -EINVAL;
+		}
+	}
+	/* The secret stays out of the environment of anything we start and of /proc/PID/environ
+	 * readers that come later. */
+	unsetenv("EMBER_BASIC_AUTH_PASSWORD");
+	if (a->cfg.bearer_token_file) {
+		err = fileio_read_secret(a->cfg.bearer_token_file, 16384, &token);
+		if (err) {
+			fprintf(stderr, "ember: invalid value for --bearer-token-file: %s: %s\n",
+				a->cfg.bearer_token_file, strerror(-err));
+			free(password);
+			return err;
+		}
+	}
+	if (a->cfg.ca_file && access(a->cfg.ca_file, R_OK)) {
+		fprintf(stderr, "ember: invalid value for --ca-file: %s: %s\n", a->cfg.ca_file,
+			strerror(errno));
+		free(password);
+		free(token);
+		return -EINVAL;
+	}
+	po.server = a->cfg.server;
+	po.protocol = !strcmp(a->cfg.protocol, "ingest") ? PUSH_PROTO_INGEST : PUSH_PROTO_PUSH;
+	po.tenant_id = a->cfg.tenant_id;
+	po.basic_user = a->cfg.basic_auth_user;
+	po.basic_password = password;
+	po.bearer_token = token;
+	po.ca_file = a->cfg.ca_file;
+	err = push_new(&po, &a->push);
+	if (password) {
+		memset(password, 0, strlen(password));
+		free(password);
+	}
+	if (token) {
+		memset(token, 0, strlen(token));
+		free(token);
+	}
+	if (err)
+		fprintf(stderr, "ember: invalid value for --server: %s: %s\n", a->cfg.server,
+			strerror(-err));
+	return err;
+}
+
+static void agent_free(struct agent *a)
+{
+	metrics_stop(a->metrics);
+	push_free(a->push);
+	localsink_free(a->local);
+	cpu_collector_free(a->cc);
+	symbolizer_free(a->sym);
+	targets_free(a->targets);
+	for (size_t i = 0; i < a->nsvc; i++) {
+		free(a->svc[i].name);
+		stackagg_free(a->svc[i].agg);
+	}
+	free(a->svc);
+	for (size_t i = 0; i < a->nlabels; i++) {
+		free(a->labels[i].name);
+		free(a->labels[i].value);
+	}
+	free(a->labels);
+	free(a->procs);
+	options_free(&a->cfg);
+	free(a);
+}
+
+int agent_main(int argc, char **argv)
+{
+	struct agent *a = calloc(1, sizeof(*a));
+	struct cpu_collector_opts copts = { 0 };
+	struct sigaction sa = { .sa_handler = on_signal };
+	int64_t next_drain, interval_end, deadline;
+	enum log_level level;
+	int err, status = 2;
+
+	if (!a)
+		return 1;
+	err = options_parse(CMD_AGENT, argc, argv, &a->cfg);
+	if (err == 1) {
+		options_print_help(CMD_AGENT, "ember agent [options]");
+		status = 0;
+		goto out;
+	}
+	if (err) {
+		fprintf(stderr, "ember: see 'ember help agent'\n");
+		goto out;
+	}
+	if (log_parse_level(a->cfg.log_level, &level) == 0)
+		log_set_level(level);
+	if (a->cfg.cmd_argc || a->cfg.cmd_argv) {
+		fprintf(stderr, "ember: agent takes no command; use `ember run -- CMD`\n");
+		goto out;
+	}
+	if (strcmp(a->cfg.profiles, "cpu")) {
+		fprintf(stderr, "ember: invalid value for --profiles: only cpu is available so far\n");
+		goto out;
+	}
+	if (!strcmp(a->cfg.unwind, "dwarf")) {
+		fprintf(stderr, "ember: invalid value for --unwind: dwarf is not available yet; use fp\n");
+		goto out;
+	}
+	if (setup_labels(a) || preflight_check())
+		goto out;
+	err = targets_new(&a->cfg.services, &a->targets);
+	if (err) {
+		fprintf(stderr, "ember: cannot set up targets: %s\n", strerror(-err));
+		goto out;
+	}
+	a->auto_services = a->cfg.services.n == 0;
+	for (size_t i = 0; i < targets_count(a->targets); i++)
+		if (service_index(a, targets_service_name(a->targets, (uint32_t)i)) != (int)i) {
+			fprintf(stderr, "ember: invalid value for --service: '%s' is given twice\n",
+				targets_service_name(a->targets, (uint32_t)i));
+			goto out;
+		}
+	if (setup_sink(a))
+		goto out;
+	if (a->cfg.metrics_addr) {
+		err = metrics_start(a->cfg.metrics_addr, collect_metrics, a, &a->metrics);
+		if (err) {
+			fprintf(stderr, "ember: invalid value for --metrics-addr: cannot listen on %s: %s\n",
+				a->cfg.metrics_addr, strerror(-err));
+			goto out;
+		}
+	}
+	err = symbolizer_new(&a->sym);
+	if (err) {
+		fprintf(stderr, "ember: cannot create the symbolizer: %s\n", strerror(-err));
+		status = 1;
+		goto out;
+	}
+	a->period = NS / a->cfg.sample_rate;
+	copts.sample_rate = (unsigned)a->cfg.sample_rate;
+	copts.select_all = a->auto_services;
+	copts.follow_children = !a->auto_services;
+	copts.report_execs = !a->auto_services && targets_need_execs(a->targets);
+	copts.report_cgroups = !a->auto_services && targets_need_cgroups(a->targets);
+	err = cpu_collector_open(&copts, &a->cc);
+	if (err) {
+		fprintf(stderr, "ember: cannot load the BPF sampler: %s\n", strerror(-err));
+		goto out;
+	}
+	if (!a->auto_services)
+		(void)targets_scan(a->targets, on_scan_match, a);
+	err = cpu_collector_start(a->cc);
+	if (err) {
+		fprintf(stderr, "ember: cannot open perf events: %s\n", strerror(-err));
+		goto out;
+	}
+
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	log_info("agent: profiling %s at %ld Hz, %s every %.0f s", a->auto_services ? "every process" : "the selected services",
+		 a->cfg.sample_rate, a->push ? a->cfg.server : a->cfg.output, a->cfg.interval);
+	a->interval_start_real = now_ns(CLOCK_REALTIME);
+	next_drain = now_ns(CLOCK_MONOTONIC) + DRAIN_PERIOD_NS;
+	interval_end = now_ns(CLOCK_MONOTONIC) + (int64_t)(a->cfg.interval * 1e9);
+	while (!stop_requested) {
+		int64_t now = now_ns(CLOCK_MONOTONIC);
+		int64_t wait = next_drain - now;
+		int n;
+
+		if (a->nrefresh && wait > 10 * 1000000LL)
+			wait = 10 * 1000000LL;
+		n = cpu_collector_poll(a->cc, wait > 0 ? (int)(wait / 1000000) + 1 : 0, on_event, a);
+		if (n < 0 && n != -EINTR) {
+			log_error("agent: event poll failed: %s", strerror(-n));
+			break;
+		}
+		run_due_refreshes(a);
+		now = now_ns(CLOCK_MONOTONIC);
+		if (now >= next_drain) {
+			drain(a);
+			next_drain = now + DRAIN_PERIOD_NS;
+		}
+		if (now >= interval_end) {
+			flush_interval(a);
+			interval_end += (int64_t)(a->cfg.interval * 1e9);
+			if (interval_end < now)
+				interval_end = now + (int64_t)(a->cfg.interval * 1e9);
+		}
+	}
+	/* Shutdown: the last partial interval is sent, within the 10 s a service manager gives. */
+	deadline = now_ns(CLOCK_MONOTONIC);
+	log_info("agent: stopping; sending the last partial interval");
+	drain(a);
+	drain(a);
+	flush_interval(a);
+	if (a->push)
+		push_stop(a->push, PUSH_STOP_DEADLINE_S - (double)(now_ns(CLOCK_MONOTONIC) - deadline) / 1e9);
+	status = 0;
+out:
+	agent_free(a);
+	return status;
+}
