@@ -568,13 +568,13 @@ static void warn_rejected(struct push *p, long status, const char *msg)
 
 	for (unsigned i = 0; i < p->nwarned && i < PUSH_WARNED_MAX; i++) {
 		if (p->warned[i].status == status && p->warned[i].hash == h) {
-			log_debug("push: server refused an upload with HTTP %ld: %s", status, msg);
+			log_debug("push: server refused an upload (%s)", msg);
 			return;
 		}
 	}
 	p->warned[p->nwarned++ % PUSH_WARNED_MAX] = (struct push_warned){ status, h };
-	log_warn("push: server refused an upload with HTTP %ld: %s; dropping it "
-		 "(repeats are logged at debug level)", status, msg);
+	log_warn("push: server refused an upload (%s); dropping it "
+		 "(repeats are logged at debug level)", msg);
 }
 
 /* The ingest name `service{k=v,...}`: every label except __name__, service_name and the
