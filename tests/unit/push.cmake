@@ -9,3 +9,10 @@ ember_unit_test(push SOURCES test_push.c LIBS ember_push ember_pprof
                      ${CMAKE_SOURCE_DIR}/pprof ${Python3_EXECUTABLE} ${EMBER_PROTOC})
 add_dependencies(unit_push pprofdump)
 set_tests_properties(unit.push PROPERTIES TIMEOUT 120)
+
+# The receiver itself: hand-made requests show that it enforces the rules unit.push relies on.
+add_test(NAME unit.push_receiver
+         COMMAND Python3::Interpreter ${CMAKE_SOURCE_DIR}/tests/receiver/test_receiver.py
+                 --pprofdump ${EMBER_PPROFDUMP} --protoc ${EMBER_PROTOC}
+                 --proto-dir ${CMAKE_SOURCE_DIR}/pprof)
+set_tests_properties(unit.push_receiver PROPERTIES ENVIRONMENT "${EMBER_TEST_ENV}" TIMEOUT 60)
