@@ -288,6 +288,20 @@ static int push_setup_curl(struct push *p)
 
 static void *push_thread(void *arg);
 
+/* The server URL without any user:password@ part, for log lines. */
+static const char *server_for_log(const char *url)
+{
+	const char *host = strstr(url, "://"), *at;
+
+	if (!host)
+		return url;
+	host += 3;
+	at = strchr(host, '@');
+	if (at && (!strchr(host, '/') || at < strchr(host, '/')))
+		return at + 1;
+	return url;
+}
+
 int push_new(const struct push_opts *opts, struct push **ret_push)
 {
 	struct push *p = NULL;
@@ -398,7 +412,7 @@ int push_new(const struct push_opts *opts, struct push **ret_push)
 		goto free_push;
 	}
 	p->thread_running = true;
-	log_debug("push: sending to %s with %s, queue bound %zu bytes", p->server,
+	log_debug("push: sending to %s with %s, queue bound %zu bytes", server_for_log(p->server),
 		  p->protocol == PUSH_PROTO_PUSH ? "push.v1" : "/ingest", p->queue_max_bytes);
 	*ret_push = p;
 	return 0;
@@ -683,7 +697,7 @@ out:
 
 /* Sends one upload (unlocked; the item is p->inflight). */
 static enum send_result push_send(struct push *p, struct push_item *it, char *why, size_t whylen,
-				  long *ret_retry_after_s)
+				  long *ret_status, long *ret_retry_after_s)
 {
 	int64_t start = clock_ns(CLOCK_MONOTONIC), left = atomic_load(&p->deadline_ns) - start;
 	long timeout_ms = (long)(p->timeout_s * 1000), status = 0;
@@ -694,6 +708,7 @@ static enum send_result push_send(struct push *p, struct push_item *it, char *wh
 	char msg[200];
 	CURLcode rc;
 
+	*ret_status = 0;
 	*ret_retry_after_s = 0;
 	if (p->protocol == PUSH_PROTO_PUSH) {
 		if (!it->body && build_push_body(it)) {
@@ -733,6 +748,7 @@ static enum send_result push_send(struct push *p, struct push_item *it, char *wh
 		return rc == CURLE_ABORTED_BY_CALLBACK ? SEND_ABORT : SEND_RETRY;
 	}
 	(void)curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, &status);
+	*ret_status = status;
 	if (status >= 200 && status < 300) {
 		log_debug("push: sent %s/%s from %" PRId64 " (%zu bytes, HTTP %ld, %.3f s)",
 			  it->u->service ? it->u->service : "?", it->u->family ? it->u->family : "?",
@@ -794,7 +810,7 @@ static void *push_thread(void *arg)
 		enum send_result res;
 		struct push_item *it;
 		int64_t t0, elapsed;
-		long retry_after_s;
+		long status, retry_after_s;
 		bool evicted;
 
 		while (!p->head && !p->stopping)
@@ -817,7 +833,7 @@ static void *push_thread(void *arg)
 
 		t0 = clock_ns(CLOCK_MONOTONIC);
 		why[0] = '\0';
-		res = push_send(p, it, why, sizeof(why), &retry_after_s);
+		res = push_send(p, it, why, sizeof(why), &status, &retry_after_s);
 		elapsed = clock_ns(CLOCK_MONOTONIC) - t0;
 
 		pthread_mutex_lock(&p->lock);
@@ -845,7 +861,7 @@ static void *push_thread(void *arg)
 			}
 			continue;
 		}
-		if (!strncmp(why, "HTTP ", 5))
+		if (status)
 			p->stats.failed++;
 		else if (res != SEND_ABORT)
 			p->stats.conn_errors++;
@@ -857,7 +873,7 @@ static void *push_thread(void *arg)
 			item_free(it);
 			p->fail_streak = 0;
 			pthread_mutex_unlock(&p->lock);
-			warn_rejected(p, strtol(why + 5, NULL, 10), why);
+			warn_rejected(p, status, why);
 			pthread_mutex_lock(&p->lock);
 			continue;
 		}

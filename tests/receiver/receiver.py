@@ -17,7 +17,8 @@ Accepted series are appended as JSON lines to --record:
 Secrets (passwords, tokens) are never recorded. Every request is appended to --requests as
   {"method", "path", "status", "code", "message", "time"}.
 
-Prints "listening on PORT" on stdout once it accepts connections. GET /ready answers 200.
+With --tls-cert/--tls-key it serves HTTPS (tests/receiver/tls/ holds a test CA and a
+certificate for 127.0.0.1 and localhost, valid until 2126). Prints "listening on PORT" on stdout once it accepts connections. GET /ready answers 200.
 """
 import argparse
 import base64
@@ -26,6 +27,7 @@ import importlib
 import json
 import os
 import re
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -449,6 +451,8 @@ def main():
                     help="answer --fail-status to the first N push/ingest requests")
     ap.add_argument("--delay", type=float, default=0,
                     help="wait this many seconds before answering a push/ingest request")
+    ap.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (chain)")
+    ap.add_argument("--tls-key", help="the certificate's PEM private key")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
 
@@ -457,6 +461,10 @@ def main():
     ThreadingHTTPServer.daemon_threads = True
     srv = ThreadingHTTPServer((args.host, args.port), Handler)
     srv.rx = rx
+    if args.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     print("listening on %d" % srv.server_address[1], flush=True)
     try:
         srv.serve_forever()

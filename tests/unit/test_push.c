@@ -668,6 +668,56 @@ out:
 	receiver_stop(&r);
 }
 
+/* TLS: the server's certificate is verified, against ca_file when one is given. */
+static void test_tls(void)
+{
+	char cert[512], key[512], ca[512], url[64];
+	const char *const flags[] = { "--tls-cert", cert, "--tls-key", key, NULL };
+	struct push_opts o;
+	struct push_stats st;
+	struct receiver r;
+	struct push *p = NULL;
+
+	snprintf(cert, sizeof(cert), "%s/tls/server.pem", receiver_dir);
+	snprintf(key, sizeof(key), "%s/tls/server.key", receiver_dir);
+	snprintf(ca, sizeof(ca), "%s/tls/ca.pem", receiver_dir);
+	if (receiver_start(&r, 0, flags)) {
+		CHECK(!"receiver started");
+		return;
+	}
+	o = test_opts(&r, 0, PUSH_PROTO_PUSH);
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d/", r.port);
+	o.server = url;
+	o.ca_file = ca;
+	CHECK_INT(push_new(&o, &p), 0);
+	if (!p)
+		goto out;
+	CHECK_INT(push_submit(p, make_upload(now_ns() - 5 * SEC, 1, web_labels)), 0);
+	push_stop(p, 10);
+	push_get_stats(p, &st);
+	CHECK_INT(st.sent, 1);
+	push_free(p);
+	p = NULL;
+
+	/* Without our CA the certificate is not trusted: nothing is sent. */
+	o.ca_file = NULL;
+	CHECK_INT(push_new(&o, &p), 0);
+	if (!p)
+		goto out;
+	CHECK_INT(push_submit(p, make_upload(now_ns() - 5 * SEC, 1, web_labels)), 0);
+	sleep_s(0.3);
+	push_stop(p, 0.2);
+	push_get_stats(p, &st);
+	CHECK_INT(st.sent, 0);
+	CHECK(st.conn_errors >= 1);
+	CHECK_INT(st.dropped[PUSH_DROP_SHUTDOWN], 1);
+	CHECK(strstr(st.last_error, "certificate") != NULL);
+	push_free(p);
+	CHECK_STR(query(&r, "len(R)"), "1");
+out:
+	receiver_stop(&r);
+}
+
 /* push_stop() returns by its deadline even when the server never answers: the request in
  * flight is cut short and what is left is counted as dropped at shutdown. */
 static void test_stop_deadline(void)
@@ -758,6 +808,7 @@ int main(int argc, char **argv)
 	test_bearer();
 	test_receiver_rules();
 	test_stop_deadline();
+	test_tls();
 
 	if (!check_failures) {
 		snprintf(cmd, sizeof(cmd), "rm -rf %s", workdir);
