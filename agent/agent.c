@@ -311,7 +311,8 @@ static void on_event(void *ctx, const struct ember_event *e)
 			}
 			break;
 		}
-		/* fall through: not a target yet, does it match now? */
+		/* Not a target yet: does it match now? */
+		__attribute__((fallthrough));
 	case EMBER_EVENT_CGROUP:
 		if (a->auto_services)
 			break;
@@ -545,12 +546,10 @@ static void collect_metrics(void *ctx, struct metrics_writer *w)
 				(double)ps.sent);
 		metrics_counter(w, "ember_profiles_failed_total", "Failed upload attempts", NULL,
 				(double)ps.failed);
-		metrics_counter(w, "ember_profiles_dropped_total", "Profiles given up, by reason",
-				(const char *[]){ "reason", "queue_full", NULL }, (double)ps.dropped_queue_full);
-		metrics_counter(w, "ember_profiles_dropped_total", "Profiles given up, by reason",
-				(const char *[]){ "reason", "too_old", NULL }, (double)ps.dropped_too_old);
-		metrics_counter(w, "ember_profiles_dropped_total", "Profiles given up, by reason",
-				(const char *[]){ "reason", "rejected", NULL }, (double)ps.dropped_rejected);
+		for (int r = 0; r < PUSH_DROP_MAX; r++)
+			metrics_counter(w, "ember_profiles_dropped_total", "Profiles given up, by reason",
+					(const char *[]){ "reason", push_drop_reason_name(r), NULL },
+					(double)ps.dropped[r]);
 		metrics_gauge(w, "ember_upload_queue_bytes", "Bytes waiting in the upload queue", NULL,
 			      (double)ps.queue_bytes);
 		metrics_summary(w, "ember_upload_latency_seconds", "Duration of successful uploads", NULL,

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "agent.h"
 #include "options.h"
 #include "profile_types.h"
 #include "record.h"
@@ -41,6 +42,11 @@ int main(int argc, char **argv)
 
 			return record_main(1, help);
 		}
+		if (argc > 2 && !strcmp(argv[2], "agent")) {
+			char *help[] = { "--help" };
+
+			return agent_main(1, help);
+		}
 		if (argc > 2 && !strcmp(argv[2], "profiles")) {
 			/* One profile type ID per line, as Pyroscope and Grafana name them. */
 			for (size_t i = 0; i < profile_families_count; i++) {
@@ -55,7 +61,9 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	if (!strcmp(argv[1], "agent") || !strcmp(argv[1], "run")) {
+	if (!strcmp(argv[1], "agent"))
+		return agent_main(argc - 2, argv + 2);
+	if (!strcmp(argv[1], "run")) {
 		fprintf(stderr, "ember: '%s' is not available in this build yet\n", argv[1]);
 		return 2;
 	}
