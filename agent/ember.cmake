@@ -1,18 +1,24 @@
 # The `ember` executable: CLI, targets, collectors, aggregation. Its modules are in ember_cli so
 # tests can link them without main().
+# Stack aggregation into pprof + flame graph, shared by every profile family.
+add_library(ember_agg STATIC ${CMAKE_CURRENT_SOURCE_DIR}/stackagg.c)
+set_target_properties(ember_agg PROPERTIES POSITION_INDEPENDENT_CODE ON)
+target_compile_options(ember_agg PRIVATE ${EMBER_WARNINGS})
+target_include_directories(ember_agg PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
+target_link_libraries(ember_agg PUBLIC ember_core ember_pprof ember_flamegraph)
+
 add_library(ember_cli STATIC
   ${CMAKE_CURRENT_SOURCE_DIR}/options.c
   ${CMAKE_CURRENT_SOURCE_DIR}/targets.c
   ${CMAKE_CURRENT_SOURCE_DIR}/preflight.c
   ${CMAKE_CURRENT_SOURCE_DIR}/cpu_collector.c
   ${CMAKE_CURRENT_SOURCE_DIR}/cpuprof.c
-  ${CMAKE_CURRENT_SOURCE_DIR}/stackagg.c
   ${CMAKE_CURRENT_SOURCE_DIR}/fileio.c
   ${CMAKE_CURRENT_SOURCE_DIR}/record.c
   ${CMAKE_CURRENT_SOURCE_DIR}/agent.c)
 target_compile_options(ember_cli PRIVATE ${EMBER_WARNINGS})
 target_include_directories(ember_cli PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
-target_link_libraries(ember_cli PUBLIC ember_core ember_symbols ember_flamegraph ember_pprof ember_push ember_localsink ember_metrics cpu_skel m)
+target_link_libraries(ember_cli PUBLIC ember_core ember_agg ember_symbols ember_flamegraph ember_pprof ember_push ember_localsink ember_metrics cpu_skel m)
 
 add_executable(ember ${CMAKE_CURRENT_SOURCE_DIR}/main.c)
 target_compile_definitions(ember PRIVATE EMBER_VERSION="${PROJECT_VERSION}")

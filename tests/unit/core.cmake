@@ -1,0 +1,8 @@
+# Aggregation: [other] folding under Pyroscope's limits, checked with pprofdump.
+set(_agg_out ${CMAKE_CURRENT_BINARY_DIR}/stackagg.d)
+file(MAKE_DIRECTORY ${_agg_out})
+ember_unit_test(stackagg SOURCES test_stackagg.c ${CMAKE_SOURCE_DIR}/agent/fileio.c LIBS ember_agg ARGS ${_agg_out})
+set_tests_properties(unit.stackagg PROPERTIES FIXTURES_SETUP stackagg_files)
+add_test(NAME unit.stackagg_decode
+         COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/check_stackagg.py ${EMBER_PPROFDUMP} ${_agg_out})
+set_tests_properties(unit.stackagg_decode PROPERTIES FIXTURES_REQUIRED stackagg_files)
