@@ -131,7 +131,7 @@ def main():
 
     # The README's build command, and what the Dockerfile runs.
     texts = []
-    for rel in ("README.md", os.path.join("docs", "deploy.md")):
+    for rel in ("README.md",):
         p = os.path.join(src, rel)
         if os.path.exists(p):
             with open(p) as f:
