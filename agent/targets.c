@@ -132,7 +132,7 @@ static int read_small(const char *path, char *buf, size_t n)
 /* Does a cgroup path (from /proc/PID/cgroup) name the container id prefix? Docker
  * (docker-<id>.scope, /docker/<id>), containerd (cri-containerd-<id>.scope, /<id>) and CRI-O
  * (crio-<id>.scope) all put the 64-hex-digit id in one path component, maybe with a prefix. */
-static bool cgroup_has_container(const char *path, const char *prefix)
+bool targets_cgroup_has_container(const char *path, const char *prefix)
 {
 	size_t plen = strlen(prefix);
 
@@ -233,7 +233,7 @@ int targets_match(const struct targets *t, pid_t pid)
 								*nl = '\n';
 							return (int)i;
 						}
-					} else if (cgroup_has_container(cpath, s->arg)) {
+					} else if (targets_cgroup_has_container(cpath, s->arg)) {
 						if (nl)
 							*nl = '\n';
 						return (int)i;

@@ -33,6 +33,11 @@ bool targets_need_cgroups(const struct targets *t);
 /* Returns the service id that pid belongs to, or -ENOENT (no match) / -ESRCH (gone). */
 int targets_match(const struct targets *t, pid_t pid);
 
+/* Does cgroup v2 path name a container whose id starts with prefix (lowercase hex)? The
+ * 64-hex-digit id is a whole path component, alone or after "docker-", "cri-containerd-",
+ * "crio-" and the like, optionally followed by ".scope". */
+bool targets_cgroup_has_container(const char *path, const char *prefix);
+
 typedef void (*targets_visit_fn)(void *ctx, pid_t pid, uint32_t service_id);
 /* Calls fn for every live process that matches a service. Returns the number of matches. */
 int targets_scan(const struct targets *t, targets_visit_fn fn, void *ctx);

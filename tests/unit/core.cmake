@@ -6,3 +6,6 @@ set_tests_properties(unit.stackagg PROPERTIES FIXTURES_SETUP stackagg_files)
 add_test(NAME unit.stackagg_decode
          COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/check_stackagg.py ${EMBER_PPROFDUMP} ${_agg_out})
 set_tests_properties(unit.stackagg_decode PROPERTIES FIXTURES_REQUIRED stackagg_files)
+
+# Targets: container ids in cgroup paths, selector matching.
+ember_unit_test(targets SOURCES test_targets.c ${CMAKE_SOURCE_DIR}/agent/targets.c LIBS ember_core)
