@@ -1171,8 +1171,10 @@ static int read_module(const struct umap *m, uint64_t addr, unw_word_t *valp)
 		return -UNW_EINVAL;
 	off = addr - m->start + m->pgoff;
 	s = mod_seg_at_off(m->mod, off);
-	/* a writable segment may differ from the file (relocations, data) */
-	if (!s || (s->flags & PF_W) || s->off + s->filesz - off < sizeof(*valp) ||
+	/* A writable segment may differ from the file (relocations, data), but libunwind reads
+	 * one only for the personality routine's pointer of a "zPLR" CIE (C++), which unwinding
+	 * does not use: the file's bytes serve. Past p_filesz (.bss) nothing does. */
+	if (!s || s->off + s->filesz - off < sizeof(*valp) ||
 	    off + sizeof(*valp) > m->mod->size)
 		return -UNW_EINVAL;
 	memcpy(valp, m->mod->data + off, sizeof(*valp));

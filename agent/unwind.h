@@ -3,8 +3,9 @@
  *
  * Unwind info comes from each module's .eh_frame_hdr/.eh_frame, then from .debug_frame (in the
  * file, or in its separate debug file found by build-id or .gnu_debuglink). Memory reads are
- * served from the snapshot, else from the mapped file where the mapping's ELF segment is not
- * writable (so the file holds exactly what is mapped), else they fail. The unwinder keeps its
+ * served from the snapshot, else from the mapped file's file-backed ELF segments (for writable
+ * ones that is the unrelocated bytes, which libunwind reads only for C++ personality pointers
+ * it does not use), else they fail. The unwinder keeps its
  * own capture of each process's mappings (procmaps), keyed by (pid, start time), and its own
  * module cache keyed by file identity and build-id, shared by processes; both are bounded.
  * Not thread-safe: use one unwinder per thread. */
