@@ -66,4 +66,45 @@ struct ember_event {
 };
 _Static_assert(sizeof(struct ember_event) == 40, "ember_event layout");
 
+/* ---- DWARF mode: user stack snapshots (bpf/stack_snapshot.bpf.h) ---- */
+
+/* ember_target.flags: this process's user stacks are unwound from snapshots in userspace
+ * (--unwind dwarf, or auto's choice) instead of frame pointers in BPF. */
+#define EMBER_TARGET_DWARF (1u << 1)
+
+/* Largest user stack copy per sample: the upper bound of --stack-size. A power of two. */
+#define EMBER_SNAPSHOT_STACK_MAX 65536
+
+/* Order of ember_stack_snapshot.regs: x86-64 user registers as in struct pt_regs, callee-saved
+ * first. The agent's struct unwind_regs (agent/unwind.h) has the same order. */
+enum ember_snapshot_reg {
+	EMBER_SNAP_IP = 0, EMBER_SNAP_SP, EMBER_SNAP_BP, EMBER_SNAP_BX,
+	EMBER_SNAP_R12, EMBER_SNAP_R13, EMBER_SNAP_R14, EMBER_SNAP_R15,
+	EMBER_SNAP_AX, EMBER_SNAP_CX, EMBER_SNAP_DX, EMBER_SNAP_SI, EMBER_SNAP_DI,
+	EMBER_SNAP_R8, EMBER_SNAP_R9, EMBER_SNAP_R10, EMBER_SNAP_R11,
+	EMBER_SNAP_NR_REGS,
+};
+
+/* ember_stack_snapshot.flags */
+#define EMBER_SNAP_SHORT (1u << 0) /* the full --stack-size was not readable: stack_len is less */
+
+/* One CPU sample of a process in DWARF mode, sent through the `snapshots` ring buffer:
+ * registers and the top of the user stack, for the agent to unwind. Variable size:
+ * sizeof(struct ember_stack_snapshot) + stack_len bytes. */
+struct ember_stack_snapshot {
+	__u32 tgid;
+	__u32 tid;
+	__u64 cookie;            /* copied from ember_target (process start time, clock ticks) */
+	__u32 service_id;        /* copied from ember_target */
+	__s32 kernel_stack_id;   /* id in stacks<stack_map>, -1 for a sample in user mode, or
+				  * a negative errno (kernel stack lost) */
+	__u32 stack_map;         /* which stack map pair (0 or 1, `active`) the id refers to */
+	__u32 stack_len;         /* bytes in stack[], copied from regs[EMBER_SNAP_SP] upward */
+	__u32 flags;             /* EMBER_SNAP_* */
+	__u32 pad;
+	__u64 regs[EMBER_SNAP_NR_REGS]; /* user registers (bytes: addresses and values) */
+	__u8 stack[];            /* stack_len bytes of user stack, lowest address first */
+};
+_Static_assert(sizeof(struct ember_stack_snapshot) == 176, "ember_stack_snapshot layout");
+
 #endif

@@ -1,0 +1,1501 @@
+/* unwind: see unwind.h.
+ *
+ * Shape: processes live in an array sorted by pid, each with its mappings (all of them, not
+ * only executable ones: .eh_frame_hdr and .eh_frame usually sit in a read-only, non-executable
+ * segment) sorted by address, a load bias per mapping, a pointer to a shared module, and its
+ * own libunwind address space (the register-state cache is keyed by IP alone, so it must not
+ * be shared between processes). A module is one ELF file mapped read-only with mmap (the page
+ * cache holds it once for every process) plus what its program headers say: PT_LOADs,
+ * PT_GNU_EH_FRAME. libunwind searches .eh_frame_hdr's binary-search table as an
+ * UNW_INFO_FORMAT_REMOTE_TABLE, reading the table and the FDEs through access_mem, which reads
+ * the module's file.
+ *
+ * .debug_frame: libunwind only reads it from files it opens itself and caches by address range
+ * in its global address space, which would mix processes up. So a module's .debug_frame is
+ * rewritten once into .eh_frame form (CIE augmentation "zR", PC-relative 8-byte pointers) with
+ * its own sorted table, and served to libunwind at a synthetic address, bias + SYNTH_BASE,
+ * outside every user address space. SYNTH_BASE is a multiple of 2^32, so the table's 32-bit
+ * offsets relative to that segbase are the functions' ELF vaddrs, and the PC-relative pointers
+ * do not depend on the bias: one image serves every process that maps the module.
+ *
+ * Choices the header leaves open:
+ * - files are opened through /proc/PID/map_files, then /proc/PID/root/PATH (checked against
+ *   the mapped inode);
+ * - a PC outside every mapping re-reads the maps, at most once a second per process;
+ * - the vDSO is read from our own process (same kernel);
+ * - libunwind's fallback for a PC without unwind info (follow rbp) is never trusted: the stack
+ *   ends there, truncated. */
+#include "unwind.h"
+
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <libunwind.h>
+
+#include "log.h"
+#include "procmaps.h"
+
+/* Exported by libunwind (UNW_OBJ), declared only in its private headers. */
+extern int UNW_OBJ(dwarf_search_unwind_table)(unw_addr_space_t as, unw_word_t ip,
+					      unw_dyn_info_t *di, unw_proc_info_t *pi,
+					      int need_unwind_info, void *arg);
+#define dwarf_search_unwind_table UNW_OBJ(dwarf_search_unwind_table)
+
+#define UNWIND_MAX_PROCS 1024
+#define UNWIND_MAX_MODULES 512
+#define REFRESH_INTERVAL_NS 1000000000ull
+/* libunwind register-state cache entries per process (a power of two). */
+#define AS_CACHE_SIZE 256
+/* Largest decompressed .debug_frame accepted. */
+#define DEBUG_FRAME_MAX (256u << 20)
+#define BUILD_ID_HEX_MAX 129
+
+/* Synthetic addresses of converted .debug_frame images: bias + SYNTH_BASE. Non-canonical for
+ * any bias (user space ends below 2^56), and a multiple of 2^32 (see the top comment). */
+#define SYNTH_BASE 0x4000000000000000ull
+#define SYNTH_SPAN 0x0100000000000000ull
+
+#define DW_EH_PE_absptr 0x00
+#define DW_EH_PE_udata2 0x02
+#define DW_EH_PE_udata4 0x03
+#define DW_EH_PE_udata8 0x04
+#define DW_EH_PE_sdata2 0x0a
+#define DW_EH_PE_sdata4 0x0b
+#define DW_EH_PE_sdata8 0x0c
+#define DW_EH_PE_pcrel 0x10
+#define DW_EH_PE_datarel 0x30
+#define DW_EH_PE_omit 0xff
+
+struct load_seg {
+	uint64_t vaddr, off, filesz;
+	uint32_t flags; /* PF_* */
+};
+
+enum dbg_state { DBG_UNTRIED = 0, DBG_NONE, DBG_READY };
+
+struct umod {
+	char build_id[BUILD_ID_HEX_MAX]; /* "" when the file has none */
+	bool has_ident;
+	dev_t dev;
+	ino_t ino;
+	off_t fsize;
+	struct timespec mtime;
+	const uint8_t *data; /* the whole file, read-only */
+	size_t size;
+	bool mapped;         /* data is ours to munmap (the vDSO's is not) */
+	char *path;          /* path as the first process saw it: finds debug files */
+	char *debuglink;     /* .gnu_debuglink name, or NULL */
+	struct load_seg *loads;
+	size_t nr_loads;
+	bool has_hdr;        /* usable .eh_frame_hdr */
+	uint64_t hdr_vaddr, table_vaddr, fde_count;
+	enum dbg_state dbg_state;
+	uint8_t *dbg;        /* converted .debug_frame, then its table */
+	size_t dbg_size;
+	uint64_t dbg_table_off, dbg_count;
+	unsigned int refs;   /* mappings that point to it */
+};
+
+struct umap {
+	uint64_t start, end, pgoff;
+	uint64_t bias;    /* runtime address minus ELF vaddr (mod 2^64) */
+	struct umod *mod; /* NULL: anonymous, or not a readable ELF file */
+};
+
+struct uproc {
+	pid_t pid;
+	uint64_t start_time;
+	uint64_t last_use;
+	uint64_t last_refresh_ns;
+	bool stale;
+	struct umap *maps;
+	size_t nr_maps;
+	unw_addr_space_t as;
+};
+
+struct unwinder {
+	struct uproc **procs; /* sorted by pid */
+	size_t nr_procs, cap_procs;
+	struct umod **mods;
+	size_t nr_mods, cap_mods;
+	struct umod *vdso;
+	bool vdso_tried;
+	uint64_t tick;
+	struct unwind_stats stats;
+};
+
+/* State of one unwind_stack() call, the `arg` of every accessor. */
+struct unwind_ctx {
+	struct unwinder *u;
+	struct uproc *proc;
+	const struct unwind_regs *regs;
+	const uint8_t *stack;
+	uint64_t sp;
+	size_t stack_len;
+	const struct umap *last_map; /* last mapping a read hit */
+	const struct umap *dbg_map;  /* mapping whose synthetic .debug_frame was served last */
+	bool no_info;                /* find_proc_info found nothing during this step */
+	bool mem_fault;
+};
+
+static int grow_array(void **p, size_t *cap, size_t need, size_t elem)
+{
+	size_t ncap = *cap ? *cap : 16;
+	void *np;
+
+	if (need <= *cap)
+		return 0;
+	while (ncap < need) {
+		if (ncap > SIZE_MAX / 2 / elem)
+			return -ENOMEM;
+		ncap *= 2;
+	}
+	np = realloc(*p, ncap * elem);
+	if (!np)
+		return -ENOMEM;
+	*p = np;
+	*cap = ncap;
+	return 0;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- bounded readers over a byte range ---- */
+
+struct cur {
+	const uint8_t *p, *end;
+	bool bad;
+};
+
+static bool cur_take(struct cur *c, void *dst, size_t n)
+{
+	if (c->bad || (size_t)(c->end - c->p) < n) {
+		c->bad = true;
+		if (dst)
+			memset(dst, 0, n);
+		return false;
+	}
+	if (dst)
+		memcpy(dst, c->p, n);
+	c->p += n;
+	return true;
+}
+
+static uint8_t cur_u8(struct cur *c)
+{
+	uint8_t v;
+
+	cur_take(c, &v, 1);
+	return v;
+}
+
+static uint32_t cur_u32(struct cur *c)
+{
+	uint32_t v;
+
+	cur_take(c, &v, 4);
+	return v;
+}
+
+static uint64_t cur_u64(struct cur *c)
+{
+	uint64_t v;
+
+	cur_take(c, &v, 8);
+	return v;
+}
+
+static uint64_t cur_uleb(struct cur *c)
+{
+	uint64_t v = 0;
+	unsigned int shift = 0;
+	uint8_t b;
+
+	do {
+		b = cur_u8(c);
+		if (shift < 64)
+			v |= (uint64_t)(b & 0x7f) << shift;
+		shift += 7;
+	} while ((b & 0x80) && !c->bad);
+	return v;
+}
+
+static int64_t cur_sleb(struct cur *c)
+{
+	uint64_t v = 0;
+	unsigned int shift = 0;
+	uint8_t b;
+
+	do {
+		b = cur_u8(c);
+		if (shift < 64)
+			v |= (uint64_t)(b & 0x7f) << shift;
+		shift += 7;
+	} while ((b & 0x80) && !c->bad);
+	if (shift < 64 && (b & 0x40))
+		v |= ~0ull << shift;
+	return (int64_t)v;
+}
+
+/* Reads a DW_EH_PE-encoded value of .eh_frame_hdr at file offset pos (vaddr pos_vaddr). Only
+ * what linkers emit there: absolute or PC/data-relative 2/4/8-byte values. */
+static bool read_encoded(struct cur *c, uint8_t enc, uint64_t pos_vaddr, uint64_t hdr_vaddr,
+			 uint64_t *ret)
+{
+	uint64_t v;
+
+	switch (enc & 0x0f) {
+	case DW_EH_PE_absptr:
+	case DW_EH_PE_udata8:
+	case DW_EH_PE_sdata8:
+		v = cur_u64(c);
+		break;
+	case DW_EH_PE_udata4:
+		v = cur_u32(c);
+		break;
+	case DW_EH_PE_sdata4:
+		v = (uint64_t)(int64_t)(int32_t)cur_u32(c);
+		break;
+	default:
+		return false;
+	}
+	switch (enc & 0x70) {
+	case 0:
+		break;
+	case DW_EH_PE_pcrel:
+		v += pos_vaddr;
+		break;
+	case DW_EH_PE_datarel:
+		v += hdr_vaddr;
+		break;
+	default:
+		return false;
+	}
+	*ret = v;
+	return !c->bad;
+}
+
+/* ---- growable output buffer ---- */
+
+struct obuf {
+	uint8_t *p;
+	size_t len, cap;
+	bool oom;
+};
+
+static void ob_put(struct obuf *b, const void *src, size_t n)
+{
+	if (b->oom)
+		return;
+	if (grow_array((void **)&b->p, &b->cap, b->len + n, 1)) {
+		b->oom = true;
+		return;
+	}
+	memcpy(b->p + b->len, src, n);
+	b->len += n;
+}
+
+static void ob_u8(struct obuf *b, uint8_t v) { ob_put(b, &v, 1); }
+static void ob_u32(struct obuf *b, uint32_t v) { ob_put(b, &v, 4); }
+static void ob_u64(struct obuf *b, uint64_t v) { ob_put(b, &v, 8); }
+
+static void ob_uleb(struct obuf *b, uint64_t v)
+{
+	do {
+		uint8_t byte = v & 0x7f;
+
+		v >>= 7;
+		ob_u8(b, byte | (v ? 0x80 : 0));
+	} while (v);
+}
+
+static void ob_sleb(struct obuf *b, int64_t v)
+{
+	bool more = true;
+
+	while (more) {
+		uint8_t byte = v & 0x7f;
+
+		v >>= 7; /* arithmetic shift: gcc and clang define it */
+		more = !((v == 0 && !(byte & 0x40)) || (v == -1 && (byte & 0x40)));
+		ob_u8(b, byte | (more ? 0x80 : 0));
+	}
+}
+
+/* ---- ELF images ---- */
+
+static bool elf_ehdr(const uint8_t *data, size_t size, Elf64_Ehdr *ret)
+{
+	if (size < sizeof(*ret))
+		return false;
+	memcpy(ret, data, sizeof(*ret));
+	return !memcmp(ret->e_ident, ELFMAG, SELFMAG) && ret->e_ident[EI_CLASS] == ELFCLASS64 &&
+	       ret->e_ident[EI_DATA] == ELFDATA2LSB;
+}
+
+static bool elf_phdr(const uint8_t *data, size_t size, const Elf64_Ehdr *eh, size_t i,
+		     Elf64_Phdr *ret)
+{
+	uint64_t off = eh->e_phoff + (uint64_t)i * eh->e_phentsize;
+
+	if (eh->e_phentsize < sizeof(*ret) || off > size || size - off < sizeof(*ret))
+		return false;
+	memcpy(ret, data + off, sizeof(*ret));
+	return true;
+}
+
+static bool elf_shdr(const uint8_t *data, size_t size, const Elf64_Ehdr *eh, size_t i,
+		     Elf64_Shdr *ret)
+{
+	uint64_t off = eh->e_shoff + (uint64_t)i * eh->e_shentsize;
+
+	if (!eh->e_shoff || eh->e_shentsize < sizeof(*ret) || off > size ||
+	    size - off < sizeof(*ret))
+		return false;
+	memcpy(ret, data + off, sizeof(*ret));
+	return true;
+}
+
+/* Finds section `name` with contents in the file; returns false if absent. */
+static bool elf_section(const uint8_t *data, size_t size, const char *name, Elf64_Shdr *ret)
+{
+	Elf64_Shdr strsh, sh;
+	Elf64_Ehdr eh;
+	size_t nlen = strlen(name);
+
+	if (!elf_ehdr(data, size, &eh) || !elf_shdr(data, size, &eh, eh.e_shstrndx, &strsh) ||
+	    strsh.sh_offset > size || size - strsh.sh_offset < strsh.sh_size)
+		return false;
+	for (size_t i = 1; i < eh.e_shnum; i++) {
+		if (!elf_shdr(data, size, &eh, i, &sh) || sh.sh_type == SHT_NOBITS ||
+		    sh.sh_name >= strsh.sh_size || strsh.sh_size - sh.sh_name <= nlen)
+			continue;
+		if (memcmp(data + strsh.sh_offset + sh.sh_name, name, nlen + 1))
+			continue;
+		if (sh.sh_offset > size || size - sh.sh_offset < sh.sh_size)
+			return false;
+		*ret = sh;
+		return true;
+	}
+	return false;
+}
+
+/* GNU build-id from the PT_NOTE segments, as lowercase hex ("" when none). */
+static void elf_build_id(const uint8_t *data, size_t size, const Elf64_Ehdr *eh, char *buf)
+{
+	Elf64_Phdr ph;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < eh->e_phnum; i++) {
+		struct cur c;
+		uint64_t align;
+
+		if (!elf_phdr(data, size, eh, i, &ph) || ph.p_type != PT_NOTE ||
+		    ph.p_offset > size || size - ph.p_offset < ph.p_filesz)
+			continue;
+		align = ph.p_align == 8 ? 8 : 4;
+		c = (struct cur){ data + ph.p_offset, data + ph.p_offset + ph.p_filesz, false };
+		while (!c.bad && c.p < c.end) {
+			uint32_t namesz = cur_u32(&c), descsz = cur_u32(&c), type = cur_u32(&c);
+			const uint8_t *name = c.p, *desc;
+
+			cur_take(&c, NULL, (namesz + align - 1) & ~(align - 1));
+			desc = c.p;
+			cur_take(&c, NULL, (descsz + align - 1) & ~(align - 1));
+			if (c.bad)
+				break;
+			if (type == NT_GNU_BUILD_ID && namesz == 4 && !memcmp(name, "GNU", 4) &&
+			    descsz && descsz <= 64) {
+				for (uint32_t j = 0; j < descsz; j++)
+					sprintf(buf + 2 * j, "%02x", desc[j]);
+				return;
+			}
+		}
+	}
+}
+
+/* Contents of section `name`, decompressed if SHF_COMPRESSED. *ret_owned tells whether the
+ * caller frees *ret_buf. */
+static int elf_section_data(const uint8_t *data, size_t size, const char *name,
+			    const uint8_t **ret_buf, size_t *ret_len, bool *ret_owned)
+{
+	Elf64_Shdr sh;
+	Elf64_Chdr ch;
+	uLongf dlen;
+	uint8_t *out;
+
+	if (!elf_section(data, size, name, &sh))
+		return -ENOENT;
+	if (!(sh.sh_flags & SHF_COMPRESSED)) {
+		*ret_buf = data + sh.sh_offset;
+		*ret_len = sh.sh_size;
+		*ret_owned = false;
+		return 0;
+	}
+	if (sh.sh_size < sizeof(ch))
+		return -EINVAL;
+	memcpy(&ch, data + sh.sh_offset, sizeof(ch));
+	if (ch.ch_type != ELFCOMPRESS_ZLIB || ch.ch_size > DEBUG_FRAME_MAX)
+		return -ENOTSUP;
+	out = malloc(ch.ch_size ? ch.ch_size : 1);
+	if (!out)
+		return -ENOMEM;
+	dlen = ch.ch_size;
+	if (uncompress(out, &dlen, data + sh.sh_offset + sizeof(ch), sh.sh_size - sizeof(ch)) !=
+		    Z_OK ||
+	    dlen != ch.ch_size) {
+		free(out);
+		return -EINVAL;
+	}
+	*ret_buf = out;
+	*ret_len = dlen;
+	*ret_owned = true;
+	return 0;
+}
+
+/* ---- modules ---- */
+
+static void mod_free(struct umod *m)
+{
+	if (!m)
+		return;
+	if (m->mapped)
+		munmap((void *)m->data, m->size);
+	free(m->path);
+	free(m->debuglink);
+	free(m->loads);
+	free(m->dbg);
+	free(m);
+}
+
+/* Reads PT_LOADs, .eh_frame_hdr, the build-id and .gnu_debuglink of m's image. */
+static int mod_parse(struct umod *m)
+{
+	const uint8_t *d = m->data;
+	Elf64_Ehdr eh;
+	Elf64_Phdr ph, hdr = { 0 };
+	Elf64_Shdr sh;
+	bool has_hdr = false;
+
+	if (!elf_ehdr(d, m->size, &eh))
+		return -ENOEXEC;
+	m->loads = calloc(eh.e_phnum ? eh.e_phnum : 1, sizeof(*m->loads));
+	if (!m->loads)
+		return -ENOMEM;
+	for (size_t i = 0; i < eh.e_phnum; i++) {
+		if (!elf_phdr(d, m->size, &eh, i, &ph))
+			return -ENOEXEC;
+		if (ph.p_type == PT_LOAD) {
+			m->loads[m->nr_loads++] = (struct load_seg){
+				.vaddr = ph.p_vaddr, .off = ph.p_offset, .filesz = ph.p_filesz,
+				.flags = ph.p_flags,
+			};
+		} else if (ph.p_type == PT_GNU_EH_FRAME) {
+			hdr = ph;
+			has_hdr = true;
+		}
+	}
+	elf_build_id(d, m->size, &eh, m->build_id);
+
+	/* .eh_frame_hdr: version 1, eh_frame_ptr, fde_count, then a table of
+	 * (initial location, FDE address) pairs, datarel sdata4, sorted. */
+	if (has_hdr && hdr.p_offset < m->size && m->size - hdr.p_offset >= 4) {
+		struct cur c = { d + hdr.p_offset, d + m->size, false };
+		uint8_t version = cur_u8(&c), ptr_enc = cur_u8(&c), count_enc = cur_u8(&c);
+		uint8_t table_enc = cur_u8(&c);
+		uint64_t eh_frame, count;
+
+		if (version == 1 && table_enc == (DW_EH_PE_datarel | DW_EH_PE_sdata4) &&
+		    read_encoded(&c, ptr_enc, hdr.p_vaddr + 4, hdr.p_vaddr, &eh_frame) &&
+		    count_enc != DW_EH_PE_omit &&
+		    read_encoded(&c, count_enc, hdr.p_vaddr + (uint64_t)(c.p - d - hdr.p_offset),
+				 hdr.p_vaddr, &count) &&
+		    count && count <= (uint64_t)(c.end - c.p) / 8) {
+			m->has_hdr = true;
+			m->hdr_vaddr = hdr.p_vaddr;
+			m->table_vaddr = hdr.p_vaddr + (uint64_t)(c.p - d - hdr.p_offset);
+			m->fde_count = count;
+		}
+	}
+	if (elf_section(d, m->size, ".gnu_debuglink", &sh) && sh.sh_size > 1) {
+		m->debuglink = strndup((const char *)d + sh.sh_offset, sh.sh_size);
+		if (!m->debuglink)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* The load segment holding file offset off, or NULL. */
+static const struct load_seg *mod_seg_at_off(const struct umod *m, uint64_t off)
+{
+	for (size_t i = 0; i < m->nr_loads; i++) {
+		const struct load_seg *s = &m->loads[i];
+
+		if (off >= s->off && off - s->off < s->filesz)
+			return s;
+	}
+	return NULL;
+}
+
+static void mods_trim(struct unwinder *u)
+{
+	size_t out = 0;
+
+	if (u->nr_mods < UNWIND_MAX_MODULES)
+		return;
+	for (size_t i = 0; i < u->nr_mods; i++) {
+		if (!u->mods[i]->refs)
+			mod_free(u->mods[i]);
+		else
+			u->mods[out++] = u->mods[i];
+	}
+	u->nr_mods = out;
+}
+
+static int mods_add(struct unwinder *u, struct umod *m)
+{
+	int err;
+
+	mods_trim(u);
+	err = grow_array((void **)&u->mods, &u->cap_mods, u->nr_mods + 1, sizeof(*u->mods));
+	if (err)
+		return err;
+	u->mods[u->nr_mods++] = m;
+	return 0;
+}
+
+/* The module of the file open on fd: from the cache (same file, or same build-id), or
+ * loaded. *ret_mod is NULL when the file is not a 64-bit ELF file. */
+static int mod_get(struct unwinder *u, int fd, const char *path, struct umod **ret_mod)
+{
+	struct umod *m = NULL;
+	struct stat st;
+	void *data;
+	int err;
+
+	if (fstat(fd, &st))
+		return -errno;
+	for (size_t i = 0; i < u->nr_mods; i++) {
+		struct umod *c = u->mods[i];
+
+		if (c->has_ident && c->dev == st.st_dev && c->ino == st.st_ino &&
+		    c->fsize == st.st_size && c->mtime.tv_sec == st.st_mtim.tv_sec &&
+		    c->mtime.tv_nsec == st.st_mtim.tv_nsec) {
+			*ret_mod = c;
+			return 0;
+		}
+	}
+	*ret_mod = NULL;
+	if (st.st_size < (off_t)sizeof(Elf64_Ehdr))
+		return 0;
+	data = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (data == MAP_FAILED) {
+		log_debug("unwind: %s: mmap: %s", path, strerror(errno));
+		return 0;
+	}
+	m = calloc(1, sizeof(*m));
+	if (!m) {
+		munmap(data, (size_t)st.st_size);
+		return -ENOMEM;
+	}
+	m->data = data;
+	m->size = (size_t)st.st_size;
+	m->mapped = true;
+	m->has_ident = true;
+	m->dev = st.st_dev;
+	m->ino = st.st_ino;
+	m->fsize = st.st_size;
+	m->mtime = st.st_mtim;
+	m->path = strdup(path);
+	err = m->path ? mod_parse(m) : -ENOMEM;
+	if (err) {
+		mod_free(m);
+		return err == -ENOMEM ? err : 0;
+	}
+	/* The same build-id under another file identity (a copy, another container layer): keep
+	 * one module. */
+	for (size_t i = 0; m->build_id[0] && i < u->nr_mods; i++) {
+		if (!strcmp(u->mods[i]->build_id, m->build_id)) {
+			mod_free(m);
+			*ret_mod = u->mods[i];
+			return 0;
+		}
+	}
+	err = mods_add(u, m);
+	if (err) {
+		mod_free(m);
+		return err;
+	}
+	*ret_mod = m;
+	return 0;
+}
+
+/* The vDSO is the same image for every process of this kernel: read ours. */
+static struct umod *vdso_get(struct unwinder *u)
+{
+	struct procmaps_entry *maps = NULL;
+	unsigned long base;
+	struct umod *m;
+	size_t nr = 0;
+
+	if (u->vdso_tried)
+		return u->vdso;
+	u->vdso_tried = true;
+	base = getauxval(AT_SYSINFO_EHDR);
+	if (!base || procmaps_read(getpid(), &maps, &nr))
+		return NULL;
+	for (size_t i = 0; i < nr; i++) {
+		if (maps[i].start != base || strcmp(maps[i].path, "[vdso]"))
+			continue;
+		m = calloc(1, sizeof(*m));
+		if (!m)
+			break;
+		m->data = (const uint8_t *)base;
+		m->size = maps[i].end - maps[i].start;
+		if (mod_parse(m)) {
+			mod_free(m);
+			break;
+		}
+		m->refs = 1; /* held by the unwinder, never trimmed */
+		u->vdso = m;
+		break;
+	}
+	procmaps_free(maps, nr);
+	return u->vdso;
+}
+
+/* ---- .debug_frame ---- */
+
+struct cie_map {
+	uint64_t old_off, new_off;
+};
+
+struct fde_ent {
+	uint64_t vaddr, off;
+};
+
+static int fde_ent_cmp(const void *a, const void *b)
+{
+	const struct fde_ent *x = a, *y = b;
+
+	return (x->vaddr > y->vaddr) - (x->vaddr < y->vaddr);
+}
+
+static bool in_exec_load(const struct umod *m, uint64_t vaddr)
+{
+	for (size_t i = 0; i < m->nr_loads; i++) {
+		const struct load_seg *s = &m->loads[i];
+
+		if ((s->flags & PF_X) && vaddr >= s->vaddr && vaddr - s->vaddr < s->filesz)
+			return true;
+	}
+	return false;
+}
+
+/* Rewrites .debug_frame (32-bit DWARF, 8-byte addresses) into .eh_frame form followed by a
+ * sorted table of int32 pairs (vaddr, FDE offset); see the top comment. CIEs with an
+ * augmentation and FDEs outside the module's executable segments are dropped. */
+static int debug_frame_convert(struct umod *m, const uint8_t *df, size_t len)
+{
+	struct cie_map *cies = NULL;
+	struct fde_ent *fdes = NULL;
+	size_t nr_cies = 0, cap_cies = 0, nr_fdes = 0, cap_fdes = 0;
+	struct obuf b = { 0 };
+	int err = 0;
+
+	for (int pass = 0; pass < 2; pass++) {
+		size_t off = 0;
+
+		while (len - off >= 4) {
+			struct cur c = { df + off, df + len, false };
+			uint32_t elen = cur_u32(&c), id;
+			size_t entry = off;
+
+			if (elen == 0xffffffff || elen > len - off - 4)
+				break; /* 64-bit DWARF, or damaged */
+			off += 4 + (size_t)elen;
+			if (elen < 4)
+				continue;
+			c.end = df + off;
+			id = cur_u32(&c);
+			if (id == 0xffffffff && pass == 0) {
+				uint8_t version = cur_u8(&c);
+				uint64_t code_align, ra;
+				int64_t data_align;
+				size_t hdr;
+
+				if ((version != 1 && version != 3 && version != 4) || cur_u8(&c) != 0)
+					continue; /* unknown version, or an augmentation */
+				if (version == 4 && (cur_u8(&c) != 8 || cur_u8(&c) != 0))
+					continue; /* address size 8, no segment selector */
+				code_align = cur_uleb(&c);
+				data_align = cur_sleb(&c);
+				ra = version == 1 ? cur_u8(&c) : cur_uleb(&c);
+				if (c.bad)
+					continue;
+				err = grow_array((void **)&cies, &cap_cies, nr_cies + 1, sizeof(*cies));
+				if (err)
+					goto out;
+				cies[nr_cies++] = (struct cie_map){ entry, b.len };
+				hdr = b.len;
+				ob_u32(&b, 0); /* length, patched below */
+				ob_u32(&b, 0); /* CIE id in .eh_frame */
+				ob_u8(&b, ra <= 0xff ? 1 : 3);
+				ob_put(&b, "zR", 3);
+				ob_uleb(&b, code_align);
+				ob_sleb(&b, data_align);
+				if (ra <= 0xff)
+					ob_u8(&b, (uint8_t)ra);
+				else
+					ob_uleb(&b, ra);
+				ob_uleb(&b, 1);
+				ob_u8(&b, DW_EH_PE_pcrel | DW_EH_PE_sdata8);
+				ob_put(&b, c.p, (size_t)(c.end - c.p));
+				if (!b.oom) {
+					uint32_t l = (uint32_t)(b.len - hdr - 4);
+
+					memcpy(b.p + hdr, &l, 4);
+				}
+			} else if (id != 0xffffffff && pass == 1) {
+				uint64_t vaddr = cur_u64(&c), range = cur_u64(&c), cie_new = UINT64_MAX;
+				size_t hdr;
+
+				if (c.bad || !range || vaddr >= 0x80000000ull || !in_exec_load(m, vaddr))
+					continue;
+				for (size_t i = 0; i < nr_cies; i++)
+					if (cies[i].old_off == id)
+						cie_new = cies[i].new_off;
+				if (cie_new == UINT64_MAX)
+					continue;
+				err = grow_array((void **)&fdes, &cap_fdes, nr_fdes + 1, sizeof(*fdes));
+				if (err)
+					goto out;
+				hdr = b.len;
+				fdes[nr_fdes++] = (struct fde_ent){ vaddr, hdr };
+				ob_u32(&b, 0);
+				ob_u32(&b, (uint32_t)(b.len - cie_new));
+				/* PC-relative: target bias + vaddr, field at bias + SYNTH_BASE + b.len */
+				ob_u64(&b, vaddr - SYNTH_BASE - b.len);
+				ob_u64(&b, range);
+				ob_uleb(&b, 0);
+				ob_put(&b, c.p, (size_t)(c.end - c.p));
+				if (!b.oom) {
+					uint32_t l = (uint32_t)(b.len - hdr - 4);
+
+					memcpy(b.p + hdr, &l, 4);
+				}
+			}
+		}
+	}
+	ob_u32(&b, 0); /* terminator */
+	if (b.oom || b.len >= 0x7fffffff) {
+		err = -ENOMEM;
+		goto out;
+	}
+	qsort(fdes, nr_fdes, sizeof(*fdes), fde_ent_cmp);
+	while (b.len % 8)
+		ob_u8(&b, 0);
+	m->dbg_table_off = b.len;
+	for (size_t i = 0; i < nr_fdes; i++) {
+		ob_u32(&b, (uint32_t)fdes[i].vaddr);
+		ob_u32(&b, (uint32_t)fdes[i].off);
+	}
+	if (b.oom) {
+		err = -ENOMEM;
+		goto out;
+	}
+	m->dbg = b.p;
+	m->dbg_size = b.len;
+	m->dbg_count = nr_fdes;
+	b.p = NULL;
+out:
+	free(b.p);
+	free(cies);
+	free(fdes);
+	return err;
+}
+
+/* Maps the ELF file at path if it has the build-id want (when want is not ""). */
+static int debug_file_open(const char *path, const char *want, const uint8_t **ret_data,
+			   size_t *ret_size)
+{
+	char bid[BUILD_ID_HEX_MAX];
+	Elf64_Ehdr eh;
+	struct stat st;
+	void *data;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) || st.st_size < (off_t)sizeof(eh)) {
+		close(fd);
+		return -ENOEXEC;
+	}
+	data = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (data == MAP_FAILED)
+		return -errno;
+	if (!elf_ehdr(data, (size_t)st.st_size, &eh)) {
+		munmap(data, (size_t)st.st_size);
+		return -ENOEXEC;
+	}
+	elf_build_id(data, (size_t)st.st_size, &eh, bid);
+	if (want[0] && strcmp(bid, want)) {
+		munmap(data, (size_t)st.st_size);
+		return -ESTALE;
+	}
+	*ret_data = data;
+	*ret_size = (size_t)st.st_size;
+	return 0;
+}
+
+/* Loads m's .debug_frame from the file, else from its separate debug file (by build-id, then
+ * .gnu_debuglink), looked up under the process's root first. Once per module. */
+static void mod_load_debug_frame(struct unwinder *u, struct umod *m, pid_t pid)
+{
+	char cands[8][PATH_MAX];
+	const uint8_t *df;
+	size_t nr = 0, dflen;
+	bool owned;
+	int err;
+
+	(void)u;
+	if (m->dbg_state != DBG_UNTRIED)
+		return;
+	m->dbg_state = DBG_NONE;
+	err = elf_section_data(m->data, m->size, ".debug_frame", &df, &dflen, &owned);
+	if (!err) {
+		err = debug_frame_convert(m, df, dflen);
+		if (owned)
+			free((void *)df);
+		if (!err && m->dbg_count)
+			m->dbg_state = DBG_READY;
+		return;
+	}
+	for (int root = 0; root < 2; root++) {
+		char prefix[64] = "";
+
+		if (root == 0)
+			snprintf(prefix, sizeof(prefix), "/proc/%d/root", (int)pid);
+		if (m->build_id[0] && m->build_id[1])
+			snprintf(cands[nr++], PATH_MAX, "%s/usr/lib/debug/.build-id/%.2s/%s.debug",
+				 prefix, m->build_id, m->build_id + 2);
+		if (m->debuglink && m->path && !strchr(m->debuglink, '/')) {
+			const char *slash = strrchr(m->path, '/');
+			int dlen = slash ? (int)(slash - m->path) : 0;
+
+			snprintf(cands[nr++], PATH_MAX, "%s%.*s/%s", prefix, dlen, m->path,
+				 m->debuglink);
+			snprintf(cands[nr++], PATH_MAX, "%s%.*s/.debug/%s", prefix, dlen, m->path,
+				 m->debuglink);
+			snprintf(cands[nr++], PATH_MAX, "%s/usr/lib/debug%.*s/%s", prefix, dlen,
+				 m->path, m->debuglink);
+		}
+	}
+	for (size_t i = 0; i < nr; i++) {
+		const uint8_t *data = NULL;
+		size_t size = 0;
+
+		if (debug_file_open(cands[i], m->build_id, &data, &size))
+			continue;
+		err = elf_section_data(data, size, ".debug_frame", &df, &dflen, &owned);
+		if (!err) {
+			err = debug_frame_convert(m, df, dflen);
+			if (owned)
+				free((void *)df);
+		}
+		munmap((void *)data, size);
+		if (!err && m->dbg_count) {
+			log_debug("unwind: %s: .debug_frame from %s", m->path, cands[i]);
+			m->dbg_state = DBG_READY;
+			return;
+		}
+	}
+}
+
+/* ---- processes ---- */
+
+static void proc_release_maps(struct umap *maps, size_t nr)
+{
+	for (size_t i = 0; i < nr; i++)
+		if (maps[i].mod)
+			maps[i].mod->refs--;
+	free(maps);
+}
+
+static void proc_free(struct uproc *p)
+{
+	if (!p)
+		return;
+	if (p->as)
+		unw_destroy_addr_space(p->as);
+	proc_release_maps(p->maps, p->nr_maps);
+	free(p);
+}
+
+static bool same_inode(int fd, uint64_t inode)
+{
+	struct stat st;
+
+	return fstat(fd, &st) == 0 && (uint64_t)st.st_ino == inode;
+}
+
+/* Opens the file behind a mapping: /proc/PID/map_files (the very file mapped, needs
+ * CAP_SYS_ADMIN), then /proc/PID/root/PATH checked against the mapped inode. */
+static int open_mapping(pid_t pid, const struct procmaps_entry *e)
+{
+	char path[PATH_MAX + 64];
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid, e->start,
+		 e->end);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0)
+		return fd;
+	if (snprintf(path, sizeof(path), "/proc/%d/root%s", (int)pid, e->path) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0 && same_inode(fd, e->inode))
+		return fd;
+	if (fd >= 0)
+		close(fd);
+	return -ENOENT;
+}
+
+/* Load bias of a mapping of m at [start, ...) from file offset pgoff. */
+static bool map_bias(const struct umod *m, uint64_t start, uint64_t pgoff, uint64_t *ret_bias)
+{
+	for (size_t i = 0; i < m->nr_loads; i++) {
+		const struct load_seg *s = &m->loads[i];
+		uint64_t page_off = s->off & ~4095ull;
+
+		if (pgoff >= page_off && pgoff < s->off + (s->filesz ? s->filesz : 1)) {
+			*ret_bias = start + s->off - s->vaddr - pgoff;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Reads pid's mappings into p, replacing the previous capture. */
+static int proc_capture(struct unwinder *u, struct uproc *p)
+{
+	struct procmaps_entry *ents = NULL;
+	struct umap *maps = NULL;
+	size_t nr_ents = 0, nr = 0;
+	int err;
+
+	p->last_refresh_ns = now_ns();
+	p->stale = false;
+	err = procmaps_read(p->pid, &ents, &nr_ents);
+	if (err)
+		return err;
+	maps = calloc(nr_ents ? nr_ents : 1, sizeof(*maps));
+	if (!maps) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < nr_ents; i++) {
+		const struct procmaps_entry *e = &ents[i];
+		struct umap *m = &maps[nr++];
+		struct umod *mod = NULL;
+
+		m->start = e->start;
+		m->end = e->end;
+		m->pgoff = e->pgoff;
+		if (!strcmp(e->path, "[vdso]")) {
+			mod = vdso_get(u);
+		} else if (e->inode && e->path[0] == '/') {
+			/* the same file as an earlier mapping of this capture */
+			for (size_t j = 0; j < i && !mod; j++)
+				if (ents[j].inode == e->inode && ents[j].dev_major == e->dev_major &&
+				    ents[j].dev_minor == e->dev_minor && maps[j].mod)
+					mod = maps[j].mod;
+			if (!mod) {
+				int fd = open_mapping(p->pid, e);
+
+				if (fd >= 0) {
+					err = mod_get(u, fd, e->path, &mod);
+					close(fd);
+					if (err)
+						goto out;
+				}
+			}
+		}
+		if (mod && map_bias(mod, m->start, m->pgoff, &m->bias)) {
+			m->mod = mod;
+			mod->refs++;
+		}
+	}
+	proc_release_maps(p->maps, p->nr_maps);
+	p->maps = maps;
+	p->nr_maps = nr;
+	maps = NULL;
+	if (p->as)
+		unw_flush_cache(p->as, 0, 0);
+out:
+	if (maps)
+		proc_release_maps(maps, nr);
+	procmaps_free(ents, nr_ents);
+	return err;
+}
+
+static const struct umap *proc_find_map(const struct uproc *p, uint64_t addr)
+{
+	size_t lo = 0, hi = p->nr_maps;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (addr < p->maps[mid].start)
+			hi = mid;
+		else if (addr >= p->maps[mid].end)
+			lo = mid + 1;
+		else
+			return &p->maps[mid];
+	}
+	return NULL;
+}
+
+static size_t proc_index(const struct unwinder *u, pid_t pid, bool *ret_found)
+{
+	size_t lo = 0, hi = u->nr_procs;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (u->procs[mid]->pid < pid) {
+			lo = mid + 1;
+		} else if (u->procs[mid]->pid > pid) {
+			hi = mid;
+		} else {
+			*ret_found = true;
+			return mid;
+		}
+	}
+	*ret_found = false;
+	return lo;
+}
+
+static void proc_remove_at(struct unwinder *u, size_t i)
+{
+	proc_free(u->procs[i]);
+	memmove(&u->procs[i], &u->procs[i + 1], (u->nr_procs - i - 1) * sizeof(*u->procs));
+	u->nr_procs--;
+}
+
+/* The capture of (pid, start_time), made now if needed. */
+static int proc_get(struct unwinder *u, pid_t pid, uint64_t start_time, struct uproc **ret_p)
+{
+	struct uproc *p;
+	bool found;
+	size_t i;
+	int err;
+
+	if (!start_time) {
+		err = procmaps_start_time(pid, &start_time);
+		if (err)
+			start_time = 0; /* gone: an existing capture may still serve */
+	}
+	i = proc_index(u, pid, &found);
+	if (found) {
+		p = u->procs[i];
+		if (!start_time || p->start_time == start_time) {
+			if (p->stale)
+				(void)proc_capture(u, p); /* keeps the old maps on failure */
+			p->last_use = ++u->tick;
+			*ret_p = p;
+			return 0;
+		}
+		proc_remove_at(u, i); /* the pid was reused */
+	}
+	if (!start_time)
+		return -ESRCH;
+	if (u->nr_procs >= UNWIND_MAX_PROCS) {
+		size_t lru = 0;
+
+		for (size_t j = 1; j < u->nr_procs; j++)
+			if (u->procs[j]->last_use < u->procs[lru]->last_use)
+				lru = j;
+		proc_remove_at(u, lru);
+	}
+	err = grow_array((void **)&u->procs, &u->cap_procs, u->nr_procs + 1, sizeof(*u->procs));
+	if (err)
+		return err;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->pid = pid;
+	p->start_time = start_time;
+	err = proc_capture(u, p);
+	if (err) {
+		proc_free(p);
+		return err;
+	}
+	i = proc_index(u, pid, &found);
+	memmove(&u->procs[i + 1], &u->procs[i], (u->nr_procs - i) * sizeof(*u->procs));
+	u->procs[i] = p;
+	u->nr_procs++;
+	p->last_use = ++u->tick;
+	*ret_p = p;
+	return 0;
+}
+
+/* ---- libunwind accessors ---- */
+
+static int read_module(const struct umap *m, uint64_t addr, unw_word_t *valp)
+{
+	const struct load_seg *s;
+	uint64_t off;
+
+	if (!m->mod)
+		return -UNW_EINVAL;
+	off = addr - m->start + m->pgoff;
+	s = mod_seg_at_off(m->mod, off);
+	/* A writable segment may differ from the file (relocations, data), but libunwind reads
+	 * one only for the personality routine's pointer of a "zPLR" CIE (C++), which unwinding
+	 * does not use: the file's bytes serve. Past p_filesz (.bss) nothing does. */
+	if (!s || s->off + s->filesz - off < sizeof(*valp) ||
+	    off + sizeof(*valp) > m->mod->size)
+		return -UNW_EINVAL;
+	memcpy(valp, m->mod->data + off, sizeof(*valp));
+	return 0;
+}
+
+static int read_synth(struct unwind_ctx *ctx, uint64_t addr, unw_word_t *valp)
+{
+	const struct umap *m = ctx->dbg_map;
+
+	if (!m || addr - (m->bias + SYNTH_BASE) > m->mod->dbg_size - sizeof(*valp)) {
+		m = NULL;
+		for (size_t i = 0; i < ctx->proc->nr_maps; i++) {
+			const struct umap *c = &ctx->proc->maps[i];
+
+			if (c->mod && c->mod->dbg_state == DBG_READY &&
+			    addr - (c->bias + SYNTH_BASE) <= c->mod->dbg_size - sizeof(*valp)) {
+				m = c;
+				break;
+			}
+		}
+		if (!m)
+			return -UNW_EINVAL;
+	}
+	memcpy(valp, m->mod->dbg + (addr - (m->bias + SYNTH_BASE)), sizeof(*valp));
+	return 0;
+}
+
+static int access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *valp, int write,
+		      void *arg)
+{
+	struct unwind_ctx *ctx = arg;
+	const struct umap *m;
+
+	(void)as;
+	if (write)
+		return -UNW_EINVAL;
+	if (addr >= ctx->sp && ctx->stack_len >= sizeof(*valp) &&
+	    addr - ctx->sp <= ctx->stack_len - sizeof(*valp)) {
+		memcpy(valp, ctx->stack + (addr - ctx->sp), sizeof(*valp));
+		return 0;
+	}
+	if (addr - (SYNTH_BASE - SYNTH_SPAN) < 2 * SYNTH_SPAN)
+		return read_synth(ctx, addr, valp);
+	m = ctx->last_map;
+	if (!m || addr < m->start || addr >= m->end) {
+		m = proc_find_map(ctx->proc, addr);
+		if (m)
+			ctx->last_map = m;
+	}
+	if (m && addr - m->start <= m->end - m->start - sizeof(*valp) &&
+	    read_module(m, addr, valp) == 0)
+		return 0;
+	ctx->mem_fault = true;
+	return -UNW_EINVAL;
+}
+
+static int access_reg(unw_addr_space_t as, unw_regnum_t reg, unw_word_t *valp, int write,
+		      void *arg)
+{
+	const struct unwind_regs *r = ((struct unwind_ctx *)arg)->regs;
+
+	(void)as;
+	if (write)
+		return -UNW_EREADONLYREG;
+	switch (reg) {
+	case UNW_X86_64_RAX: *valp = r->ax; break;
+	case UNW_X86_64_RDX: *valp = r->dx; break;
+	case UNW_X86_64_RCX: *valp = r->cx; break;
+	case UNW_X86_64_RBX: *valp = r->bx; break;
+	case UNW_X86_64_RSI: *valp = r->si; break;
+	case UNW_X86_64_RDI: *valp = r->di; break;
+	case UNW_X86_64_RBP: *valp = r->bp; break;
+	case UNW_X86_64_RSP: *valp = r->sp; break;
+	case UNW_X86_64_R8: *valp = r->r8; break;
+	case UNW_X86_64_R9: *valp = r->r9; break;
+	case UNW_X86_64_R10: *valp = r->r10; break;
+	case UNW_X86_64_R11: *valp = r->r11; break;
+	case UNW_X86_64_R12: *valp = r->r12; break;
+	case UNW_X86_64_R13: *valp = r->r13; break;
+	case UNW_X86_64_R14: *valp = r->r14; break;
+	case UNW_X86_64_R15: *valp = r->r15; break;
+	case UNW_X86_64_RIP: *valp = r->ip; break;
+	default:
+		return -UNW_EBADREG;
+	}
+	return 0;
+}
+
+static int find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t *pi,
+			  int need_unwind_info, void *arg)
+{
+	struct unwind_ctx *ctx = arg;
+	struct uproc *p = ctx->proc;
+	const struct umap *m;
+	unw_dyn_info_t di;
+	struct umod *mod;
+	int ret;
+
+	m = proc_find_map(p, ip);
+	if (!m && now_ns() - p->last_refresh_ns >= REFRESH_INTERVAL_NS &&
+	    proc_capture(ctx->u, p) == 0) {
+		/* new maps: pointers into the old ones are gone */
+		ctx->last_map = NULL;
+		ctx->dbg_map = NULL;
+		m = proc_find_map(p, ip);
+	}
+	if (!m || !m->mod)
+		goto no_info;
+	mod = m->mod;
+	if (mod->has_hdr) {
+		memset(&di, 0, sizeof(di));
+		di.start_ip = m->start;
+		di.end_ip = m->end;
+		di.format = UNW_INFO_FORMAT_REMOTE_TABLE;
+		di.u.rti.segbase = m->bias + mod->hdr_vaddr;
+		di.u.rti.table_data = m->bias + mod->table_vaddr;
+		di.u.rti.table_len = mod->fde_count; /* in words: 8-byte entries */
+		ret = dwarf_search_unwind_table(as, ip, &di, pi, need_unwind_info, arg);
+		if (ret != -UNW_ENOINFO)
+			return ret;
+	}
+	mod_load_debug_frame(ctx->u, mod, p->pid);
+	if (mod->dbg_state == DBG_READY) {
+		memset(&di, 0, sizeof(di));
+		di.start_ip = m->start;
+		di.end_ip = m->end;
+		di.format = UNW_INFO_FORMAT_REMOTE_TABLE;
+		di.u.rti.segbase = m->bias + SYNTH_BASE;
+		di.u.rti.table_data = m->bias + SYNTH_BASE + mod->dbg_table_off;
+		di.u.rti.table_len = mod->dbg_count;
+		ctx->dbg_map = m;
+		ret = dwarf_search_unwind_table(as, ip, &di, pi, need_unwind_info, arg);
+		if (ret != -UNW_ENOINFO)
+			return ret;
+	}
+no_info:
+	ctx->no_info = true;
+	return -UNW_ENOINFO;
+}
+
+static void put_unwind_info(unw_addr_space_t as, unw_proc_info_t *pi, void *arg)
+{
+	(void)as;
+	(void)pi;
+	(void)arg;
+}
+
+static int get_dyn_info_list_addr(unw_addr_space_t as, unw_word_t *dilap, void *arg)
+{
+	(void)as;
+	(void)dilap;
+	(void)arg;
+	return -UNW_ENOINFO;
+}
+
+static int access_fpreg(unw_addr_space_t as, unw_regnum_t reg, unw_fpreg_t *val, int write,
+			void *arg)
+{
+	(void)as;
+	(void)reg;
+	(void)val;
+	(void)write;
+	(void)arg;
+	return -UNW_EINVAL;
+}
+
+static int resume(unw_addr_space_t as, unw_cursor_t *c, void *arg)
+{
+	(void)as;
+	(void)c;
+	(void)arg;
+	return -UNW_EINVAL;
+}
+
+static int get_proc_name(unw_addr_space_t as, unw_word_t addr, char *buf, size_t len,
+			 unw_word_t *offp, void *arg)
+{
+	(void)as;
+	(void)addr;
+	(void)buf;
+	(void)len;
+	(void)offp;
+	(void)arg;
+	return -UNW_EINVAL;
+}
+
+static unw_accessors_t accessors = {
+	.find_proc_info = find_proc_info,
+	.put_unwind_info = put_unwind_info,
+	.get_dyn_info_list_addr = get_dyn_info_list_addr,
+	.access_mem = access_mem,
+	.access_reg = access_reg,
+	.access_fpreg = access_fpreg,
+	.resume = resume,
+	.get_proc_name = get_proc_name,
+};
+
+/* ---- public API ---- */
+
+int unwinder_new(struct unwinder **ret_u)
+{
+	struct unwinder *u = calloc(1, sizeof(*u));
+
+	if (!u)
+		return -ENOMEM;
+	*ret_u = u;
+	return 0;
+}
+
+void unwinder_free(struct unwinder *u)
+{
+	if (!u)
+		return;
+	for (size_t i = 0; i < u->nr_procs; i++)
+		proc_free(u->procs[i]);
+	free(u->procs);
+	for (size_t i = 0; i < u->nr_mods; i++)
+		mod_free(u->mods[i]);
+	free(u->mods);
+	mod_free(u->vdso);
+	free(u);
+}
+
+int unwind_stack(struct unwinder *u, pid_t pid, uint64_t start_time,
+		 const struct unwind_regs *regs, const void *stack, size_t stack_len,
+		 uint64_t *ret_pcs, size_t max, size_t *ret_n, bool *ret_truncated)
+{
+	struct unwind_ctx ctx = { 0 };
+	unw_word_t prev_sp, ip, sp;
+	unw_cursor_t cursor;
+	struct uproc *p;
+	bool truncated = true;
+	size_t n = 0;
+	int err, ret;
+
+	if (!u || !regs || !ret_pcs || !max || !ret_n || !ret_truncated || (!stack && stack_len))
+		return -EINVAL;
+	err = proc_get(u, pid, start_time, &p);
+	if (err)
+		return err;
+	if (!p->as) {
+		p->as = unw_create_addr_space(&accessors, 0);
+		if (!p->as)
+			return -ENOMEM;
+		unw_set_caching_policy(p->as, UNW_CACHE_GLOBAL);
+		unw_set_cache_size(p->as, AS_CACHE_SIZE, 0);
+	}
+	ctx.u = u;
+	ctx.proc = p;
+	ctx.regs = regs;
+	ctx.stack = stack;
+	ctx.sp = regs->sp;
+	ctx.stack_len = stack_len;
+
+	ret_pcs[n++] = regs->ip;
+	prev_sp = regs->sp;
+	ret = unw_init_remote(&cursor, p->as, &ctx);
+	if (ret < 0) {
+		log_debug("unwind: pid %d: unw_init_remote: %s", (int)pid, unw_strerror(ret));
+		goto done;
+	}
+	while (n < max) {
+		ctx.no_info = false;
+		ret = unw_step(&cursor);
+		if (ret <= 0 || ctx.no_info) {
+			/* 0 after CFI said "no return address": the root. 0 after libunwind's
+			 * rbp-based guess, or an error: truncated. */
+			truncated = ret < 0 || ctx.no_info;
+			if (ctx.no_info)
+				u->stats.no_info++;
+			break;
+		}
+		if (unw_get_reg(&cursor, UNW_REG_IP, &ip) < 0 ||
+		    unw_get_reg(&cursor, UNW_REG_SP, &sp) < 0)
+			break;
+		/* the stack grows down: a caller's frame is never below its callee's */
+		if (sp < prev_sp || (sp == prev_sp && ip == ret_pcs[n - 1]))
+			break;
+		ret_pcs[n++] = ip;
+		prev_sp = sp;
+	}
+done:
+	if (ctx.mem_fault)
+		u->stats.mem_faults++;
+	u->stats.unwinds++;
+	u->stats.frames += n;
+	if (truncated)
+		u->stats.truncated++;
+	*ret_n = n;
+	*ret_truncated = truncated;
+	return 0;
+}
+
+void unwind_refresh(struct unwinder *u, pid_t pid)
+{
+	bool found;
+	size_t i;
+
+	if (!u)
+		return;
+	i = proc_index(u, pid, &found);
+	if (found)
+		u->procs[i]->stale = true;
+}
+
+void unwind_forget(struct unwinder *u, pid_t pid)
+{
+	bool found;
+	size_t i;
+
+	if (!u)
+		return;
+	i = proc_index(u, pid, &found);
+	if (found)
+		proc_remove_at(u, i);
+}
+
+void unwind_get_stats(const struct unwinder *u, struct unwind_stats *ret_stats)
+{
+	*ret_stats = u->stats;
+	ret_stats->processes = u->nr_procs;
+	ret_stats->modules = u->nr_mods;
+}

@@ -1,0 +1,192 @@
+/* test_unwind: self-unwinding, in the style of perf's dwarf-unwind test. Chains of functions
+ * built with -O2 -fomit-frame-pointer (unwind_chain*.c) capture their own registers and the top
+ * of their stack, passing through libc's qsort or bsearch; the unwinder must walk them back to
+ * main and past it to the thread's root, and the symbolizer must name every frame. Needs no
+ * root. Also prints the cost of one unwind of a 16 KiB snapshot (a number, not a check). */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "procmaps.h"
+#include "symbolizer.h"
+#include "unwind.h"
+#include "unwind_chain.h"
+
+#define MAX_FRAMES 128
+
+static struct symbolizer *sym;
+static struct unwinder *unw;
+static uint64_t self_start;
+
+struct frames {
+	uint64_t pcs[MAX_FRAMES];
+	const char *names[MAX_FRAMES];
+	const char *modules[MAX_FRAMES];
+	size_t n;
+	bool truncated;
+};
+
+static int unwind_snapshot(size_t len, struct frames *f)
+{
+	struct sym_info si;
+	int err;
+
+	memset(f, 0, sizeof(*f));
+	err = unwind_stack(unw, getpid(), self_start, &chain_snap.regs, chain_snap.stack, len,
+			   f->pcs, MAX_FRAMES, &f->n, &f->truncated);
+	if (err)
+		return err;
+	for (size_t i = 0; i < f->n; i++) {
+		symbolizer_user(sym, getpid(), i ? f->pcs[i] - 1 : f->pcs[i], &si);
+		f->names[i] = si.name;
+		f->modules[i] = si.module;
+	}
+	return 0;
+}
+
+static void print_frames(const char *what, const struct frames *f)
+{
+	fprintf(stderr, "%s: %zu frames%s\n", what, f->n, f->truncated ? " [truncated]" : "");
+	for (size_t i = 0; i < f->n; i++)
+		fprintf(stderr, "  #%-2zu %#014llx %s (%s)\n", i, (unsigned long long)f->pcs[i],
+			f->names[i], f->modules[i]);
+}
+
+static bool in_libc(const char *module)
+{
+	const char *base = strrchr(module, '/');
+
+	return base && !strncmp(base + 1, "libc.so", 7);
+}
+
+/* Checks that f reads capture, c, cmp, (libc frames, at least one), b, a, main, and then
+ * reaches the root of the thread. */
+static void check_chain(const struct frames *f, const char *c, const char *cmp, const char *b,
+			const char *a)
+{
+	size_t i = 0, libc = 0;
+
+	CHECK(f->n >= 7);
+	if (f->n < 7)
+		return;
+	CHECK_STR(f->names[i++], "chain_capture");
+	CHECK_STR(f->names[i++], c);
+	CHECK_STR(f->names[i++], cmp);
+	while (i < f->n && in_libc(f->modules[i])) {
+		i++;
+		libc++;
+	}
+	CHECK(libc >= 1);
+	CHECK(i + 3 <= f->n);
+	if (i + 3 > f->n)
+		return;
+	CHECK_STR(f->names[i++], b);
+	CHECK_STR(f->names[i++], a);
+	CHECK_STR(f->names[i++], "main");
+	/* then glibc's start code: __libc_start_call_main, __libc_start_main, _start */
+	CHECK(!f->truncated);
+}
+
+static double now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static void measure(void)
+{
+	struct unwinder *cold;
+	uint64_t pcs[MAX_FRAMES];
+	struct unwind_stats st;
+	const int iters = 20000;
+	double t0, t1, t2;
+	bool truncated;
+	size_t n;
+
+	/* first unwind of a fresh unwinder: maps read, modules loaded */
+	CHECK_INT(unwinder_new(&cold), 0);
+	t0 = now_us();
+	CHECK_INT(unwind_stack(cold, getpid(), self_start, &chain_snap.regs, chain_snap.stack,
+			       chain_snap.len, pcs, MAX_FRAMES, &n, &truncated), 0);
+	t1 = now_us();
+	unwinder_free(cold);
+
+	for (int i = 0; i < iters; i++)
+		(void)unwind_stack(unw, getpid(), self_start, &chain_snap.regs, chain_snap.stack,
+				   chain_snap.len, pcs, MAX_FRAMES, &n, &truncated);
+	t2 = now_us();
+	unwind_get_stats(unw, &st);
+	fprintf(stderr,
+		"unwind cost: %zu-byte snapshot, %zu frames: first unwind (cold caches) %.1f us, "
+		"then %.2f us per unwind over %d unwinds\n",
+		chain_snap.len, n, t1 - t0, (t2 - t1) / iters, iters);
+	fprintf(stderr, "unwind stats: unwinds %llu, truncated %llu, frames %llu, modules %llu\n",
+		(unsigned long long)st.unwinds, (unsigned long long)st.truncated,
+		(unsigned long long)st.frames, (unsigned long long)st.modules);
+}
+
+int main(void)
+{
+	pthread_attr_t attr;
+	struct frames f;
+	void *addr;
+	size_t size;
+
+	if (pthread_getattr_np(pthread_self(), &attr) || pthread_attr_getstack(&attr, &addr, &size)) {
+		fprintf(stderr, "test_unwind: cannot find the main thread's stack\n");
+		return 1;
+	}
+	pthread_attr_destroy(&attr);
+	chain_stack_top = (uintptr_t)addr + size;
+	CHECK_INT(procmaps_start_time(getpid(), &self_start), 0);
+	CHECK_INT(symbolizer_new(&sym), 0);
+	CHECK_INT(unwinder_new(&unw), 0);
+	if (!sym || !unw)
+		return check_exit("unit_unwind");
+
+	/* .eh_frame all the way, through qsort's internals */
+	(void)chain_a();
+	CHECK(chain_snap.len >= 1024);
+	CHECK_INT(unwind_snapshot(chain_snap.len, &f), 0);
+	print_frames("qsort chain", &f);
+	check_chain(&f, "chain_c", "chain_cmp", "chain_b", "chain_a");
+	measure();
+
+	/* a 256-byte snapshot ends inside libc: truncated, and the leaf is still there */
+	CHECK_INT(unwind_snapshot(256, &f), 0);
+	print_frames("qsort chain, 256-byte snapshot", &f);
+	CHECK(f.truncated);
+	CHECK(f.n >= 1 && f.n < 7);
+	CHECK(f.n >= 1 && f.pcs[0] == chain_snap.regs.ip);
+
+	/* no stack at all: only the leaf */
+	CHECK_INT(unwind_snapshot(0, &f), 0);
+	CHECK(f.truncated);
+
+	/* .debug_frame for the chain_df_* functions, .eh_frame for bsearch and main */
+	(void)chain_df_a();
+	CHECK_INT(unwind_snapshot(chain_snap.len, &f), 0);
+	print_frames("bsearch chain (.debug_frame)", &f);
+	check_chain(&f, "chain_df_c", "chain_df_cmp", "chain_df_b", "chain_df_a");
+
+	/* a pid that does not exist */
+	{
+		uint64_t pcs[4];
+		size_t n;
+		bool t;
+
+		CHECK_INT(unwind_stack(unw, 0x3fffffff, 0, &chain_snap.regs, NULL, 0, pcs, 4, &n, &t),
+			  -ESRCH);
+	}
+	unwind_forget(unw, getpid());
+	unwinder_free(unw);
+	symbolizer_free(sym);
+	return check_exit("unit_unwind");
+}
