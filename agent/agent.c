@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cpu_collector.h"
@@ -29,6 +30,7 @@
 #include "options.h"
 #include "preflight.h"
 #include "procmaps.h"
+#include "spawn.h"
 #include "profile_types.h"
 #include "push.h"
 #include "stackagg.h"
@@ -60,6 +62,10 @@ struct proc_entry {
 
 struct agent {
 	struct ember_config cfg;
+	/* `ember run`: the command it started, profiled as one service until it exits */
+	bool run_mode;
+	pid_t child;
+	int child_status;
 	struct targets *targets;
 	bool auto_services; /* no --service: every process, named after its executable */
 	struct service_slot *svc;
@@ -298,7 +304,7 @@ static void on_event(void *ctx, const struct ember_event *e)
 			schedule_refresh(a, pid, 20 * 1000000LL);
 			schedule_refresh(a, pid, 200 * 1000000LL);
 			schedule_refresh(a, pid, NS);
-			if (!a->auto_services) {
+			if (!a->auto_services && !a->run_mode) {
 				id = targets_match(a->targets, pid);
 				if (id < 0) {
 					(void)cpu_collector_remove_target(a->cc, pid);
@@ -314,7 +320,7 @@ static void on_event(void *ctx, const struct ember_event *e)
 		/* Not a target yet: does it match now? */
 		__attribute__((fallthrough));
 	case EMBER_EVENT_CGROUP:
-		if (a->auto_services)
+		if (a->auto_services || a->run_mode)
 			break;
 		id = targets_match(a->targets, pid);
 		if (id >= 0 && (!e->cookie || (uint32_t)id != e->service_id))
@@ -743,9 +749,38 @@ static void agent_free(struct agent *a)
 	free(a);
 }
 
-int agent_main(int argc, char **argv)
+/* Name of the service `ember run` reports: the command's basename, as a service name. */
+static void command_service_name(const char *cmd, char *buf, size_t n)
+{
+	const char *base = strrchr(cmd, '/') ? strrchr(cmd, '/') + 1 : cmd;
+	size_t i;
+
+	for (i = 0; base[i] && i + 1 < n; i++)
+		buf[i] = (isalnum((unsigned char)base[i]) || strchr("_.-", base[i])) ? base[i] : '_';
+	buf[i] = '\0';
+	if (!i)
+		snprintf(buf, n, "command");
+}
+
+/* Collects the command's exit; true once it has exited. */
+static bool child_done(struct agent *a)
+{
+	int st;
+
+	if (!a->child)
+		return true;
+	if (waitpid(a->child, &st, WNOHANG) != a->child)
+		return false;
+	a->child_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	a->child = 0;
+	return true;
+}
+
+static int agent_common(enum ember_command cmd, int argc, char **argv)
 {
 	struct agent *a = calloc(1, sizeof(*a));
+	int go_fd = -1, err_fd = -1;
+	int64_t term_sent = 0;
 	struct cpu_collector_opts copts = { 0 };
 	struct sigaction sa = { .sa_handler = on_signal };
 	int64_t next_drain, interval_end, deadline;
@@ -754,20 +789,30 @@ int agent_main(int argc, char **argv)
 
 	if (!a)
 		return 1;
-	err = options_parse(CMD_AGENT, argc, argv, &a->cfg);
+	a->run_mode = cmd == CMD_RUN;
+	err = options_parse(cmd, argc, argv, &a->cfg);
 	if (err == 1) {
-		options_print_help(CMD_AGENT, "ember agent [options]");
+		options_print_help(cmd, a->run_mode ? "ember run [options] -- CMD ARGS..." : "ember agent [options]");
 		status = 0;
 		goto out;
 	}
 	if (err) {
-		fprintf(stderr, "ember: see 'ember help agent'\n");
+		fprintf(stderr, "ember: see 'ember help %s'\n", a->run_mode ? "run" : "agent");
 		goto out;
 	}
 	if (log_parse_level(a->cfg.log_level, &level) == 0)
 		log_set_level(level);
-	if (a->cfg.cmd_argc || a->cfg.cmd_argv) {
+	if (!a->run_mode && (a->cfg.cmd_argc || a->cfg.cmd_argv)) {
 		fprintf(stderr, "ember: agent takes no command; use `ember run -- CMD`\n");
+		goto out;
+	}
+	if (a->run_mode && a->cfg.cmd_argc == 0) {
+		fprintf(stderr, "ember: run needs a command: ember run [options] -- CMD ARGS...\n");
+		goto out;
+	}
+	if (a->run_mode && a->cfg.services.n) {
+		fprintf(stderr, "ember: invalid value for --service: run profiles the command it starts; "
+				"use `ember agent` to select services\n");
 		goto out;
 	}
 	if (strcmp(a->cfg.profiles, "cpu")) {
@@ -785,7 +830,14 @@ int agent_main(int argc, char **argv)
 		fprintf(stderr, "ember: cannot set up targets: %s\n", strerror(-err));
 		goto out;
 	}
-	a->auto_services = a->cfg.services.n == 0;
+	a->auto_services = a->cfg.services.n == 0 && !a->run_mode;
+	if (a->run_mode) {
+		char name[128];
+
+		command_service_name(a->cfg.cmd_argv[0], name, sizeof(name));
+		if (service_index(a, name) != 0)
+			goto out;
+	}
 	for (size_t i = 0; i < targets_count(a->targets); i++)
 		if (service_index(a, targets_service_name(a->targets, (uint32_t)i)) != (int)i) {
 			fprintf(stderr, "ember: invalid value for --service: '%s' is given twice\n",
@@ -811,7 +863,7 @@ int agent_main(int argc, char **argv)
 	a->period = NS / a->cfg.sample_rate;
 	copts.sample_rate = (unsigned)a->cfg.sample_rate;
 	copts.select_all = a->auto_services;
-	copts.follow_children = !a->auto_services;
+	copts.follow_children = !a->auto_services; /* run: the command's children too */
 	copts.report_execs = !a->auto_services && targets_need_execs(a->targets);
 	copts.report_cgroups = !a->auto_services && targets_need_cgroups(a->targets);
 	err = cpu_collector_open(&copts, &a->cc);
@@ -819,8 +871,22 @@ int agent_main(int argc, char **argv)
 		fprintf(stderr, "ember: cannot load the BPF sampler: %s\n", strerror(-err));
 		goto out;
 	}
-	if (!a->auto_services)
+	if (a->run_mode) {
+		err = spawn_stopped(a->cfg.cmd_argv, &a->child, &go_fd, &err_fd);
+		if (!err) {
+			add_target(a, a->child, 0);
+			err = spawn_release(a->child, go_fd, err_fd);
+			go_fd = err_fd = -1;
+			if (err)
+				a->child = 0;
+		}
+		if (err) {
+			fprintf(stderr, "ember: cannot start '%s': %s\n", a->cfg.cmd_argv[0], strerror(-err));
+			goto out;
+		}
+	} else if (!a->auto_services) {
 		(void)targets_scan(a->targets, on_scan_match, a);
+	}
 	err = cpu_collector_start(a->cc);
 	if (err) {
 		fprintf(stderr, "ember: cannot open perf events: %s\n", strerror(-err));
@@ -830,15 +896,33 @@ int agent_main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	log_info("agent: profiling %s at %ld Hz, %s every %.0f s", a->auto_services ? "every process" : "the selected services",
+	log_info("%s: profiling %s at %ld Hz, %s every %.0f s", a->run_mode ? "run" : "agent",
+		 a->run_mode ? a->svc[0].name : a->auto_services ? "every process" : "the selected services",
 		 a->cfg.sample_rate, a->push ? a->cfg.server : a->cfg.output, a->cfg.interval);
 	a->interval_start_real = now_ns(CLOCK_REALTIME);
 	next_drain = now_ns(CLOCK_MONOTONIC) + DRAIN_PERIOD_NS;
 	interval_end = now_ns(CLOCK_MONOTONIC) + (int64_t)(a->cfg.interval * 1e9);
-	while (!stop_requested) {
+	for (;;) {
 		int64_t now = now_ns(CLOCK_MONOTONIC);
+
+		if (a->run_mode) {
+			/* The command's end ends the run; a signal to us is passed on to it first. */
+			if (child_done(a))
+				break;
+			if (stop_requested && !term_sent) {
+				kill(a->child, SIGTERM);
+				term_sent = now;
+			} else if (term_sent && now - term_sent > 8 * NS) {
+				kill(a->child, SIGKILL);
+			}
+		} else if (stop_requested) {
+			break;
+		}
 		int64_t wait = next_drain - now;
 		int n;
+
+		if (a->run_mode && wait > 100 * 1000000LL)
+			wait = 100 * 1000000LL; /* notice the command's exit promptly */
 
 		if (a->nrefresh && wait > 10 * 1000000LL)
 			wait = 10 * 1000000LL;
@@ -862,14 +946,30 @@ int agent_main(int argc, char **argv)
 	}
 	/* Shutdown: the last partial interval is sent, within the 10 s a service manager gives. */
 	deadline = now_ns(CLOCK_MONOTONIC);
-	log_info("agent: stopping; sending the last partial interval");
+	log_info("%s: stopping; sending the last partial interval", a->run_mode ? "run" : "agent");
 	drain(a);
 	drain(a);
 	flush_interval(a);
 	if (a->push)
 		push_stop(a->push, PUSH_STOP_DEADLINE_S - (double)(now_ns(CLOCK_MONOTONIC) - deadline) / 1e9);
-	status = 0;
+	status = a->run_mode ? a->child_status : 0;
 out:
+	if (go_fd >= 0)
+		close(go_fd);
+	if (err_fd >= 0)
+		close(err_fd);
+	if (a->child > 0)
+		spawn_terminate(a->child);
 	agent_free(a);
 	return status;
+}
+
+int agent_main(int argc, char **argv)
+{
+	return agent_common(CMD_AGENT, argc, argv);
+}
+
+int run_main(int argc, char **argv)
+{
+	return agent_common(CMD_RUN, argc, argv);
 }

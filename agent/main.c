@@ -47,6 +47,11 @@ int main(int argc, char **argv)
 
 			return agent_main(1, help);
 		}
+		if (argc > 2 && !strcmp(argv[2], "run")) {
+			char *help[] = { "--help" };
+
+			return run_main(1, help);
+		}
 		if (argc > 2 && !strcmp(argv[2], "profiles")) {
 			/* One profile type ID per line, as Pyroscope and Grafana name them. */
 			for (size_t i = 0; i < profile_families_count; i++) {
@@ -63,10 +68,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "agent"))
 		return agent_main(argc - 2, argv + 2);
-	if (!strcmp(argv[1], "run")) {
-		fprintf(stderr, "ember: '%s' is not available in this build yet\n", argv[1]);
-		return 2;
-	}
+	if (!strcmp(argv[1], "run"))
+		return run_main(argc - 2, argv + 2);
 	fprintf(stderr, "ember: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return 2;

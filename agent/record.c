@@ -25,6 +25,7 @@
 #include "options.h"
 #include "preflight.h"
 #include "procmaps.h"
+#include "spawn.h"
 #include "profile_types.h"
 #include "stackagg.h"
 #include "symbolizer.h"
@@ -179,69 +180,6 @@ static void on_stack(void *ctx, const struct cpu_stack *s)
 		return;
 	}
 	r->hits += s->count;
-}
-
-/* Forks CMD stopped before exec; *ret_go releases it. Returns 0 or -errno. */
-static int spawn_command(char **argv, pid_t *ret_pid, int *ret_go, int *ret_err)
-{
-	int go[2], errp[2];
-	pid_t pid;
-
-	if (pipe2(go, O_CLOEXEC))
-		return -errno;
-	if (pipe2(errp, O_CLOEXEC)) {
-		close(go[0]);
-		close(go[1]);
-		return -errno;
-	}
-	pid = fork();
-	if (pid < 0) {
-		int err = -errno;
-
-		close(go[0]);
-		close(go[1]);
-		close(errp[0]);
-		close(errp[1]);
-		return err;
-	}
-	if (pid == 0) {
-		char c;
-		int e;
-
-		close(go[1]);
-		close(errp[0]);
-		signal(SIGINT, SIG_DFL);
-		signal(SIGTERM, SIG_DFL);
-		if (read(go[0], &c, 1) != 1)
-			_exit(127); /* ember went away before releasing us */
-		execvp(argv[0], argv);
-		e = errno;
-		(void)!write(errp[1], &e, sizeof(e));
-		_exit(127);
-	}
-	close(go[0]);
-	close(errp[1]);
-	*ret_pid = pid;
-	*ret_go = go[1];
-	*ret_err = errp[0];
-	return 0;
-}
-
-/* Lets the child exec. Returns 0, or the exec error as -errno (child reaped). */
-static int release_command(pid_t pid, int go_fd, int err_fd)
-{
-	int e = 0;
-	ssize_t n;
-
-	(void)!write(go_fd, "x", 1);
-	close(go_fd);
-	n = read(err_fd, &e, sizeof(e));
-	close(err_fd);
-	if (n == (ssize_t)sizeof(e)) {
-		(void)waitpid(pid, NULL, 0);
-		return -e;
-	}
-	return 0;
 }
 
 static int write_outputs(struct recorder *r, const char *title, int64_t start, int64_t duration)
@@ -419,7 +357,7 @@ int record_main(int argc, char **argv)
 	}
 
 	if (r.cfg.cmd_argc) {
-		err = spawn_command(r.cfg.cmd_argv, &r.child, &go_fd, &err_fd);
+		err = spawn_stopped(r.cfg.cmd_argv, &r.child, &go_fd, &err_fd);
 		if (err) {
 			fprintf(stderr, "ember: cannot start '%s': %s\n", r.cfg.cmd_argv[0], strerror(-err));
 			status = 2;
@@ -464,7 +402,7 @@ int record_main(int argc, char **argv)
 	if (r.child) {
 		err = add_target(&r, r.child, 0);
 		if (!err)
-			err = release_command(r.child, go_fd, err_fd);
+			err = spawn_release(r.child, go_fd, err_fd);
 		go_fd = err_fd = -1;
 		if (err) {
 			fprintf(stderr, "ember: cannot start '%s': %s\n", r.cfg.cmd_argv[0], strerror(-err));
@@ -583,13 +521,7 @@ out:
 		close(err_fd);
 	if (r.child > 0) {
 		/* --duration ended the recording: the command's lifetime was the recording's. */
-		kill(r.child, SIGTERM);
-		for (int i = 0; i < 50 && waitpid(r.child, NULL, WNOHANG) == 0; i++)
-			usleep(20000);
-		if (waitpid(r.child, NULL, WNOHANG) == 0) {
-			kill(r.child, SIGKILL);
-			(void)waitpid(r.child, NULL, 0);
-		}
+		spawn_terminate(r.child);
 	}
 	cpu_collector_free(r.cc);
 	stackagg_free(r.agg);
