@@ -9,3 +9,8 @@ set_tests_properties(unit.stackagg_decode PROPERTIES FIXTURES_REQUIRED stackagg_
 
 # Targets: container ids in cgroup paths, selector matching.
 ember_unit_test(targets SOURCES test_targets.c ${CMAKE_SOURCE_DIR}/agent/targets.c LIBS ember_core)
+
+# fpdetect: frame-pointer builds told from -fomit-frame-pointer ones (--unwind auto).
+ember_unit_test(fpdetect SOURCES test_fpdetect.c ${CMAKE_SOURCE_DIR}/agent/fpdetect.c
+                LIBS ember_core PkgConfig::LIBELF ARGS ${CMAKE_BINARY_DIR}/tests/fixtures)
+add_dependencies(unit_fpdetect cpu_split_fp cpu_split_nofp)
