@@ -63,10 +63,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "agent"))
 		return agent_main(argc - 2, argv + 2);
-	if (!strcmp(argv[1], "run")) {
-		fprintf(stderr, "ember: '%s' is not available in this build yet\n", argv[1]);
-		return 2;
-	}
+	if (!strcmp(argv[1], "run"))
+		return run_main(argc - 2, argv + 2);
 	fprintf(stderr, "ember: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return 2;

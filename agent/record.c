@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "allocprof.h"
 #include "cpu_collector.h"
 #include "cpuprof.h"
 #include "fileio.h"
@@ -41,6 +42,10 @@ struct recorder {
 	int64_t period;      /* ns per sample: 1e9 / rate */
 	uint64_t hits;
 	char comment[512];   /* what was lost, for the pprof */
+	/* --profiles alloc (allocprof.h): uprobe mode, or preload mode under `ember run`. */
+	struct allocprof *ap;
+	bool want_cpu;
+	bool run_mode;
 	pid_t child;     /* -- CMD, or 0 */
 	pid_t watch_pid; /* --pid, or 0 */
 	bool watch_exited;
@@ -82,6 +87,8 @@ static int add_target(struct recorder *r, pid_t pid, uint32_t service_id)
 	if (err)
 		return err;
 	r->ntargets++;
+	if (r->ap)
+		(void)alloc_collector_add_target(allocprof_collector(r->ap), pid, start);
 	/* Capture maps now: a process idle at first may exit right after its first samples. */
 	(void)symbolizer_track(r->sym, pid);
 	log_debug("record: target pid %d (service %u)", (int)pid, service_id);
@@ -117,6 +124,15 @@ static void schedule_refresh(struct recorder *r, pid_t pid, int64_t delay_ns)
 	r->nrefresh++;
 }
 
+/* After exec or dlopen: attach the allocator probes to libraries not seen yet. */
+static void alloc_rescan(struct recorder *r, pid_t pid)
+{
+	uint64_t start;
+
+	if (r->ap && procmaps_start_time(pid, &start) == 0)
+		(void)alloc_collector_add_target(allocprof_collector(r->ap), pid, start);
+}
+
 static void run_due_refreshes(struct recorder *r)
 {
 	int64_t now = now_ns(CLOCK_MONOTONIC);
@@ -127,6 +143,7 @@ static void run_due_refreshes(struct recorder *r)
 			continue;
 		}
 		(void)symbolizer_refresh(r->sym, r->refresh[i].pid);
+		alloc_rescan(r, r->refresh[i].pid);
 		r->refresh[i] = r->refresh[--r->nrefresh];
 	}
 }
@@ -159,6 +176,7 @@ static void on_event(void *ctx, const struct ember_event *e)
 		break;
 	case EMBER_EVENT_FORK:
 		r->ntargets++;
+		alloc_rescan(r, pid);
 		break;
 	case EMBER_EVENT_EXIT:
 		if (pid == r->watch_pid)
@@ -281,6 +299,56 @@ static int write_outputs(struct recorder *r, const char *title, int64_t start, i
 	return err;
 }
 
+/* The memory profile goes to -o when it is the only family, else next to it as
+ * NAME.alloc.pb.gz (and NAME.alloc.svg). */
+static char *alloc_path(const char *path, bool alone, const char *ext)
+{
+	size_t n = strlen(path), cut = n;
+	char *out;
+
+	if (alone)
+		return strdup(path);
+	if (n > 6 && !strcmp(path + n - 6, ".pb.gz"))
+		cut = n - 6;
+	else if (n > 4 && !strcmp(path + n - 4, ".svg"))
+		cut = n - 4;
+	out = malloc(cut + strlen(ext) + 8);
+	if (out)
+		sprintf(out, "%.*s.alloc%s", (int)cut, path, ext);
+	return out;
+}
+
+static int write_alloc_outputs(struct recorder *r, const char *title, int64_t start, int64_t duration)
+{
+	struct stackagg_result res = { 0 };
+	char *pb = alloc_path(r->cfg.out_file, !r->want_cpu, ".pb.gz");
+	char *svg = r->cfg.flamegraph ? alloc_path(r->cfg.flamegraph, !r->want_cpu, ".svg") : NULL;
+	char t[300];
+	int err;
+
+	snprintf(t, sizeof(t), "Allocations: %s", title);
+	err = allocprof_drain(r->ap, r->sym);
+	if (!err)
+		err = allocprof_build(r->ap, start, duration, svg ? t : NULL, &res);
+	if (err) {
+		fprintf(stderr, "ember: cannot encode the memory profile: %s\n", strerror(-err));
+		goto out;
+	}
+	err = pb ? fileio_write_atomic(pb, res.pprof_gz, res.pprof_len) : -ENOMEM;
+	if (err)
+		fprintf(stderr, "ember: cannot write output file '%s': %s\n", pb ? pb : "", strerror(-err));
+	else if (svg && (err = fileio_write_atomic(svg, res.svg, res.svg_len)))
+		fprintf(stderr, "ember: cannot write flame graph '%s': %s\n", svg, strerror(-err));
+	if (!err && !r->cfg.quiet)
+		fprintf(stderr, "ember: memory profile (%s mode) written to %s\n",
+			alloc_collector_mode_name(allocprof_collector(r->ap)), pb);
+out:
+	stackagg_result_fini(&res);
+	free(pb);
+	free(svg);
+	return err;
+}
+
 static void print_usage_error_hint(void)
 {
 	fprintf(stderr, "ember: see 'ember help record'\n");
@@ -336,9 +404,22 @@ static void report_losses(struct recorder *r, const __u64 *st)
 		log_debug("%s", buf + strlen("ember: "));
 }
 
+static int record_or_run(int argc, char **argv, bool run_mode);
+
 int record_main(int argc, char **argv)
 {
-	struct recorder r = { 0 };
+	return record_or_run(argc, argv, false);
+}
+
+/* `ember run`: record with allocations sampled in-process (libember_alloc.so preloaded). */
+int run_main(int argc, char **argv)
+{
+	return record_or_run(argc, argv, true);
+}
+
+static int record_or_run(int argc, char **argv, bool run_mode)
+{
+	struct recorder r = { .run_mode = run_mode };
 	struct cpu_collector_opts copts = { 0 };
 	struct sigaction sa = { .sa_handler = on_signal };
 	char title[256];
@@ -373,10 +454,49 @@ int record_main(int argc, char **argv)
 		status = 2;
 		goto out;
 	}
-	if (strcmp(r.cfg.profiles, "cpu")) {
-		fprintf(stderr, "ember: invalid value for --profiles: record supports cpu only so far\n");
+	if (strcmp(r.cfg.profiles, "cpu") && strcmp(r.cfg.profiles, "alloc") &&
+	    strcmp(r.cfg.profiles, "cpu,alloc") && strcmp(r.cfg.profiles, "alloc,cpu")) {
+		fprintf(stderr, "ember: invalid value for --profiles: record supports cpu and alloc so far\n");
 		status = 2;
 		goto out;
+	}
+	r.want_cpu = strstr(r.cfg.profiles, "cpu") != NULL;
+	if (run_mode && !r.cfg.cmd_argc) {
+		fprintf(stderr, "ember: run needs a command after --\n");
+		status = 2;
+		goto out;
+	}
+	if (strstr(r.cfg.profiles, "alloc")) {
+		struct alloc_collector_opts aopts = {
+			.mode = run_mode ? ALLOC_MODE_PRELOAD : ALLOC_MODE_UPROBE,
+			.sample_bytes = (__u64)r.cfg.alloc_sample_bytes,
+		};
+		char lib[4096], sb[32];
+
+		if (run_mode) {
+			const char *old = getenv("LD_PRELOAD");
+			char *pre;
+
+			if (allocprof_preload_path(lib, sizeof(lib))) {
+				fprintf(stderr, "ember: cannot find libember_alloc.so next to ember "
+						"(set EMBER_ALLOC_PRELOAD)\n");
+				status = 2;
+				goto out;
+			}
+			/* The command (and what it execs) inherits these. */
+			if (asprintf(&pre, "%s%s%s", lib, old && *old ? ":" : "", old ? old : "") < 0)
+				goto out;
+			setenv("LD_PRELOAD", pre, 1);
+			free(pre);
+			snprintf(sb, sizeof(sb), "%ld", r.cfg.alloc_sample_bytes);
+			setenv("EMBER_ALLOC_SAMPLE_BYTES", sb, 1);
+		}
+		err = allocprof_new(&aopts, &r.ap);
+		if (err) {
+			fprintf(stderr, "ember: cannot load the BPF allocation sampler: %s\n", strerror(-err));
+			status = 2;
+			goto out;
+		}
 	}
 	if (!strcmp(r.cfg.unwind, "dwarf")) {
 		fprintf(stderr, "ember: invalid value for --unwind: dwarf is not available yet; use fp\n");
@@ -463,6 +583,16 @@ int record_main(int argc, char **argv)
 
 	if (r.child) {
 		err = add_target(&r, r.child, 0);
+		if (!err && r.run_mode) {
+			/* The library is mapped only after exec: attach to its file for this pid now,
+			 * so that the first sampled allocations are seen too. */
+			char lib[4096];
+			uint64_t start;
+
+			if (allocprof_preload_path(lib, sizeof(lib)) == 0 &&
+			    procmaps_start_time(r.child, &start) == 0)
+				(void)alloc_collector_attach_path(allocprof_collector(r.ap), r.child, start, lib);
+		}
 		if (!err)
 			err = release_command(r.child, go_fd, err_fd);
 		go_fd = err_fd = -1;
@@ -485,7 +615,7 @@ int record_main(int argc, char **argv)
 			log_info("no process matches the selected services yet; waiting for one to start");
 	}
 
-	err = cpu_collector_start(r.cc);
+	err = r.want_cpu ? cpu_collector_start(r.cc) : 0;
 	if (err) {
 		if (err == -ENODEV)
 			fprintf(stderr, "ember: the kernel has no usable cpu-clock perf event "
@@ -514,6 +644,8 @@ int record_main(int argc, char **argv)
 			break;
 		}
 		run_due_refreshes(&r);
+		if (r.ap)
+			(void)alloc_collector_poll(allocprof_collector(r.ap), 0);
 		if (r.child) {
 			int wst;
 			pid_t w = waitpid(r.child, &wst, WNOHANG);
@@ -565,6 +697,15 @@ int record_main(int argc, char **argv)
 				  (double)run_ns / (double)runs);
 	}
 
+	if (r.ap) {
+		err = write_alloc_outputs(&r, title, start_real, now_ns(CLOCK_MONOTONIC) - start_mono);
+		if (err)
+			goto out;
+		if (!r.want_cpu) {
+			status = 0;
+			goto out;
+		}
+	}
 	err = write_outputs(&r, title, start_real, now_ns(CLOCK_MONOTONIC) - start_mono);
 	if (err)
 		goto out;
@@ -591,6 +732,7 @@ out:
 			(void)waitpid(r.child, NULL, 0);
 		}
 	}
+	allocprof_free(r.ap);
 	cpu_collector_free(r.cc);
 	stackagg_free(r.agg);
 	symbolizer_free(r.sym);

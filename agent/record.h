@@ -7,5 +7,8 @@
  * 0 on success (a target exiting is normal), 2 on bad input or missing privileges, 1 on a
  * runtime failure. */
 int record_main(int argc, char **argv);
+/* `ember run [options] -- CMD`: record's options; with --profiles alloc the command runs with
+ * libember_alloc.so preloaded and allocations are sampled in-process (preload mode). */
+int run_main(int argc, char **argv);
 
 #endif
