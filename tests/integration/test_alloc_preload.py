@@ -1,0 +1,29 @@
+#!/usr/bin/env python3
+"""`ember run --profiles alloc -- alloc_sites`: preload mode (libember_alloc.so samples
+in-process and reports sampled allocations through USDT probes).
+
+Same answers as the uprobe test: 3:1 alloc_space split (±5 points), totals ±10%, the leak holds
+≥70% of inuse_space, no phantom leak on a balanced run."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+import embertest as et  # noqa: E402
+import allocprof_check as ac  # noqa: E402
+
+
+def main():
+    et.require_root_bpf()
+    if not os.path.exists(os.path.join(et.BUILD, "libember_alloc.so")):
+        et.skip("libember_alloc.so was not built")
+    c = et.Checker("alloc_preload")
+    for mode in ("leak", "balanced"):
+        profile, truth, _ = ac.record("run", mode)
+        ac.check_run(c, f"preload/{mode}", profile, truth, mode == "balanced")
+        c.check(any("alloc mode preload" in x for x in profile.get("comments", [])),
+                f"preload/{mode}: preload mode was used")
+    c.done()
+
+
+if __name__ == "__main__":
+    main()
