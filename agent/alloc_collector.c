@@ -64,6 +64,7 @@ struct target {
 	pid_t pid;
 	__u64 cookie;
 	bool dead;
+	bool sampled; /* first sample reported */
 	struct attachment *att;
 	size_t natt;
 };
@@ -94,6 +95,8 @@ struct alloc_collector {
 	struct rec *live;      /* slots with id 0 are empty */
 	size_t livecap, nlive;
 	bool incomplete;
+	alloc_first_fn first_fn;
+	void *first_ctx;
 };
 
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -425,6 +428,11 @@ static int handle_sample(void *ctx, void *data, size_t size)
 	if (size < sizeof(*e))
 		return 0;
 	t = find_target(c, (pid_t)e->tgid);
+	if (t && !t->sampled) {
+		t->sampled = true;
+		if (c->first_fn)
+			c->first_fn(c->first_ctx, t->pid);
+	}
 	r.id = e->id;
 	r.size = e->size;
 	r.interval = e->interval ? e->interval : c->interval;
@@ -778,8 +786,10 @@ int alloc_collector_add_target(struct alloc_collector *c, pid_t tgid, __u64 cook
 			first_err = err;
 	}
 	procmaps_free(maps, nmaps);
-	if (added)
+	if (added) {
+		t->sampled = false;
 		return added;
+	}
 	if (t->natt)
 		return 0;
 	return first_err ? first_err : -ENOENT;
@@ -794,6 +804,12 @@ int alloc_collector_remove_target(struct alloc_collector *c, pid_t tgid)
 	target_fini(t);
 	t->dead = true;
 	return 0;
+}
+
+void alloc_collector_on_first_sample(struct alloc_collector *c, alloc_first_fn fn, void *ctx)
+{
+	c->first_fn = fn;
+	c->first_ctx = ctx;
 }
 
 int alloc_collector_poll(struct alloc_collector *c, int timeout_ms)

@@ -63,6 +63,12 @@ int alloc_collector_attach_path(struct alloc_collector *c, pid_t tgid, __u64 coo
 /* Detaches from pid; its live allocations are dropped at the next drain. */
 int alloc_collector_remove_target(struct alloc_collector *c, pid_t tgid);
 
+/* fn(ctx, pid) is called from alloc_collector_poll() at the first sample of a process after it
+ * was selected or re-scanned, while it most likely still runs: the moment to capture its maps
+ * for symbolization (a short-lived process may be gone by the next drain). */
+typedef void (*alloc_first_fn)(void *ctx, pid_t pid);
+void alloc_collector_on_first_sample(struct alloc_collector *c, alloc_first_fn fn, void *ctx);
+
 /* Consumes sampled allocations for up to timeout_ms. Call at least once a second (the ring
  * buffer holds ~3,500 samples). Returns the number consumed or -errno. */
 int alloc_collector_poll(struct alloc_collector *c, int timeout_ms);

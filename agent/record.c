@@ -124,6 +124,14 @@ static void schedule_refresh(struct recorder *r, pid_t pid, int64_t delay_ns)
 	r->nrefresh++;
 }
 
+/* First allocation sample of a process: capture its maps while it runs. */
+static void on_alloc_first_sample(void *ctx, pid_t pid)
+{
+	struct recorder *r = ctx;
+
+	(void)symbolizer_refresh(r->sym, pid);
+}
+
 /* After exec or dlopen: attach the allocator probes to libraries not seen yet. */
 static void alloc_rescan(struct recorder *r, pid_t pid)
 {
@@ -497,6 +505,7 @@ static int record_or_run(int argc, char **argv, bool run_mode)
 			status = 2;
 			goto out;
 		}
+		alloc_collector_on_first_sample(allocprof_collector(r.ap), on_alloc_first_sample, &r);
 	}
 	if (!strcmp(r.cfg.unwind, "dwarf")) {
 		fprintf(stderr, "ember: invalid value for --unwind: dwarf is not available yet; use fp\n");
