@@ -507,6 +507,11 @@ int alloc_collector_open(const struct alloc_collector_opts *opts, struct alloc_c
 		return -ENOMEM;
 	c->mode = opts->mode;
 	c->free_at_entry = opts->free_at_entry;
+	/* Benchmark knobs (bench/bench_alloc.py): the costs the defaults avoid. */
+	if (getenv("EMBER_ALLOC_FREE_AT_ENTRY"))
+		c->free_at_entry = true;
+	if (getenv("EMBER_ALLOC_NO_SESSION"))
+		session = false;
 	c->interval = opts->sample_bytes ? opts->sample_bytes : 512 * 1024;
 	err = open_skel(c, opts, session);
 	if (err && session) {
