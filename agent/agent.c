@@ -11,6 +11,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -21,6 +22,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "alloc_collector.h"
+#include "allocprof.h"
 #include "cpu_collector.h"
 #include "cpuprof.h"
 #include "fileio.h"
@@ -50,7 +53,8 @@
 
 struct service_slot {
 	char *name;
-	struct stackagg *agg;
+	struct stackagg *agg;     /* CPU, this interval */
+	struct stackagg *mem_agg; /* memory (4 values), this interval */
 };
 
 struct proc_entry {
@@ -72,6 +76,8 @@ struct agent {
 	size_t nsvc;
 	struct symbolizer *sym;
 	struct cpu_collector *cc;
+	struct alloc_collector *ac; /* --profiles alloc: uprobes (agent) or preload (run) */
+	bool want_cpu;
 	struct push *push;
 	struct localsink *local;
 	struct metrics *metrics;
@@ -125,8 +131,7 @@ static int service_index(struct agent *a, const char *name)
 	if (!ns)
 		return -ENOMEM;
 	a->svc = ns;
-	a->svc[a->nsvc].name = strdup(name);
-	a->svc[a->nsvc].agg = NULL;
+	a->svc[a->nsvc] = (struct service_slot){ .name = strdup(name) };
 	if (!a->svc[a->nsvc].name)
 		return -ENOMEM;
 	return (int)a->nsvc++;
@@ -234,6 +239,65 @@ static void proc_del(struct agent *a, pid_t pid)
 	atomic_store_explicit(&a->m_procs, a->nprocs, memory_order_relaxed);
 }
 
+/* After exec, fork or dlopen: attach the allocator probes to libraries not seen yet. */
+static void alloc_rescan(struct agent *a, pid_t pid)
+{
+	struct proc_entry *p;
+	uint64_t start;
+
+	if (!a->ac || procmaps_start_time(pid, &start))
+		return;
+	p = proc_get(a, pid);
+	if (p && p->cookie == start && !p->exited)
+		(void)alloc_collector_add_target(a->ac, pid, start);
+}
+
+/* Agent without --service, preload mode: a process that execs with libember_alloc.so in its
+ * LD_PRELOAD gets the probes armed on that file now, before ld.so maps it, so even a short-lived
+ * process's first allocations are seen. */
+static void preload_check(struct agent *a, pid_t pid)
+{
+	char path[64], env[32768], lib[PATH_MAX];
+	uint64_t start;
+	ssize_t n;
+	int fd, id;
+
+	snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = read(fd, env, sizeof(env) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	env[n] = '\0';
+	for (char *v = env; v < env + n; v += strlen(v) + 1) {
+		char *hit, *begin, *end;
+
+		if (strncmp(v, "LD_PRELOAD=", 11) || !(hit = strstr(v, "libember_alloc.so")))
+			continue;
+		/* The entry holding it, in a list separated by ':' or spaces. */
+		for (begin = hit; begin > v + 11 && begin[-1] != ':' && begin[-1] != ' '; begin--)
+			;
+		end = hit + strcspn(hit, ": ");
+		if (*begin != '/' || procmaps_start_time(pid, &start))
+			return;
+		snprintf(lib, sizeof(lib), "/proc/%d/root%.*s", (int)pid, (int)(end - begin), begin);
+		id = auto_service(a, pid, NULL);
+		if (id >= 0)
+			(void)proc_put(a, pid, start, (uint32_t)id);
+		(void)alloc_collector_attach_path(a->ac, pid, start, lib);
+		return;
+	}
+}
+
+static void on_alloc_first_sample(void *ctx, pid_t pid)
+{
+	struct agent *a = ctx;
+
+	(void)symbolizer_refresh(a->sym, pid);
+}
+
 static void schedule_refresh(struct agent *a, pid_t pid, int64_t delay_ns)
 {
 	if (a->nrefresh == sizeof(a->refresh) / sizeof(a->refresh[0])) {
@@ -255,6 +319,7 @@ static void run_due_refreshes(struct agent *a)
 			continue;
 		}
 		(void)symbolizer_refresh(a->sym, a->refresh[i].pid);
+		alloc_rescan(a, a->refresh[i].pid);
 		a->refresh[i] = a->refresh[--a->nrefresh];
 	}
 }
@@ -270,6 +335,8 @@ static void add_target(struct agent *a, pid_t pid, uint32_t service)
 		return;
 	(void)proc_put(a, pid, start, service);
 	(void)symbolizer_track(a->sym, pid);
+	if (a->ac)
+		(void)alloc_collector_add_target(a->ac, pid, start);
 	log_debug("agent: pid %d selected for service %s", (int)pid, a->svc[service].name);
 }
 
@@ -292,6 +359,9 @@ static void on_event(void *ctx, const struct ember_event *e)
 			id = auto_service(a, pid, e->comm);
 			if (id >= 0)
 				(void)proc_put(a, pid, e->cookie, (uint32_t)id);
+			/* Preload mode: attaches when the process maps libember_alloc.so. */
+			if (a->ac)
+				(void)alloc_collector_add_target(a->ac, pid, e->cookie);
 		}
 		break;
 	case EMBER_EVENT_MMAP:
@@ -317,6 +387,10 @@ static void on_event(void *ctx, const struct ember_event *e)
 			}
 			break;
 		}
+		if (a->auto_services && a->ac) {
+			preload_check(a, pid);
+			break;
+		}
 		/* Not a target yet: does it match now? */
 		__attribute__((fallthrough));
 	case EMBER_EVENT_CGROUP:
@@ -328,6 +402,8 @@ static void on_event(void *ctx, const struct ember_event *e)
 		break;
 	case EMBER_EVENT_FORK:
 		(void)proc_put(a, pid, e->cookie, e->service_id);
+		if (a->ac)
+			(void)alloc_collector_add_target(a->ac, pid, e->cookie);
 		break;
 	case EMBER_EVENT_EXIT:
 		p = proc_get(a, pid);
@@ -372,22 +448,49 @@ static void on_stack(void *ctx, const struct cpu_stack *s)
 		atomic_fetch_add_explicit(&a->m_samples, s->count, memory_order_relaxed);
 }
 
+/* Drops exited processes once their last samples are symbolized. */
+static void forget_exited(struct agent *a)
+{
+	for (size_t i = 0; i < a->proc_cap; i++) {
+		if (a->procs[i].pid && a->procs[i].exited) {
+			pid_t pid = a->procs[i].pid;
+
+			symbolizer_forget(a->sym, pid);
+			if (a->ac)
+				(void)alloc_collector_remove_target(a->ac, pid);
+			proc_del(a, pid);
+			i--; /* the slot may have received a shifted entry */
+		}
+	}
+}
+
+static void on_alloc_stack(void *ctx, const struct alloc_stack *s)
+{
+	struct agent *a = ctx;
+	struct stackagg_frame frames[ALLOCPROF_MAX_FRAMES];
+	struct proc_entry *p = proc_get(a, (pid_t)s->tgid);
+	struct service_slot *svc;
+	size_t n;
+
+	if (!p || p->cookie != s->cookie || p->service >= a->nsvc)
+		return;
+	svc = &a->svc[p->service];
+	if (!svc->mem_agg && stackagg_new(4, &svc->mem_agg))
+		return;
+	n = allocprof_frames(a->sym, s, frames);
+	(void)stackagg_add(svc->mem_agg, frames, n, s->values);
+}
+
 static void drain(struct agent *a)
 {
 	__u64 st[EMBER_STAT_MAX];
 	struct symbolizer_stats ss;
 
 	(void)cpu_collector_drain(a->cc, on_stack, a);
-	/* Exited processes: their last samples are in; drop their maps and entries. */
-	for (size_t i = 0; i < a->proc_cap; i++) {
-		if (a->procs[i].pid && a->procs[i].exited) {
-			pid_t pid = a->procs[i].pid;
-
-			symbolizer_forget(a->sym, pid);
-			proc_del(a, pid);
-			i--; /* the slot may have received a shifted entry */
-		}
-	}
+	/* Allocation samples are symbolized at the interval's end: keep exited processes' maps
+	 * until then. */
+	if (!a->ac)
+		forget_exited(a);
 	if (cpu_collector_read_stats(a->cc, st) == 0)
 		for (size_t i = 0; i < EMBER_STAT_MAX; i++)
 			atomic_store_explicit(&a->m_lost[i], st[i], memory_order_relaxed);
@@ -448,21 +551,68 @@ nomem:
 	return -ENOMEM;
 }
 
+/* Encodes one aggregator as a profile of family fam and hands it to the sink. */
+static void submit_profile(struct agent *a, struct service_slot *svc, struct stackagg **agg,
+			   const struct profile_family *fam, const struct stackagg_profile *p,
+			   int64_t until)
+{
+	struct stackagg_result res = { 0 };
+	struct upload *u = NULL;
+	int err;
+
+	if (!*agg || stackagg_count(*agg) == 0)
+		return;
+	err = stackagg_build(*agg, p, &res);
+	stackagg_free(*agg);
+	*agg = NULL;
+	if (err) {
+		log_warn("agent: cannot encode the %s %s profile: %s", svc->name, fam->family, strerror(-err));
+		return;
+	}
+	if (res.folded) {
+		atomic_fetch_add_explicit(&a->m_folded, res.folded, memory_order_relaxed);
+		log_debug("agent: %s: %zu cold stacks folded into [other]", svc->name, res.folded);
+	}
+	err = make_upload(a, svc, fam, &res, until, &u);
+	stackagg_result_fini(&res);
+	if (err)
+		return;
+	if (a->push) {
+		(void)push_submit(a->push, u); /* takes ownership */
+		return;
+	}
+	err = localsink_write(a->local, u);
+	if (err) {
+		atomic_fetch_add_explicit(&a->m_local_errors, 1, memory_order_relaxed);
+		log_warn("agent: cannot write the %s profile under %s: %s", svc->name, a->cfg.output,
+			 strerror(-err));
+	} else {
+		atomic_fetch_add_explicit(&a->m_local_written, 1, memory_order_relaxed);
+	}
+	upload_free(u);
+}
+
 static void flush_interval(struct agent *a)
 {
-	const struct profile_family *fam = profile_family_find("cpu");
-	const struct pprof_value_type type = { fam->types[0][0], fam->types[0][1] };
-	const struct pprof_value_type period_type = { fam->period[0], fam->period[1] };
+	const struct profile_family *cpu = profile_family_find("cpu");
+	const struct profile_family *mem = profile_family_find("alloc");
+	const struct pprof_value_type cpu_type = { cpu->types[0][0], cpu->types[0][1] };
+	const struct pprof_value_type cpu_period = { cpu->period[0], cpu->period[1] };
+	struct pprof_value_type mem_types[4], mem_period;
 	int64_t until = now_ns(CLOCK_REALTIME);
-	char title[300];
+	char title[300], comment[512];
 
+	if (a->ac) {
+		/* Allocations of the interval and the live set at its end, then the processes that
+		 * exited can go. */
+		(void)alloc_collector_drain(a->ac, on_alloc_stack, a);
+		forget_exited(a);
+	}
 	for (size_t i = 0; i < a->nsvc; i++) {
 		struct service_slot *svc = &a->svc[i];
-		struct stackagg_result res = { 0 };
-		struct upload *u = NULL;
 		struct stackagg_profile p = {
-			.types = &type,
-			.period_type = &period_type,
+			.types = &cpu_type,
+			.period_type = &cpu_period,
 			.period = a->period,
 			.time_nanos = a->interval_start_real,
 			.duration_nanos = until - a->interval_start_real,
@@ -472,39 +622,17 @@ static void flush_interval(struct agent *a)
 			.fg_unit = "samples",
 			.fg_divisor = a->period,
 		};
-		int err;
 
-		if (!svc->agg || stackagg_count(svc->agg) == 0)
-			continue;
 		snprintf(title, sizeof(title), "CPU: %s", svc->name);
-		err = stackagg_build(svc->agg, &p, &res);
-		stackagg_free(svc->agg);
-		svc->agg = NULL;
-		if (err) {
-			log_warn("agent: cannot encode the %s profile: %s", svc->name, strerror(-err));
+		submit_profile(a, svc, &svc->agg, cpu, &p, until);
+		if (!a->ac)
 			continue;
-		}
-		if (res.folded) {
-			atomic_fetch_add_explicit(&a->m_folded, res.folded, memory_order_relaxed);
-			log_debug("agent: %s: %zu cold stacks folded into [other]", svc->name, res.folded);
-		}
-		err = make_upload(a, svc, fam, &res, until, &u);
-		stackagg_result_fini(&res);
-		if (err)
-			continue;
-		if (a->push) {
-			(void)push_submit(a->push, u); /* takes ownership */
-		} else {
-			err = localsink_write(a->local, u);
-			if (err) {
-				atomic_fetch_add_explicit(&a->m_local_errors, 1, memory_order_relaxed);
-				log_warn("agent: cannot write the %s profile under %s: %s", svc->name,
-					 a->cfg.output, strerror(-err));
-			} else {
-				atomic_fetch_add_explicit(&a->m_local_written, 1, memory_order_relaxed);
-			}
-			upload_free(u);
-		}
+		allocprof_describe(a->ac, mem_types, &mem_period, &p, comment, sizeof(comment));
+		snprintf(title, sizeof(title), "Allocated bytes: %s", svc->name);
+		p.fg_unit = "bytes";
+		p.fg_value = 1; /* alloc_space */
+		p.fg_divisor = 1;
+		submit_profile(a, svc, &svc->mem_agg, mem, &p, until);
 	}
 	a->interval_start_real = until;
 }
@@ -726,17 +854,69 @@ static int setup_sink(struct agent *a)
 	return err;
 }
 
+/* --profiles alloc: uprobes on the allocators of the selected services (agent with --service),
+ * or the in-process sampler libember_alloc.so, whose USDT probes fire only for sampled
+ * allocations (preload mode): preloaded into the command by `ember run`, or by the user into
+ * the services an agent without --service profiles (uprobes on every process of a host would
+ * tax every malloc on it). */
+static int setup_alloc(struct agent *a)
+{
+	struct alloc_collector_opts o = {
+		.mode = a->auto_services || a->run_mode ? ALLOC_MODE_PRELOAD : ALLOC_MODE_UPROBE,
+		.sample_bytes = (__u64)a->cfg.alloc_sample_bytes,
+	};
+	int err;
+
+	if (a->run_mode) {
+		const char *old = getenv("LD_PRELOAD");
+		char lib[PATH_MAX], sb[32], *pre;
+
+		if (allocprof_preload_path(lib, sizeof(lib))) {
+			fprintf(stderr, "ember: cannot find libember_alloc.so next to ember "
+					"(set EMBER_ALLOC_PRELOAD)\n");
+			return -ENOENT;
+		}
+		/* The command, and what it execs, inherit these. */
+		if (asprintf(&pre, "%s%s%s", lib, old && *old ? ":" : "", old ? old : "") < 0)
+			return -ENOMEM;
+		setenv("LD_PRELOAD", pre, 1);
+		free(pre);
+		snprintf(sb, sizeof(sb), "%ld", a->cfg.alloc_sample_bytes);
+		setenv("EMBER_ALLOC_SAMPLE_BYTES", sb, 1);
+	}
+	err = alloc_collector_open(&o, &a->ac);
+	if (err) {
+		fprintf(stderr, "ember: cannot load the BPF allocation sampler: %s\n", strerror(-err));
+		return err;
+	}
+	alloc_collector_on_first_sample(a->ac, on_alloc_first_sample, a);
+	return 0;
+}
+
+/* The preloaded library is mapped only after exec: attach to its file for the command now, so
+ * its first sampled allocations are seen too. */
+static void arm_preload(struct agent *a, pid_t pid)
+{
+	char lib[PATH_MAX];
+	uint64_t start;
+
+	if (allocprof_preload_path(lib, sizeof(lib)) == 0 && procmaps_start_time(pid, &start) == 0)
+		(void)alloc_collector_attach_path(a->ac, pid, start, lib);
+}
+
 static void agent_free(struct agent *a)
 {
 	metrics_stop(a->metrics);
 	push_free(a->push);
 	localsink_free(a->local);
 	cpu_collector_free(a->cc);
+	alloc_collector_free(a->ac);
 	symbolizer_free(a->sym);
 	targets_free(a->targets);
 	for (size_t i = 0; i < a->nsvc; i++) {
 		free(a->svc[i].name);
 		stackagg_free(a->svc[i].agg);
+		stackagg_free(a->svc[i].mem_agg);
 	}
 	free(a->svc);
 	for (size_t i = 0; i < a->nlabels; i++) {
@@ -747,6 +927,17 @@ static void agent_free(struct agent *a)
 	free(a->procs);
 	options_free(&a->cfg);
 	free(a);
+}
+
+/* Is family (cpu, alloc, gpu) in the comma-separated list? */
+static bool has_family(const char *list, const char *family)
+{
+	size_t n = strlen(family);
+
+	for (const char *p = list; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+		if (!strncmp(p, family, n) && (p[n] == ',' || p[n] == '\0'))
+			return true;
+	return false;
 }
 
 /* Name of the service `ember run` reports: the command's basename, as a service name. */
@@ -815,10 +1006,12 @@ static int agent_common(enum ember_command cmd, int argc, char **argv)
 				"use `ember agent` to select services\n");
 		goto out;
 	}
-	if (strcmp(a->cfg.profiles, "cpu")) {
-		fprintf(stderr, "ember: invalid value for --profiles: only cpu is available so far\n");
+	a->want_cpu = has_family(a->cfg.profiles, "cpu");
+	if (has_family(a->cfg.profiles, "gpu")) {
+		fprintf(stderr, "ember: invalid value for --profiles: gpu is not available in this build\n");
 		goto out;
 	}
+
 	if (!strcmp(a->cfg.unwind, "dwarf")) {
 		fprintf(stderr, "ember: invalid value for --unwind: dwarf is not available yet; use fp\n");
 		goto out;
@@ -864,17 +1057,22 @@ static int agent_common(enum ember_command cmd, int argc, char **argv)
 	copts.sample_rate = (unsigned)a->cfg.sample_rate;
 	copts.select_all = a->auto_services;
 	copts.follow_children = !a->auto_services; /* run: the command's children too */
-	copts.report_execs = !a->auto_services && targets_need_execs(a->targets);
+	copts.report_execs = (!a->auto_services && targets_need_execs(a->targets)) ||
+			     (a->auto_services && has_family(a->cfg.profiles, "alloc"));
 	copts.report_cgroups = !a->auto_services && targets_need_cgroups(a->targets);
 	err = cpu_collector_open(&copts, &a->cc);
 	if (err) {
 		fprintf(stderr, "ember: cannot load the BPF sampler: %s\n", strerror(-err));
 		goto out;
 	}
+	if (has_family(a->cfg.profiles, "alloc") && setup_alloc(a))
+		goto out;
 	if (a->run_mode) {
 		err = spawn_stopped(a->cfg.cmd_argv, &a->child, &go_fd, &err_fd);
 		if (!err) {
 			add_target(a, a->child, 0);
+			if (a->ac)
+				arm_preload(a, a->child);
 			err = spawn_release(a->child, go_fd, err_fd);
 			go_fd = err_fd = -1;
 			if (err)
@@ -887,7 +1085,7 @@ static int agent_common(enum ember_command cmd, int argc, char **argv)
 	} else if (!a->auto_services) {
 		(void)targets_scan(a->targets, on_scan_match, a);
 	}
-	err = cpu_collector_start(a->cc);
+	err = a->want_cpu ? cpu_collector_start(a->cc) : 0;
 	if (err) {
 		fprintf(stderr, "ember: cannot open perf events: %s\n", strerror(-err));
 		goto out;
@@ -932,6 +1130,8 @@ static int agent_common(enum ember_command cmd, int argc, char **argv)
 			break;
 		}
 		run_due_refreshes(a);
+		if (a->ac)
+			(void)alloc_collector_poll(a->ac, 0);
 		now = now_ns(CLOCK_MONOTONIC);
 		if (now >= next_drain) {
 			drain(a);

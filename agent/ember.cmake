@@ -13,6 +13,8 @@ add_library(ember_cli STATIC
   ${CMAKE_CURRENT_SOURCE_DIR}/preflight.c
   ${CMAKE_CURRENT_SOURCE_DIR}/cpu_collector.c
   ${CMAKE_CURRENT_SOURCE_DIR}/cpuprof.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/alloc_collector.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/allocprof.c
   ${CMAKE_CURRENT_SOURCE_DIR}/fileio.c
   ${CMAKE_CURRENT_SOURCE_DIR}/record.c
   ${CMAKE_CURRENT_SOURCE_DIR}/spawn.c
@@ -20,10 +22,19 @@ add_library(ember_cli STATIC
   ${CMAKE_CURRENT_SOURCE_DIR}/agent.c)
 target_compile_options(ember_cli PRIVATE ${EMBER_WARNINGS})
 target_include_directories(ember_cli PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
-target_link_libraries(ember_cli PUBLIC ember_core ember_agg ember_symbols ember_flamegraph ember_pprof ember_push ember_localsink ember_metrics cpu_skel m)
+target_link_libraries(ember_cli PUBLIC ember_core ember_agg ember_symbols ember_flamegraph ember_pprof ember_push ember_localsink ember_metrics cpu_skel alloc_skel m)
 
 add_executable(ember ${CMAKE_CURRENT_SOURCE_DIR}/main.c)
 target_compile_definitions(ember PRIVATE EMBER_VERSION="${PROJECT_VERSION}")
 target_compile_options(ember PRIVATE ${EMBER_WARNINGS})
 target_link_libraries(ember PRIVATE ember_cli)
 set_target_properties(ember PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
+
+# libember_alloc.so: the preload-mode allocation sampler (LD_PRELOAD; see alloc_preload.c).
+# Built next to `ember`, which finds it there. Frame pointers keep the probe site's stack
+# walkable.
+add_library(ember_alloc SHARED ${CMAKE_CURRENT_SOURCE_DIR}/alloc_preload.c)
+target_include_directories(ember_alloc PRIVATE ${CMAKE_SOURCE_DIR}/bpf)
+target_compile_options(ember_alloc PRIVATE ${EMBER_WARNINGS} -O2 -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer
+  -fvisibility=hidden -ftls-model=initial-exec)
+set_target_properties(ember_alloc PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})

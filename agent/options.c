@@ -53,6 +53,8 @@ static const struct opt_def opts[] = {
 	  "cgroup:PATH or container:ID-prefix", check_service },
 	{ "profiles", 0, T_STR, ALL, F(profiles), "cpu", 0, 0, "LIST",
 	  "profile families, any of cpu,alloc,gpu", check_profiles },
+	{ "alloc-sample-bytes", 0, T_LONG, ALL, F(alloc_sample_bytes), "524288", 1, 1073741824, "BYTES",
+	  "mean allocation sampling interval in bytes (exponentially distributed)", NULL },
 	{ "sample-rate", 0, T_LONG, ALL, F(sample_rate), "97", 1, 1000, "HZ",
 	  "CPU samples per second per CPU", NULL },
 	{ "interval", 0, T_DOUBLE, CMD_AGENT | CMD_RUN, F(interval), "15", 1, 3600, "SEC",

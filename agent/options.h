@@ -40,6 +40,7 @@ struct ember_config {
 	char *bearer_token_file;
 	char *metrics_addr;
 	char *log_level;
+	long alloc_sample_bytes;  /* mean allocation sampling interval */
 	/* record */
 	long pid;                /* --pid, 0 when unset */
 	char *out_file;          /* -o */

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "allocprof.h"
 #include "cpu_collector.h"
 #include "cpuprof.h"
 #include "fileio.h"
@@ -42,6 +43,9 @@ struct recorder {
 	int64_t period;      /* ns per sample: 1e9 / rate */
 	uint64_t hits;
 	char comment[512];   /* what was lost, for the pprof */
+	/* --profiles alloc (allocprof.h): uprobe mode, or preload mode under `ember run`. */
+	struct allocprof *ap;
+	bool want_cpu;
 	pid_t child;     /* -- CMD, or 0 */
 	pid_t watch_pid; /* --pid, or 0 */
 	bool watch_exited;
@@ -83,6 +87,8 @@ static int add_target(struct recorder *r, pid_t pid, uint32_t service_id)
 	if (err)
 		return err;
 	r->ntargets++;
+	if (r->ap)
+		(void)alloc_collector_add_target(allocprof_collector(r->ap), pid, start);
 	/* Capture maps now: a process idle at first may exit right after its first samples. */
 	(void)symbolizer_track(r->sym, pid);
 	log_debug("record: target pid %d (service %u)", (int)pid, service_id);
@@ -118,6 +124,23 @@ static void schedule_refresh(struct recorder *r, pid_t pid, int64_t delay_ns)
 	r->nrefresh++;
 }
 
+/* First allocation sample of a process: capture its maps while it runs. */
+static void on_alloc_first_sample(void *ctx, pid_t pid)
+{
+	struct recorder *r = ctx;
+
+	(void)symbolizer_refresh(r->sym, pid);
+}
+
+/* After exec or dlopen: attach the allocator probes to libraries not seen yet. */
+static void alloc_rescan(struct recorder *r, pid_t pid)
+{
+	uint64_t start;
+
+	if (r->ap && procmaps_start_time(pid, &start) == 0)
+		(void)alloc_collector_add_target(allocprof_collector(r->ap), pid, start);
+}
+
 static void run_due_refreshes(struct recorder *r)
 {
 	int64_t now = now_ns(CLOCK_MONOTONIC);
@@ -128,6 +151,7 @@ static void run_due_refreshes(struct recorder *r)
 			continue;
 		}
 		(void)symbolizer_refresh(r->sym, r->refresh[i].pid);
+		alloc_rescan(r, r->refresh[i].pid);
 		r->refresh[i] = r->refresh[--r->nrefresh];
 	}
 }
@@ -160,6 +184,7 @@ static void on_event(void *ctx, const struct ember_event *e)
 		break;
 	case EMBER_EVENT_FORK:
 		r->ntargets++;
+		alloc_rescan(r, pid);
 		break;
 	case EMBER_EVENT_EXIT:
 		if (pid == r->watch_pid)
@@ -216,6 +241,56 @@ static int write_outputs(struct recorder *r, const char *title, int64_t start, i
 				strerror(-err));
 	}
 	stackagg_result_fini(&res);
+	return err;
+}
+
+/* The memory profile goes to -o when it is the only family, else next to it as
+ * NAME.alloc.pb.gz (and NAME.alloc.svg). */
+static char *alloc_path(const char *path, bool alone, const char *ext)
+{
+	size_t n = strlen(path), cut = n;
+	char *out;
+
+	if (alone)
+		return strdup(path);
+	if (n > 6 && !strcmp(path + n - 6, ".pb.gz"))
+		cut = n - 6;
+	else if (n > 4 && !strcmp(path + n - 4, ".svg"))
+		cut = n - 4;
+	out = malloc(cut + strlen(ext) + 8);
+	if (out)
+		sprintf(out, "%.*s.alloc%s", (int)cut, path, ext);
+	return out;
+}
+
+static int write_alloc_outputs(struct recorder *r, const char *title, int64_t start, int64_t duration)
+{
+	struct stackagg_result res = { 0 };
+	char *pb = alloc_path(r->cfg.out_file, !r->want_cpu, ".pb.gz");
+	char *svg = r->cfg.flamegraph ? alloc_path(r->cfg.flamegraph, !r->want_cpu, ".svg") : NULL;
+	char t[300];
+	int err;
+
+	snprintf(t, sizeof(t), "Allocations: %s", title);
+	err = allocprof_drain(r->ap, r->sym);
+	if (!err)
+		err = allocprof_build(r->ap, start, duration, svg ? t : NULL, &res);
+	if (err) {
+		fprintf(stderr, "ember: cannot encode the memory profile: %s\n", strerror(-err));
+		goto out;
+	}
+	err = pb ? fileio_write_atomic(pb, res.pprof_gz, res.pprof_len) : -ENOMEM;
+	if (err)
+		fprintf(stderr, "ember: cannot write output file '%s': %s\n", pb ? pb : "", strerror(-err));
+	else if (svg && (err = fileio_write_atomic(svg, res.svg, res.svg_len)))
+		fprintf(stderr, "ember: cannot write flame graph '%s': %s\n", svg, strerror(-err));
+	if (!err && !r->cfg.quiet)
+		fprintf(stderr, "ember: memory profile (%s mode) written to %s\n",
+			alloc_collector_mode_name(allocprof_collector(r->ap)), pb);
+out:
+	stackagg_result_fini(&res);
+	free(pb);
+	free(svg);
 	return err;
 }
 
@@ -311,10 +386,26 @@ int record_main(int argc, char **argv)
 		status = 2;
 		goto out;
 	}
-	if (strcmp(r.cfg.profiles, "cpu")) {
-		fprintf(stderr, "ember: invalid value for --profiles: record supports cpu only so far\n");
+	if (strcmp(r.cfg.profiles, "cpu") && strcmp(r.cfg.profiles, "alloc") &&
+	    strcmp(r.cfg.profiles, "cpu,alloc") && strcmp(r.cfg.profiles, "alloc,cpu")) {
+		fprintf(stderr, "ember: invalid value for --profiles: record supports cpu and alloc so far\n");
 		status = 2;
 		goto out;
+	}
+	r.want_cpu = strstr(r.cfg.profiles, "cpu") != NULL;
+	if (strstr(r.cfg.profiles, "alloc")) {
+		struct alloc_collector_opts aopts = {
+			.mode = ALLOC_MODE_UPROBE,
+			.sample_bytes = (__u64)r.cfg.alloc_sample_bytes,
+		};
+
+		err = allocprof_new(&aopts, &r.ap);
+		if (err) {
+			fprintf(stderr, "ember: cannot load the BPF allocation sampler: %s\n", strerror(-err));
+			status = 2;
+			goto out;
+		}
+		alloc_collector_on_first_sample(allocprof_collector(r.ap), on_alloc_first_sample, &r);
 	}
 	if (!strcmp(r.cfg.unwind, "dwarf")) {
 		fprintf(stderr, "ember: invalid value for --unwind: dwarf is not available yet; use fp\n");
@@ -423,7 +514,7 @@ int record_main(int argc, char **argv)
 			log_info("no process matches the selected services yet; waiting for one to start");
 	}
 
-	err = cpu_collector_start(r.cc);
+	err = r.want_cpu ? cpu_collector_start(r.cc) : 0;
 	if (err) {
 		if (err == -ENODEV)
 			fprintf(stderr, "ember: the kernel has no usable cpu-clock perf event "
@@ -452,6 +543,8 @@ int record_main(int argc, char **argv)
 			break;
 		}
 		run_due_refreshes(&r);
+		if (r.ap)
+			(void)alloc_collector_poll(allocprof_collector(r.ap), 0);
 		if (r.child) {
 			int wst;
 			pid_t w = waitpid(r.child, &wst, WNOHANG);
@@ -503,6 +596,15 @@ int record_main(int argc, char **argv)
 				  (double)run_ns / (double)runs);
 	}
 
+	if (r.ap) {
+		err = write_alloc_outputs(&r, title, start_real, now_ns(CLOCK_MONOTONIC) - start_mono);
+		if (err)
+			goto out;
+		if (!r.want_cpu) {
+			status = 0;
+			goto out;
+		}
+	}
 	err = write_outputs(&r, title, start_real, now_ns(CLOCK_MONOTONIC) - start_mono);
 	if (err)
 		goto out;
@@ -523,6 +625,7 @@ out:
 		/* --duration ended the recording: the command's lifetime was the recording's. */
 		spawn_terminate(r.child);
 	}
+	allocprof_free(r.ap);
 	cpu_collector_free(r.cc);
 	stackagg_free(r.agg);
 	symbolizer_free(r.sym);

@@ -421,6 +421,12 @@ static int proc_capture(struct symbolizer *s, struct proc *p)
 	err = procmaps_read(p->pid, &ents, &nr_ents);
 	if (err)
 		return err;
+	if (nr_ents == 0) {
+		/* An exiting process (after exit_mm, before it is reaped) shows empty maps: keep
+		 * the capture we have, as for a process that is gone. */
+		procmaps_free(ents, nr_ents);
+		return -ESRCH;
+	}
 	snprintf(root, sizeof(root), "/proc/%d/root", (int)p->pid);
 	maps = calloc(nr_ents ? nr_ents : 1, sizeof(*maps));
 	if (!maps) {

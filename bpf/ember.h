@@ -106,5 +106,66 @@ struct ember_stack_snapshot {
 	__u8 stack[];            /* stack_len bytes of user stack, lowest address first */
 };
 _Static_assert(sizeof(struct ember_stack_snapshot) == 176, "ember_stack_snapshot layout");
+/* ---- Allocation profiling (alloc collector: bpf/alloc.bpf.c, agent/alloc_collector.c) ---- */
+
+/* What an allocator probe is attached to: the BPF cookie of each uprobe. */
+enum ember_alloc_kind {
+	EMBER_ALLOC_MALLOC = 0,     /* malloc(size), valloc(size), pvalloc(size) */
+	EMBER_ALLOC_CALLOC,         /* calloc(n, size) */
+	EMBER_ALLOC_REALLOC,        /* realloc(ptr, size): frees ptr, allocates size */
+	EMBER_ALLOC_POSIX_MEMALIGN, /* posix_memalign(&ptr, align, size): address via *memptr */
+	EMBER_ALLOC_MEMALIGN,       /* memalign(align, size), aligned_alloc(align, size) */
+	EMBER_ALLOC_FREE,           /* free(ptr); probed past its entry (see alloc_collector.h) */
+	EMBER_ALLOC_KIND_MAX,
+};
+
+/* Key of the `live` map: one sampled allocation still in use. */
+struct ember_alloc_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 addr;  /* address the allocator returned */
+};
+_Static_assert(sizeof(struct ember_alloc_key) == 16, "ember_alloc_key layout");
+
+struct ember_alloc_live {
+	__u64 size;  /* bytes requested */
+	__u64 id;    /* sample id, as in ember_alloc_event (cpu << 56 | per-CPU sequence) */
+};
+_Static_assert(sizeof(struct ember_alloc_live) == 16, "ember_alloc_live layout");
+
+enum ember_alloc_event_flags {
+	EMBER_ALLOC_EV_TRACKED = 1 << 0, /* in the live map: its free will be seen */
+	EMBER_ALLOC_EV_PRELOAD = 1 << 1, /* from libember_alloc.so: its frames lead the stack */
+};
+
+/* One sampled allocation, sent through the `samples` ring buffer. */
+struct ember_alloc_event {
+	__u32 tgid;
+	__u32 flags;      /* EMBER_ALLOC_EV_* */
+	__u64 size;       /* bytes requested */
+	__u64 addr;       /* returned address */
+	__u64 id;         /* sample id (key of the userspace record) */
+	__u64 interval;   /* mean sampling interval in bytes that selected it */
+	__s32 ustack_len; /* bytes of ips filled, or negative errno (stack lost) */
+	__u32 pad;
+	__u64 ips[EMBER_MAX_STACK_DEPTH]; /* user stack, innermost first */
+};
+_Static_assert(sizeof(struct ember_alloc_event) == 48 + 8 * EMBER_MAX_STACK_DEPTH,
+	       "ember_alloc_event layout");
+
+/* Per-CPU counters (array map `alloc_stats`), indexed by this enum. */
+enum ember_alloc_stat {
+	EMBER_ASTAT_CALLS = 0,       /* allocation calls seen (uprobe mode) */
+	EMBER_ASTAT_SAMPLED,         /* allocations sampled */
+	EMBER_ASTAT_FREES,           /* free probe hits (uprobe mode), sampled frees (preload) */
+	EMBER_ASTAT_FREES_MATCHED,   /* frees that removed a live sampled allocation */
+	EMBER_ASTAT_LIVE_FULL,       /* sampled allocation not tracked: live map full */
+	EMBER_ASTAT_UNTRACKED,       /* not tracked for another reason (preload table full) */
+	EMBER_ASTAT_PENDING_FULL,    /* sample lost between entry and return: pending map full */
+	EMBER_ASTAT_EVENTS_LOST,     /* sample lost: ring buffer full */
+	EMBER_ASTAT_STACK_LOST,      /* sample kept without a user stack */
+	EMBER_ASTAT_NO_RESULT,       /* sampled call failed (returned NULL) */
+	EMBER_ASTAT_MAX,
+};
 
 #endif

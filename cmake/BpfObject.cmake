@@ -40,6 +40,7 @@ function(bpf_object name src)
     COMMAND ${BPF_CLANG} -g -O2 -target bpf -D__TARGET_ARCH_${BPF_TARGET_ARCH}
             -Wall -Wno-unused-function
             -I${BPF_GEN_DIR} -I${src_dir} ${LIBBPF_CFLAGS}
+            -idirafter /usr/include/${CMAKE_LIBRARY_ARCHITECTURE}
             -c ${src_abs} -o ${obj}
     DEPENDS ${src_abs} ${bpf_headers} ${BPF_GEN_DIR}/vmlinux.h
     COMMENT "BPF ${name}.bpf.c" VERBATIM)
