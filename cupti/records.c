@@ -1,6 +1,7 @@
 #include "records.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,7 @@ void records_pool_drain(void)
 void CUPTIAPI records_buffer_requested(uint8_t **buffer, size_t *size, size_t *max_records)
 {
 	void *b = NULL;
+	bool allowed = false;
 	size_t sz;
 
 	pthread_mutex_lock(&pool_lock);
@@ -49,17 +51,19 @@ void CUPTIAPI records_buffer_requested(uint8_t **buffer, size_t *size, size_t *m
 		if (pool_nfree)
 			b = pool_free[--pool_nfree];
 		pool_out++;
+		allowed = true;
 	}
 	pthread_mutex_unlock(&pool_lock);
-	if (!b && posix_memalign(&b, 8, sz) != 0)
+	if (allowed && !b && posix_memalign(&b, 8, sz) != 0)
 		b = NULL;
 	if (!b) {
 		/* Declining makes CUPTI drop records; it counts them as dropped. */
 		counters_add(EMBER_GPU_CTR_BUFFERS_REFUSED, 1);
-		pthread_mutex_lock(&pool_lock);
-		if (pool_out)
+		if (allowed) {
+			pthread_mutex_lock(&pool_lock);
 			pool_out--;
-		pthread_mutex_unlock(&pool_lock);
+			pthread_mutex_unlock(&pool_lock);
+		}
 		*buffer = NULL;
 		*size = 0;
 		*max_records = 0;

@@ -1,0 +1,15 @@
+# GPU: libember_cupti.so (needs the CUDA toolkit's CUPTI; no GPU, no driver) and the agent's
+# receiver side (needs nothing). The library's sources are compiled into each test so that they
+# run under the sanitizers; libcupti is the real one.
+if(EMBER_CUPTI_FOUND)
+  find_package(Threads REQUIRED)
+  function(ember_cupti_test name)
+    ember_unit_test(${name} SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_${name}.c ${EMBER_CUPTI_SOURCES}
+      LIBS ${EMBER_CUPTI_LIBS} ${ARGN})
+    target_include_directories(unit_${name} PRIVATE ${EMBER_CUPTI_INCLUDE_DIRS})
+  endfunction()
+  ember_cupti_test(cupti_join)
+  ember_cupti_test(cupti_records)
+else()
+  message(STATUS "gpu tests: CUPTI not found, the cupti_* unit tests are not registered")
+endif()
