@@ -10,6 +10,20 @@ if(EMBER_CUPTI_FOUND)
   endfunction()
   ember_cupti_test(cupti_join)
   ember_cupti_test(cupti_records)
+  ember_cupti_test(cupti_callback)
 else()
   message(STATUS "gpu tests: CUPTI not found, the cupti_* unit tests are not registered")
+endif()
+
+if(EMBER_CUPTI_FOUND)
+  # The driver's view: dlopen the real library, call InitializeInjection without a driver.
+  ember_unit_test(cupti_init SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_cupti_init.c
+    LIBS ${CMAKE_DL_LIBS} ARGS $<TARGET_FILE:ember_cupti>)
+  add_dependencies(unit_cupti_init ember_cupti)
+  # Only InitializeInjection is exported.
+  add_test(NAME unit.cupti_exports
+    COMMAND sh -c "nm -D --defined-only \"$1\" | awk '$2 ~ /[TtDdBbWwVvRr]/ {print $3}' | sort | tr '\\n' ' '"
+            sh $<TARGET_FILE:ember_cupti>)
+  set_tests_properties(unit.cupti_exports PROPERTIES
+    PASS_REGULAR_EXPRESSION "^InitializeInjection[ \n]*$")
 endif()
