@@ -27,3 +27,20 @@ if(EMBER_CUPTI_FOUND)
   set_tests_properties(unit.cupti_exports PROPERTIES
     PASS_REGULAR_EXPRESSION "^InitializeInjection[ \n]*$")
 endif()
+
+# Agent side (no CUDA needed): protocol client → gpu_receiver → gpuprof → stackagg → pprof,
+# read back by pprofdump.
+find_package(Python3 REQUIRED COMPONENTS Interpreter)
+set(_gpu_out ${CMAKE_CURRENT_BINARY_DIR}/gpu.d)
+ember_unit_test(gpu_receiver SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_gpu_receiver.c
+  LIBS ember_gpu ember_cli ARGS ${_gpu_out})
+target_link_options(unit_gpu_receiver PRIVATE -rdynamic)
+add_dependencies(unit_gpu_receiver pprofdump)
+set_tests_properties(unit.gpu_receiver PROPERTIES FIXTURES_SETUP gpu_pprof)
+add_test(NAME unit.gpu_pprof
+  COMMAND Python3::Interpreter ${CMAKE_CURRENT_SOURCE_DIR}/check_gpu_pprof.py
+          ${EMBER_PPROFDUMP} ${_gpu_out})
+set_tests_properties(unit.gpu_pprof PROPERTIES FIXTURES_REQUIRED gpu_pprof)
+
+# perf maps: a synthetic /tmp/perf-PID.map, appended to while in use.
+ember_unit_test(perfmap SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_perfmap.c LIBS ember_perfmap)
