@@ -27,6 +27,8 @@
 #include "cpu_collector.h"
 #include "cpuprof.h"
 #include "fileio.h"
+#include "gpu_receiver.h"
+#include "gpuprof.h"
 #include "localsink.h"
 #include "log.h"
 #include "metrics.h"
@@ -55,6 +57,7 @@ struct service_slot {
 	char *name;
 	struct stackagg *agg;     /* CPU, this interval */
 	struct stackagg *mem_agg; /* memory (4 values), this interval */
+	struct stackagg *gpu_agg; /* GPU (gpu_time, launches), this interval */
 };
 
 struct proc_entry {
@@ -77,6 +80,7 @@ struct agent {
 	struct symbolizer *sym;
 	struct cpu_collector *cc;
 	struct alloc_collector *ac; /* --profiles alloc: uprobes (agent) or preload (run) */
+	struct gpu_receiver *gpu;   /* --profiles gpu: samples from libember_cupti.so */
 	bool want_cpu;
 	struct push *push;
 	struct localsink *local;
@@ -97,7 +101,7 @@ struct agent {
 	size_t nrefresh;
 	/* metrics, written by the main thread, read by the metrics thread */
 	_Atomic uint64_t m_samples, m_lost[EMBER_STAT_MAX], m_procs, m_misses, m_folded;
-	_Atomic uint64_t m_local_written, m_local_errors, m_dropped_empty;
+	_Atomic uint64_t m_local_written, m_local_errors, m_dropped_empty, m_gpu_unselected;
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -481,6 +485,39 @@ static void on_alloc_stack(void *ctx, const struct alloc_stack *s)
 	(void)stackagg_add(svc->mem_agg, frames, n, s->values);
 }
 
+/* A GPU sample from libember_cupti.so in process s->pid: the service that process belongs to
+ * (`run`: the command's; agent: its selected service, or its executable's). Samples of
+ * processes no service selects are counted and dropped. */
+static void on_gpu_sample(void *ctx, const struct gpu_sample *s)
+{
+	struct agent *a = ctx;
+	struct stackagg_frame frames[GPUPROF_MAX_FRAMES];
+	struct proc_entry *p = proc_get(a, s->pid);
+	struct service_slot *svc;
+	int64_t values[2];
+	size_t n;
+	int id;
+
+	if (a->run_mode)
+		id = 0;
+	else if (p && (!s->start_time || p->cookie == s->start_time))
+		id = (int)p->service;
+	else if (a->auto_services)
+		id = auto_service(a, s->pid, NULL);
+	else
+		id = targets_match(a->targets, s->pid);
+	if (id < 0 || (size_t)id >= a->nsvc) {
+		atomic_fetch_add_explicit(&a->m_gpu_unselected, 1, memory_order_relaxed);
+		return;
+	}
+	svc = &a->svc[id];
+	if (!svc->gpu_agg && stackagg_new(2, &svc->gpu_agg))
+		return;
+	n = gpuprof_frames(a->sym, s, frames);
+	gpuprof_values(s, values);
+	(void)stackagg_add(svc->gpu_agg, frames, n, values);
+}
+
 static void drain(struct agent *a)
 {
 	__u64 st[EMBER_STAT_MAX];
@@ -599,9 +636,15 @@ static void flush_interval(struct agent *a)
 	const struct pprof_value_type cpu_type = { cpu->types[0][0], cpu->types[0][1] };
 	const struct pprof_value_type cpu_period = { cpu->period[0], cpu->period[1] };
 	struct pprof_value_type mem_types[4], mem_period;
+	const struct profile_family *gpu = profile_family_find("gpu");
+	const struct pprof_value_type gpu_types[2] = { { gpu->types[0][0], gpu->types[0][1] },
+						      { gpu->types[1][0], gpu->types[1][1] } };
+	const struct pprof_value_type gpu_period = { gpu->period[0], gpu->period[1] };
 	int64_t until = now_ns(CLOCK_REALTIME);
 	char title[300], comment[512];
 
+	if (a->gpu)
+		(void)gpu_receiver_drain(a->gpu, on_gpu_sample, a);
 	if (a->ac) {
 		/* Allocations of the interval and the live set at its end, then the processes that
 		 * exited can go. */
@@ -625,6 +668,16 @@ static void flush_interval(struct agent *a)
 
 		snprintf(title, sizeof(title), "CPU: %s", svc->name);
 		submit_profile(a, svc, &svc->agg, cpu, &p, until);
+		if (a->gpu) {
+			p.types = gpu_types;
+			p.period_type = &gpu_period;
+			p.period = 1;
+			p.fg_unit = "ns";
+			p.fg_value = 0;
+			p.fg_divisor = 1;
+			snprintf(title, sizeof(title), "GPU time: %s", svc->name);
+			submit_profile(a, svc, &svc->gpu_agg, gpu, &p, until);
+		}
 		if (!a->ac)
 			continue;
 		allocprof_describe(a->ac, mem_types, &mem_period, &p, comment, sizeof(comment));
@@ -672,6 +725,22 @@ static void collect_metrics(void *ctx, struct metrics_writer *w)
 	metrics_counter(w, "ember_stacks_folded_total",
 			"Cold stacks folded into [other] to respect the server's limits", NULL,
 			(double)atomic_load_explicit(&a->m_folded, memory_order_relaxed));
+	if (a->gpu) {
+		struct gpu_receiver_stats gs;
+
+		gpu_receiver_get_stats(a->gpu, &gs);
+		metrics_gauge(w, "ember_gpu_clients", "CUDA processes connected with libember_cupti.so",
+			      NULL, (double)gs.clients);
+		metrics_counter(w, "ember_gpu_entries_total", "GPU sample entries received", NULL,
+				(double)gs.entries);
+		metrics_counter(w, "ember_gpu_dropped_total", "GPU entries dropped, by reason",
+				(const char *[]){ "reason", "agent_queue_full", NULL }, (double)gs.dropped);
+		metrics_counter(w, "ember_gpu_dropped_total", "GPU entries dropped, by reason",
+				(const char *[]){ "reason", "client_rejected", NULL }, (double)gs.rejected);
+		metrics_counter(w, "ember_gpu_dropped_total", "GPU entries dropped, by reason",
+				(const char *[]){ "reason", "unselected_process", NULL },
+				(double)atomic_load_explicit(&a->m_gpu_unselected, memory_order_relaxed));
+	}
 	if (a->push) {
 		struct push_stats ps;
 
@@ -893,6 +962,47 @@ static int setup_alloc(struct agent *a)
 	return 0;
 }
 
+/* --profiles gpu: listen for libember_cupti.so clients; `ember run` also sets the command up to
+ * load the library (CUDA_INJECTION64_PATH) and to find the socket. */
+static int setup_gpu(struct agent *a)
+{
+	int err;
+
+	if (a->run_mode) {
+		const char *env = getenv("EMBER_CUPTI_LIB"), *old = getenv("CUDA_INJECTION64_PATH");
+		char exe[PATH_MAX], lib[PATH_MAX + 32];
+		ssize_t n;
+
+		if (env && *env) {
+			snprintf(lib, sizeof(lib), "%s", env);
+		} else {
+			n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+			exe[n > 0 ? n : 0] = '\0';
+			if (strrchr(exe, '/'))
+				*strrchr(exe, '/') = '\0';
+			snprintf(lib, sizeof(lib), "%.*s/libember_cupti.so", PATH_MAX - 1, exe);
+			if (access(lib, R_OK))
+				snprintf(lib, sizeof(lib), "/usr/lib/ember/libember_cupti.so");
+		}
+		if (access(lib, R_OK)) {
+			fprintf(stderr, "ember: invalid value for --profiles: gpu needs libember_cupti.so "
+					"(not found next to ember nor in /usr/lib/ember; set EMBER_CUPTI_LIB; "
+					"it is built only where the CUDA toolkit with CUPTI is installed)\n");
+			return -ENOENT;
+		}
+		if (old && *old && strcmp(old, lib))
+			log_warn("run: CUDA_INJECTION64_PATH was %s; replacing it with %s", old, lib);
+		setenv("CUDA_INJECTION64_PATH", lib, 1);
+		setenv("EMBER_GPU_SOCKET", a->cfg.gpu_socket, 1);
+		setenv("EMBER_GPU_GRAPH_TRACE", a->cfg.gpu_graph_trace, 1);
+	}
+	err = gpu_receiver_start(a->cfg.gpu_socket, &a->gpu);
+	if (err)
+		fprintf(stderr, "ember: invalid value for --gpu-socket: cannot listen on %s: %s\n",
+			a->cfg.gpu_socket, strerror(-err));
+	return err;
+}
+
 /* The preloaded library is mapped only after exec: attach to its file for the command now, so
  * its first sampled allocations are seen too. */
 static void arm_preload(struct agent *a, pid_t pid)
@@ -911,12 +1021,14 @@ static void agent_free(struct agent *a)
 	localsink_free(a->local);
 	cpu_collector_free(a->cc);
 	alloc_collector_free(a->ac);
+	gpu_receiver_stop(a->gpu);
 	symbolizer_free(a->sym);
 	targets_free(a->targets);
 	for (size_t i = 0; i < a->nsvc; i++) {
 		free(a->svc[i].name);
 		stackagg_free(a->svc[i].agg);
 		stackagg_free(a->svc[i].mem_agg);
+		stackagg_free(a->svc[i].gpu_agg);
 	}
 	free(a->svc);
 	for (size_t i = 0; i < a->nlabels; i++) {
@@ -1007,10 +1119,7 @@ static int agent_common(enum ember_command cmd, int argc, char **argv)
 		goto out;
 	}
 	a->want_cpu = has_family(a->cfg.profiles, "cpu");
-	if (has_family(a->cfg.profiles, "gpu")) {
-		fprintf(stderr, "ember: invalid value for --profiles: gpu is not available in this build\n");
-		goto out;
-	}
+
 
 	if (!strcmp(a->cfg.unwind, "dwarf")) {
 		fprintf(stderr, "ember: invalid value for --unwind: dwarf is not available yet; use fp\n");
@@ -1066,6 +1175,8 @@ static int agent_common(enum ember_command cmd, int argc, char **argv)
 		goto out;
 	}
 	if (has_family(a->cfg.profiles, "alloc") && setup_alloc(a))
+		goto out;
+	if (has_family(a->cfg.profiles, "gpu") && setup_gpu(a))
 		goto out;
 	if (a->run_mode) {
 		err = spawn_stopped(a->cfg.cmd_argv, &a->child, &go_fd, &err_fd);

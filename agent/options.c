@@ -40,6 +40,7 @@ static bool check_server(const char *v, char *err, size_t n);
 static bool check_log_level(const char *v, char *err, size_t n);
 static bool check_metrics_addr(const char *v, char *err, size_t n);
 static bool check_nonempty(const char *v, char *err, size_t n);
+static bool check_graph_trace(const char *v, char *err, size_t n);
 
 static const struct opt_def opts[] = {
 	{ "config", 0, T_STR, ALL, F(config_file), NULL, 0, 0, "FILE",
@@ -81,6 +82,12 @@ static const struct opt_def opts[] = {
 	  "file holding a bearer token (Authorization: Bearer)", check_nonempty },
 	{ "metrics-addr", 0, T_STR, CMD_AGENT | CMD_RUN, F(metrics_addr), NULL, 0, 0, "HOST:PORT",
 	  "serve Prometheus self-metrics (127.0.0.1 if only :PORT is given)", check_metrics_addr },
+	{ "gpu-socket", 0, T_STR, CMD_AGENT | CMD_RUN, F(gpu_socket), "/run/ember/gpu.sock", 0, 0, "PATH",
+	  "Unix socket where CUDA processes with libember_cupti.so hand GPU samples to ember",
+	  check_nonempty },
+	{ "gpu-graph-trace", 0, T_STR, CMD_RUN, F(gpu_graph_trace), "node", 0, 0, "node|graph",
+	  "CUDA graphs: every kernel of a replay (node) or one sample per graph launch (graph)",
+	  check_graph_trace },
 	{ "log-level", 0, T_STR, ALL, F(log_level), "info", 0, 0, "LEVEL",
 	  "error, warn, info or debug", check_log_level },
 	{ "pid", 'p', T_LONG, CMD_RECORD, F(pid), "0", 0, 4194304, "PID",
@@ -101,6 +108,14 @@ static bool check_nonempty(const char *v, char *err, size_t n)
 	if (*v)
 		return true;
 	snprintf(err, n, "must not be empty");
+	return false;
+}
+
+static bool check_graph_trace(const char *v, char *err, size_t n)
+{
+	if (!strcmp(v, "node") || !strcmp(v, "graph"))
+		return true;
+	snprintf(err, n, "must be node or graph");
 	return false;
 }
 

@@ -40,6 +40,8 @@ struct ember_config {
 	char *bearer_token_file;
 	char *metrics_addr;
 	char *log_level;
+	char *gpu_socket;        /* agent <-> libember_cupti.so Unix socket */
+	char *gpu_graph_trace;   /* node | graph (run: passed to the library) */
 	long alloc_sample_bytes;  /* mean allocation sampling interval */
 	/* record */
 	long pid;                /* --pid, 0 when unset */
