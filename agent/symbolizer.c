@@ -34,6 +34,7 @@
 #include "elfsyms.h"
 #include "ksyms.h"
 #include "log.h"
+#include "perfmap.h"
 #include "procmaps.h"
 
 /* Unreferenced modules are dropped once the cache holds this many. */
@@ -84,6 +85,8 @@ struct proc {
 	struct module **mods; /* references held, kept until the process is dropped */
 	size_t nr_mods, cap_mods;
 	struct strset strs;
+	struct perfmap *pm;   /* /tmp/perf-PID.map (JIT code, Python trampolines), opened lazily */
+	bool pm_tried;
 };
 
 struct symbolizer {
@@ -325,6 +328,7 @@ static void proc_free(struct proc *p)
 	free(p->mods);
 	free(p->maps);
 	strset_fini(&p->strs);
+	perfmap_free(p->pm);
 	free(p);
 }
 
@@ -717,11 +721,24 @@ int symbolizer_user(struct symbolizer *s, pid_t pid, uint64_t pc, struct sym_inf
 		ret->name = name;
 		return 0;
 	}
-	s->misses++;
 	if (m->kind == PMAP_ANON) {
+		/* JIT code: the process may describe it in /tmp/perf-PID.map (perf's convention,
+		 * used by Python 3.12+'s perf trampolines, the JVM's perf-map-agent, V8, ...).
+		 * Names are copied into the process's strings: a map reload must not free them. */
+		if (!p->pm_tried) {
+			p->pm_tried = true;
+			(void)perfmap_open_pid(pid, &p->pm);
+		}
+		name = p->pm ? perfmap_lookup(p->pm, pc, NULL) : NULL;
+		ret->name = name ? strset_intern(&p->strs, name) : NULL;
+		ret->known = ret->name != NULL;
+		if (ret->known)
+			return 0;
+		s->misses++;
 		ret->name = UNKNOWN;
 		return 0;
 	}
+	s->misses++;
 	snprintf(buf, sizeof(buf), "%s+0x%" PRIx64, m->base, off);
 	ret->name = strset_intern(&p->strs, buf);
 	if (!ret->name)

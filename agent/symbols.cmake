@@ -9,4 +9,4 @@ add_library(ember_symbols STATIC
 set_target_properties(ember_symbols PROPERTIES POSITION_INDEPENDENT_CODE ON)
 target_include_directories(ember_symbols PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 target_compile_options(ember_symbols PRIVATE ${EMBER_WARNINGS})
-target_link_libraries(ember_symbols PUBLIC ember_core PkgConfig::LIBELF stdc++)
+target_link_libraries(ember_symbols PUBLIC ember_core ember_perfmap PkgConfig::LIBELF stdc++)

@@ -14,3 +14,6 @@ ember_unit_test(targets SOURCES test_targets.c ${CMAKE_SOURCE_DIR}/agent/targets
 ember_unit_test(fpdetect SOURCES test_fpdetect.c ${CMAKE_SOURCE_DIR}/agent/fpdetect.c
                 LIBS ember_core PkgConfig::LIBELF ARGS ${CMAKE_BINARY_DIR}/tests/fixtures)
 add_dependencies(unit_fpdetect cpu_split_fp cpu_split_nofp)
+
+# The symbolizer names JIT code from /tmp/perf-PID.map.
+ember_unit_test(symbolizer_perfmap SOURCES test_symbolizer_perfmap.c LIBS ember_symbols)
