@@ -42,6 +42,8 @@
 #include "symbolizer.h"
 #include "targets.h"
 #include "upload.h"
+#include "refresh.h"
+#include "util.h"
 
 #define NS 1000000000LL
 #define DRAIN_PERIOD_NS (1 * NS)
@@ -94,11 +96,7 @@ struct agent {
 	struct proc_entry *procs;
 	size_t proc_cap, nprocs;
 	/* map re-reads due after exec */
-	struct {
-		pid_t pid;
-		int64_t due_ns;
-	} refresh[256];
-	size_t nrefresh;
+	struct refresh_sched refresh;
 	/* metrics, written by the main thread, read by the metrics thread */
 	_Atomic uint64_t m_samples, m_lost[EMBER_STAT_MAX], m_procs, m_misses, m_folded;
 	_Atomic uint64_t m_local_written, m_local_errors, m_dropped_empty, m_gpu_unselected;
@@ -110,14 +108,6 @@ static void on_signal(int sig)
 {
 	(void)sig;
 	stop_requested = 1;
-}
-
-static int64_t now_ns(clockid_t clock)
-{
-	struct timespec ts;
-
-	clock_gettime(clock, &ts);
-	return (int64_t)ts.tv_sec * NS + ts.tv_nsec;
 }
 
 /* --- services ------------------------------------------------------------------------- */
@@ -302,30 +292,22 @@ static void on_alloc_first_sample(void *ctx, pid_t pid)
 	(void)symbolizer_refresh(a->sym, pid);
 }
 
-static void schedule_refresh(struct agent *a, pid_t pid, int64_t delay_ns)
-{
-	if (a->nrefresh == sizeof(a->refresh) / sizeof(a->refresh[0])) {
-		(void)symbolizer_refresh(a->sym, pid);
-		return;
-	}
-	a->refresh[a->nrefresh].pid = pid;
-	a->refresh[a->nrefresh].due_ns = now_ns(CLOCK_MONOTONIC) + delay_ns;
-	a->nrefresh++;
-}
-
 static void run_due_refreshes(struct agent *a)
 {
-	int64_t now = now_ns(CLOCK_MONOTONIC);
+	int64_t now = util_now_ns(CLOCK_MONOTONIC);
+	pid_t pid;
 
-	for (size_t i = 0; i < a->nrefresh;) {
-		if (a->refresh[i].due_ns > now) {
-			i++;
-			continue;
-		}
-		(void)symbolizer_refresh(a->sym, a->refresh[i].pid);
-		alloc_rescan(a, a->refresh[i].pid);
-		a->refresh[i] = a->refresh[--a->nrefresh];
+	while ((pid = refresh_take_due(&a->refresh, now))) {
+		(void)symbolizer_refresh(a->sym, pid);
+		alloc_rescan(a, pid);
 	}
+}
+
+/* Re-reads pid's maps after a change, now or on the schedule; at once if it is full. */
+static void schedule_refresh(struct agent *a, pid_t pid, int64_t delay_ns)
+{
+	if (!refresh_schedule(&a->refresh, pid, delay_ns))
+		(void)symbolizer_refresh(a->sym, pid);
 }
 
 /* Selects pid for service (explicit services). */
@@ -375,9 +357,8 @@ static void on_event(void *ctx, const struct ember_event *e)
 		if (e->cookie) {
 			/* A target ran exec: maps change; with explicit services it may no longer
 			 * belong to one (a worker exec'ing a shell). */
-			schedule_refresh(a, pid, 20 * 1000000LL);
-			schedule_refresh(a, pid, 200 * 1000000LL);
-			schedule_refresh(a, pid, NS);
+			if (!refresh_after_exec(&a->refresh, pid))
+				(void)symbolizer_refresh(a->sym, pid);
 			if (!a->auto_services && !a->run_mode) {
 				id = targets_match(a->targets, pid);
 				if (id < 0) {
@@ -640,7 +621,7 @@ static void flush_interval(struct agent *a)
 	const struct pprof_value_type gpu_types[2] = { { gpu->types[0][0], gpu->types[0][1] },
 						      { gpu->types[1][0], gpu->types[1][1] } };
 	const struct pprof_value_type gpu_period = { gpu->period[0], gpu->period[1] };
-	int64_t until = now_ns(CLOCK_REALTIME);
+	int64_t until = util_now_ns(CLOCK_REALTIME);
 	char title[300], comment[512];
 
 	if (a->gpu)
@@ -1208,11 +1189,11 @@ static int agent_common(enum ember_command cmd, int argc, char **argv)
 	log_info("%s: profiling %s at %ld Hz, %s every %.0f s", a->run_mode ? "run" : "agent",
 		 a->run_mode ? a->svc[0].name : a->auto_services ? "every process" : "the selected services",
 		 a->cfg.sample_rate, a->push ? a->cfg.server : a->cfg.output, a->cfg.interval);
-	a->interval_start_real = now_ns(CLOCK_REALTIME);
-	next_drain = now_ns(CLOCK_MONOTONIC) + DRAIN_PERIOD_NS;
-	interval_end = now_ns(CLOCK_MONOTONIC) + (int64_t)(a->cfg.interval * 1e9);
+	a->interval_start_real = util_now_ns(CLOCK_REALTIME);
+	next_drain = util_now_ns(CLOCK_MONOTONIC) + DRAIN_PERIOD_NS;
+	interval_end = util_now_ns(CLOCK_MONOTONIC) + (int64_t)(a->cfg.interval * 1e9);
 	for (;;) {
-		int64_t now = now_ns(CLOCK_MONOTONIC);
+		int64_t now = util_now_ns(CLOCK_MONOTONIC);
 
 		if (a->run_mode) {
 			/* The command's end ends the run; a signal to us is passed on to it first. */
@@ -1228,13 +1209,13 @@ static int agent_common(enum ember_command cmd, int argc, char **argv)
 			break;
 		}
 		int64_t wait = next_drain - now;
+		int due = refresh_wait_ms(&a->refresh, now);
 		int n;
 
 		if (a->run_mode && wait > 100 * 1000000LL)
 			wait = 100 * 1000000LL; /* notice the command's exit promptly */
-
-		if (a->nrefresh && wait > 10 * 1000000LL)
-			wait = 10 * 1000000LL;
+		if (due >= 0 && wait > due * 1000000LL)
+			wait = due * 1000000LL;
 		n = cpu_collector_poll(a->cc, wait > 0 ? (int)(wait / 1000000) + 1 : 0, on_event, a);
 		if (n < 0 && n != -EINTR) {
 			log_error("agent: event poll failed: %s", strerror(-n));
@@ -1243,7 +1224,7 @@ static int agent_common(enum ember_command cmd, int argc, char **argv)
 		run_due_refreshes(a);
 		if (a->ac)
 			(void)alloc_collector_poll(a->ac, 0);
-		now = now_ns(CLOCK_MONOTONIC);
+		now = util_now_ns(CLOCK_MONOTONIC);
 		if (now >= next_drain) {
 			drain(a);
 			next_drain = now + DRAIN_PERIOD_NS;
@@ -1256,13 +1237,13 @@ static int agent_common(enum ember_command cmd, int argc, char **argv)
 		}
 	}
 	/* Shutdown: the last partial interval is sent, within the 10 s a service manager gives. */
-	deadline = now_ns(CLOCK_MONOTONIC);
+	deadline = util_now_ns(CLOCK_MONOTONIC);
 	log_info("%s: stopping; sending the last partial interval", a->run_mode ? "run" : "agent");
 	drain(a);
 	drain(a);
 	flush_interval(a);
 	if (a->push)
-		push_stop(a->push, PUSH_STOP_DEADLINE_S - (double)(now_ns(CLOCK_MONOTONIC) - deadline) / 1e9);
+		push_stop(a->push, PUSH_STOP_DEADLINE_S - (double)(util_now_ns(CLOCK_MONOTONIC) - deadline) / 1e9);
 	status = a->run_mode ? a->child_status : 0;
 out:
 	if (go_fd >= 0)

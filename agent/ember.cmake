@@ -18,6 +18,7 @@ add_library(ember_cli STATIC
   ${CMAKE_CURRENT_SOURCE_DIR}/fileio.c
   ${CMAKE_CURRENT_SOURCE_DIR}/record.c
   ${CMAKE_CURRENT_SOURCE_DIR}/spawn.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/refresh.c
   ${CMAKE_CURRENT_SOURCE_DIR}/fpdetect.c
   ${CMAKE_CURRENT_SOURCE_DIR}/agent.c)
 target_compile_options(ember_cli PRIVATE ${EMBER_WARNINGS})

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "util.h"
 
 struct ksym {
 	uint64_t addr;
@@ -20,26 +21,6 @@ struct ksyms {
 	char *names;
 	size_t names_len, names_cap;
 };
-
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-	size_t ncap = *cap ? *cap : 64;
-	void *np;
-
-	if (need <= *cap)
-		return 0;
-	while (ncap < need) {
-		if (ncap > SIZE_MAX / 2 / elem)
-			return -ENOMEM;
-		ncap *= 2;
-	}
-	np = realloc(*p, ncap * elem);
-	if (!np)
-		return -ENOMEM;
-	*p = np;
-	*cap = ncap;
-	return 0;
-}
 
 static int ksym_cmp(const void *a, const void *b)
 {
@@ -61,10 +42,10 @@ static int ksyms_add(struct ksyms *ks, uint64_t addr, char type, const char *nam
 
 	if (ks->names_len + len + 1 > UINT32_MAX)
 		return -E2BIG;
-	err = grow((void **)&ks->syms, &ks->cap, ks->nr + 1, sizeof(*ks->syms));
+	err = util_grow((void **)&ks->syms, &ks->cap, ks->nr + 1, sizeof(*ks->syms));
 	if (err)
 		return err;
-	err = grow((void **)&ks->names, &ks->names_cap, ks->names_len + len + 1, 1);
+	err = util_grow((void **)&ks->names, &ks->names_cap, ks->names_len + len + 1, 1);
 	if (err)
 		return err;
 	k = &ks->syms[ks->nr++];

@@ -31,6 +31,8 @@
 #include "stackagg.h"
 #include "symbolizer.h"
 #include "targets.h"
+#include "refresh.h"
+#include "util.h"
 
 #define DRAIN_EVERY_NS (5 * 1000000000LL)
 
@@ -52,11 +54,7 @@ struct recorder {
 	unsigned ntargets;
 	/* Map re-reads due: after exec (ld.so maps libraries during the next milliseconds) and
 	 * after executable mmaps (where the kernel reports them). */
-	struct {
-		pid_t pid;
-		int64_t due_ns;
-	} refresh[256];
-	size_t nrefresh;
+	struct refresh_sched refresh;
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -65,14 +63,6 @@ static void on_signal(int sig)
 {
 	(void)sig;
 	stop_requested = 1;
-}
-
-static int64_t now_ns(clockid_t clock)
-{
-	struct timespec ts;
-
-	clock_gettime(clock, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 static int add_target(struct recorder *r, pid_t pid, uint32_t service_id)
@@ -104,26 +94,7 @@ static void on_scan_match(void *ctx, pid_t pid, uint32_t service_id)
 	(void)add_target(r, pid, service_id);
 }
 
-static int64_t now_ns(clockid_t clock);
-
 /* Schedules a re-read of pid's maps delay_ns from now (coalesced with one already due). */
-static void schedule_refresh(struct recorder *r, pid_t pid, int64_t delay_ns)
-{
-	int64_t due = now_ns(CLOCK_MONOTONIC) + delay_ns;
-
-	for (size_t i = 0; i < r->nrefresh; i++)
-		if (r->refresh[i].pid == pid && r->refresh[i].due_ns <= due + 10000000LL &&
-		    r->refresh[i].due_ns >= due - 10000000LL)
-			return;
-	if (r->nrefresh == sizeof(r->refresh) / sizeof(r->refresh[0])) {
-		(void)symbolizer_refresh(r->sym, pid); /* full: do it now rather than never */
-		return;
-	}
-	r->refresh[r->nrefresh].pid = pid;
-	r->refresh[r->nrefresh].due_ns = due;
-	r->nrefresh++;
-}
-
 /* First allocation sample of a process: capture its maps while it runs. */
 static void on_alloc_first_sample(void *ctx, pid_t pid)
 {
@@ -143,17 +114,20 @@ static void alloc_rescan(struct recorder *r, pid_t pid)
 
 static void run_due_refreshes(struct recorder *r)
 {
-	int64_t now = now_ns(CLOCK_MONOTONIC);
+	int64_t now = util_now_ns(CLOCK_MONOTONIC);
+	pid_t pid;
 
-	for (size_t i = 0; i < r->nrefresh;) {
-		if (r->refresh[i].due_ns > now) {
-			i++;
-			continue;
-		}
-		(void)symbolizer_refresh(r->sym, r->refresh[i].pid);
-		alloc_rescan(r, r->refresh[i].pid);
-		r->refresh[i] = r->refresh[--r->nrefresh];
+	while ((pid = refresh_take_due(&r->refresh, now))) {
+		(void)symbolizer_refresh(r->sym, pid);
+		alloc_rescan(r, pid);
 	}
+}
+
+/* Re-reads pid's maps after a change, now or on the schedule; at once if it is full. */
+static void schedule_refresh(struct recorder *r, pid_t pid, int64_t delay_ns)
+{
+	if (!refresh_schedule(&r->refresh, pid, delay_ns))
+		(void)symbolizer_refresh(r->sym, pid);
 }
 
 static void on_event(void *ctx, const struct ember_event *e)
@@ -172,9 +146,8 @@ static void on_event(void *ctx, const struct ember_event *e)
 		break;
 	case EMBER_EVENT_EXEC:
 		if (e->cookie) {
-			schedule_refresh(r, pid, 20000000LL);
-			schedule_refresh(r, pid, 200000000LL);
-			schedule_refresh(r, pid, 1000000000LL);
+			if (!refresh_after_exec(&r->refresh, pid))
+				(void)symbolizer_refresh(r->sym, pid);
 			break;
 		}
 		/* Not a target yet: does the new image match a selector? */
@@ -529,14 +502,15 @@ int record_main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGCHLD, &sa, NULL); /* wakes the poll; the flag is re-checked below */
 	stop_requested = 0;
-	start_real = now_ns(CLOCK_REALTIME);
-	start_mono = last_drain = last_progress = now_ns(CLOCK_MONOTONIC);
+	start_real = util_now_ns(CLOCK_REALTIME);
+	start_mono = last_drain = last_progress = util_now_ns(CLOCK_MONOTONIC);
 	if (r.cfg.duration > 0)
 		deadline = start_mono + (int64_t)(r.cfg.duration * 1e9);
 
 	for (;;) {
 		int64_t now;
-		int n = cpu_collector_poll(r.cc, r.nrefresh ? 10 : 100, on_event, &r);
+		int due = refresh_wait_ms(&r.refresh, util_now_ns(CLOCK_MONOTONIC));
+		int n = cpu_collector_poll(r.cc, due >= 0 && due < 100 ? due : 100, on_event, &r);
 
 		if (n < 0 && n != -EINTR) {
 			log_warn("record: event poll failed: %s", strerror(-n));
@@ -563,7 +537,7 @@ int record_main(int argc, char **argv)
 		}
 		if (r.watch_pid && (r.watch_exited || (kill(r.watch_pid, 0) && errno == ESRCH)))
 			break;
-		now = now_ns(CLOCK_MONOTONIC);
+		now = util_now_ns(CLOCK_MONOTONIC);
 		if (deadline && now >= deadline)
 			break;
 		if (now - last_drain >= DRAIN_EVERY_NS) {
@@ -597,7 +571,7 @@ int record_main(int argc, char **argv)
 	}
 
 	if (r.ap) {
-		err = write_alloc_outputs(&r, title, start_real, now_ns(CLOCK_MONOTONIC) - start_mono);
+		err = write_alloc_outputs(&r, title, start_real, util_now_ns(CLOCK_MONOTONIC) - start_mono);
 		if (err)
 			goto out;
 		if (!r.want_cpu) {
@@ -605,7 +579,7 @@ int record_main(int argc, char **argv)
 			goto out;
 		}
 	}
-	err = write_outputs(&r, title, start_real, now_ns(CLOCK_MONOTONIC) - start_mono);
+	err = write_outputs(&r, title, start_real, util_now_ns(CLOCK_MONOTONIC) - start_mono);
 	if (err)
 		goto out;
 	if (r.hits == 0)

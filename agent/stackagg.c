@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "flamegraph.h"
+#include "util.h"
 
 /* Open-addressing index: slots hold (item index + 1), 0 is empty. Items live in the caller's
  * arrays; equality is decided by the caller through a callback. */
@@ -105,26 +106,6 @@ struct stackagg {
 	struct idx_table stack_idx;
 };
 
-static int grow(void **arr, size_t *cap, size_t need, size_t elem)
-{
-	size_t ncap;
-	void *na;
-
-	if (need <= *cap)
-		return 0;
-	ncap = *cap ? *cap * 2 : 64;
-	while (ncap < need)
-		ncap *= 2;
-	if (ncap > SIZE_MAX / elem || ncap > UINT32_MAX)
-		return -ENOMEM;
-	na = realloc(*arr, ncap * elem);
-	if (!na)
-		return -ENOMEM;
-	*arr = na;
-	*cap = ncap;
-	return 0;
-}
-
 /* Grows the parallel hash array with its items array. */
 static int grow2(void **arr, uint64_t **hashes, size_t *cap, size_t need, size_t elem)
 {
@@ -132,9 +113,11 @@ static int grow2(void **arr, uint64_t **hashes, size_t *cap, size_t need, size_t
 	uint64_t *nh;
 	int err;
 
-	err = grow(arr, cap, need, elem);
+	err = util_grow(arr, cap, need, elem);
 	if (err || *cap == old)
 		return err;
+	if (*cap > UINT32_MAX)
+		return -ENOMEM; /* ids are 32-bit */
 	nh = realloc(*hashes, *cap * sizeof(*nh));
 	if (!nh)
 		return -ENOMEM;

@@ -36,6 +36,7 @@
 #include "log.h"
 #include "perfmap.h"
 #include "procmaps.h"
+#include "util.h"
 
 /* Unreferenced modules are dropped once the cache holds this many. */
 #define SYMBOLIZER_MAX_MODULES 1024
@@ -103,34 +104,6 @@ struct symbolizer {
 	char self_mntns[64];
 	uint64_t lookups, misses;
 };
-
-static int grow_array(void **p, size_t *cap, size_t need, size_t elem)
-{
-	size_t ncap = *cap ? *cap : 16;
-	void *np;
-
-	if (need <= *cap)
-		return 0;
-	while (ncap < need) {
-		if (ncap > SIZE_MAX / 2 / elem)
-			return -ENOMEM;
-		ncap *= 2;
-	}
-	np = realloc(*p, ncap * elem);
-	if (!np)
-		return -ENOMEM;
-	*p = np;
-	*cap = ncap;
-	return 0;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- strset ---- */
 
@@ -257,7 +230,7 @@ static int module_get(struct symbolizer *s, int fd, const char *path, const char
 		goto out;
 
 	modules_trim(s);
-	err = grow_array((void **)&s->mods, &s->cap_mods, s->nr_mods + 1, sizeof(*s->mods));
+	err = util_grow((void **)&s->mods, &s->cap_mods, s->nr_mods + 1, sizeof(*s->mods));
 	if (err)
 		return err;
 	m = calloc(1, sizeof(*m));
@@ -339,7 +312,7 @@ static int proc_hold(struct proc *p, struct module *m)
 	for (size_t i = 0; i < p->nr_mods; i++)
 		if (p->mods[i] == m)
 			return 0;
-	err = grow_array((void **)&p->mods, &p->cap_mods, p->nr_mods + 1, sizeof(*p->mods));
+	err = util_grow((void **)&p->mods, &p->cap_mods, p->nr_mods + 1, sizeof(*p->mods));
 	if (err)
 		return err;
 	p->mods[p->nr_mods++] = m;
@@ -543,14 +516,14 @@ static int proc_add(struct symbolizer *s, pid_t pid, uint64_t start_time, bool p
 		return -ENOMEM;
 	p->pid = pid;
 	p->start_time = start_time;
-	p->last_refresh_ns = now_ns();
+	p->last_refresh_ns = (uint64_t)util_now_ns(CLOCK_MONOTONIC);
 	err = proc_capture(s, p);
 	if (err && (!placeholder || err == -ESRCH || err == -ENOMEM))
 		goto err_free;
 	ret = err;
 	p->placeholder = err != 0;
 	proc_remove(s, pid);
-	err = grow_array((void **)&s->procs, &s->cap_procs, s->nr_procs + 1, sizeof(*s->procs));
+	err = util_grow((void **)&s->procs, &s->cap_procs, s->nr_procs + 1, sizeof(*s->procs));
 	if (err)
 		goto err_free;
 	i = proc_index(s, pid, &found);
@@ -629,7 +602,7 @@ int symbolizer_refresh(struct symbolizer *s, pid_t pid)
 	}
 	if (!p || p->start_time != start_time)
 		return proc_add(s, pid, start_time, false);
-	p->last_refresh_ns = now_ns();
+	p->last_refresh_ns = (uint64_t)util_now_ns(CLOCK_MONOTONIC);
 	err = proc_capture(s, p);
 	if (err == -ESRCH)
 		p->gone = true;
@@ -698,7 +671,7 @@ int symbolizer_user(struct symbolizer *s, pid_t pid, uint64_t pc, struct sym_inf
 		}
 	}
 	m = pmap_find(p, pc);
-	if (!m && !p->gone && now_ns() - p->last_refresh_ns >= REFRESH_INTERVAL_NS) {
+	if (!m && !p->gone && (uint64_t)util_now_ns(CLOCK_MONOTONIC) - p->last_refresh_ns >= REFRESH_INTERVAL_NS) {
 		(void)symbolizer_refresh(s, pid);
 		p = proc_find(s, pid);
 		m = p ? pmap_find(p, pc) : NULL;

@@ -46,6 +46,7 @@
 
 #include "log.h"
 #include "procmaps.h"
+#include "util.h"
 
 /* Exported by libunwind (UNW_OBJ), declared only in its private headers. */
 extern int UNW_OBJ(dwarf_search_unwind_table)(unw_addr_space_t as, unw_word_t ip,
@@ -149,34 +150,6 @@ struct unwind_ctx {
 	bool no_info;                /* find_proc_info found nothing during this step */
 	bool mem_fault;
 };
-
-static int grow_array(void **p, size_t *cap, size_t need, size_t elem)
-{
-	size_t ncap = *cap ? *cap : 16;
-	void *np;
-
-	if (need <= *cap)
-		return 0;
-	while (ncap < need) {
-		if (ncap > SIZE_MAX / 2 / elem)
-			return -ENOMEM;
-		ncap *= 2;
-	}
-	np = realloc(*p, ncap * elem);
-	if (!np)
-		return -ENOMEM;
-	*p = np;
-	*cap = ncap;
-	return 0;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- bounded readers over a byte range ---- */
 
@@ -305,7 +278,7 @@ static void ob_put(struct obuf *b, const void *src, size_t n)
 {
 	if (b->oom)
 		return;
-	if (grow_array((void **)&b->p, &b->cap, b->len + n, 1)) {
+	if (util_grow((void **)&b->p, &b->cap, b->len + n, 1)) {
 		b->oom = true;
 		return;
 	}
@@ -575,7 +548,7 @@ static int mods_add(struct unwinder *u, struct umod *m)
 	int err;
 
 	mods_trim(u);
-	err = grow_array((void **)&u->mods, &u->cap_mods, u->nr_mods + 1, sizeof(*u->mods));
+	err = util_grow((void **)&u->mods, &u->cap_mods, u->nr_mods + 1, sizeof(*u->mods));
 	if (err)
 		return err;
 	u->mods[u->nr_mods++] = m;
@@ -751,7 +724,7 @@ static int debug_frame_convert(struct umod *m, const uint8_t *df, size_t len)
 				ra = version == 1 ? cur_u8(&c) : cur_uleb(&c);
 				if (c.bad)
 					continue;
-				err = grow_array((void **)&cies, &cap_cies, nr_cies + 1, sizeof(*cies));
+				err = util_grow((void **)&cies, &cap_cies, nr_cies + 1, sizeof(*cies));
 				if (err)
 					goto out;
 				cies[nr_cies++] = (struct cie_map){ entry, b.len };
@@ -785,7 +758,7 @@ static int debug_frame_convert(struct umod *m, const uint8_t *df, size_t len)
 						cie_new = cies[i].new_off;
 				if (cie_new == UINT64_MAX)
 					continue;
-				err = grow_array((void **)&fdes, &cap_fdes, nr_fdes + 1, sizeof(*fdes));
+				err = util_grow((void **)&fdes, &cap_fdes, nr_fdes + 1, sizeof(*fdes));
 				if (err)
 					goto out;
 				hdr = b.len;
@@ -1004,7 +977,7 @@ static int proc_capture(struct unwinder *u, struct uproc *p)
 	size_t nr_ents = 0, nr = 0;
 	int err;
 
-	p->last_refresh_ns = now_ns();
+	p->last_refresh_ns = (uint64_t)util_now_ns(CLOCK_MONOTONIC);
 	p->stale = false;
 	err = procmaps_read(p->pid, &ents, &nr_ents);
 	if (err)
@@ -1138,7 +1111,7 @@ static int proc_get(struct unwinder *u, pid_t pid, uint64_t start_time, struct u
 				lru = j;
 		proc_remove_at(u, lru);
 	}
-	err = grow_array((void **)&u->procs, &u->cap_procs, u->nr_procs + 1, sizeof(*u->procs));
+	err = util_grow((void **)&u->procs, &u->cap_procs, u->nr_procs + 1, sizeof(*u->procs));
 	if (err)
 		return err;
 	p = calloc(1, sizeof(*p));
@@ -1275,7 +1248,7 @@ static int find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t *p
 	int ret;
 
 	m = proc_find_map(p, ip);
-	if (!m && now_ns() - p->last_refresh_ns >= REFRESH_INTERVAL_NS &&
+	if (!m && (uint64_t)util_now_ns(CLOCK_MONOTONIC) - p->last_refresh_ns >= REFRESH_INTERVAL_NS &&
 	    proc_capture(ctx->u, p) == 0) {
 		/* new maps: pointers into the old ones are gone */
 		ctx->last_map = NULL;
