@@ -3,11 +3,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -154,4 +157,91 @@ int procmaps_start_time(pid_t pid, uint64_t *ret_start)
 		return -EINVAL;
 	*ret_start = start;
 	return 0;
+}
+
+static bool same_inode(int fd, uint64_t inode)
+{
+	struct stat st;
+
+	return fstat(fd, &st) == 0 && (uint64_t)st.st_ino == inode;
+}
+
+static bool same_mntns(pid_t pid)
+{
+	char path[64], ns[64], self[64];
+	ssize_t n, m;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)pid);
+	n = readlink(path, ns, sizeof(ns) - 1);
+	m = readlink("/proc/self/ns/mnt", self, sizeof(self) - 1);
+	if (n <= 0 || m <= 0)
+		return false;
+	ns[n] = self[m] = '\0';
+	return !strcmp(ns, self);
+}
+
+/* Opens the file behind a mapping: /proc/PID/map_files (the very file mapped, even deleted;
+ * needs CAP_SYS_ADMIN), /proc/PID/root/PATH (other mount namespaces), /proc/PID/exe (the main
+ * binary, even deleted, for the process's own user), then PATH in our mount namespace. Every
+ * way but the first is checked against the mapped inode, so a replaced file is not misread. */
+int procmaps_open_file(pid_t pid, const struct procmaps_entry *e)
+{
+	char path[PATH_MAX + 64], exe[PATH_MAX];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid, e->start,
+		 e->end);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0)
+		return fd;
+	if (snprintf(path, sizeof(path), "/proc/%d/root%s", (int)pid, e->path) < (int)sizeof(path)) {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0 && same_inode(fd, e->inode))
+			return fd;
+		if (fd >= 0)
+			close(fd);
+	}
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	n = readlink(path, exe, sizeof(exe) - 1);
+	if (n > 0) {
+		exe[n] = '\0';
+		if (!strncmp(exe, e->path, strlen(e->path)) &&
+		    (!exe[strlen(e->path)] || !strcmp(exe + strlen(e->path), " (deleted)"))) {
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (fd >= 0 && same_inode(fd, e->inode))
+				return fd;
+			if (fd >= 0)
+				close(fd);
+		}
+	}
+	if (!e->deleted && same_mntns(pid)) {
+		fd = open(e->path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0 && same_inode(fd, e->inode))
+			return fd;
+		if (fd >= 0)
+			close(fd);
+	}
+		return -ENOENT;
+}
+
+int procmaps_self_vdso(uint64_t *ret_start, size_t *ret_size)
+{
+	struct procmaps_entry *maps = NULL;
+	unsigned long base = getauxval(AT_SYSINFO_EHDR);
+	size_t nr = 0;
+	int err = -ENOENT;
+
+	if (!base || procmaps_read(getpid(), &maps, &nr))
+		return -ENOENT;
+	for (size_t i = 0; i < nr; i++) {
+		if (maps[i].start == base && !strcmp(maps[i].path, "[vdso]")) {
+			*ret_start = base;
+			*ret_size = maps[i].end - maps[i].start;
+			err = 0;
+			break;
+		}
+	}
+	procmaps_free(maps, nr);
+	return err;
 }

@@ -29,4 +29,15 @@ void procmaps_free(struct procmaps_entry *maps, size_t nr);
 /* Start time of pid in clock ticks since boot (/proc/PID/stat field 22). 0 or -ESRCH/-errno. */
 int procmaps_start_time(pid_t pid, uint64_t *ret_start);
 
+/* Opens the file behind mapping e of pid: /proc/PID/map_files (the very file mapped, even
+ * deleted; needs CAP_SYS_ADMIN), /proc/PID/root/PATH (other mount namespaces), /proc/PID/exe
+ * (the main binary, even deleted), then PATH when pid shares our mount namespace. Every way
+ * but the first is checked against the mapped inode, so a replaced file is never misread.
+ * Returns an O_CLOEXEC fd or -ENOENT. */
+int procmaps_open_file(pid_t pid, const struct procmaps_entry *e);
+
+/* Our own vDSO image (the same for every process of this kernel and ABI): its address and
+ * size. Returns 0 or -ENOENT. */
+int procmaps_self_vdso(uint64_t *ret_start, size_t *ret_size);
+
 #endif

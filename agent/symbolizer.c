@@ -101,7 +101,6 @@ struct symbolizer {
 	struct ksyms *ks;
 	int ks_err;
 	bool ks_tried;
-	char self_mntns[64];
 	uint64_t lookups, misses;
 };
 
@@ -260,34 +259,26 @@ out:
 /* The vDSO is the same image for every process of this kernel (and ABI): read ours. */
 static struct module *vdso_get(struct symbolizer *s)
 {
-	struct procmaps_entry *maps = NULL;
-	unsigned long base;
 	struct module *m;
-	size_t nr = 0;
+	uint64_t base;
+	size_t size;
 
 	if (s->vdso_tried)
 		return s->vdso;
 	s->vdso_tried = true;
-	base = getauxval(AT_SYSINFO_EHDR);
-	if (!base || procmaps_read(getpid(), &maps, &nr))
+	if (procmaps_self_vdso(&base, &size))
 		return NULL;
-	for (size_t i = 0; i < nr; i++) {
-		if (maps[i].start != base || strcmp(maps[i].path, "[vdso]"))
-			continue;
-		m = calloc(1, sizeof(*m));
-		if (!m)
-			break;
-		if (elfsyms_load_mem((const void *)base, maps[i].end - maps[i].start, &m->es)) {
-			free(m);
-			break;
-		}
-		if (elfsyms_build_id(m->es))
-			snprintf(m->build_id, sizeof(m->build_id), "%s", elfsyms_build_id(m->es));
-		s->vdso = m;
-		break;
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return NULL;
+	if (elfsyms_load_mem((const void *)(uintptr_t)base, size, &m->es)) {
+		free(m);
+		return NULL;
 	}
-	procmaps_free(maps, nr);
-	return s->vdso;
+	if (elfsyms_build_id(m->es))
+		snprintf(m->build_id, sizeof(m->build_id), "%s", elfsyms_build_id(m->es));
+	s->vdso = m;
+	return m;
 }
 
 /* ---- processes ---- */
@@ -320,71 +311,6 @@ static int proc_hold(struct proc *p, struct module *m)
 	return 0;
 }
 
-static bool same_inode(int fd, uint64_t inode)
-{
-	struct stat st;
-
-	return fstat(fd, &st) == 0 && (uint64_t)st.st_ino == inode;
-}
-
-static bool same_mntns(struct symbolizer *s, pid_t pid)
-{
-	char path[64], ns[64];
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)pid);
-	n = readlink(path, ns, sizeof(ns) - 1);
-	if (n <= 0 || !s->self_mntns[0])
-		return false;
-	ns[n] = '\0';
-	return !strcmp(ns, s->self_mntns);
-}
-
-/* Opens the file behind a mapping: /proc/PID/map_files (the very file mapped, even deleted;
- * needs CAP_SYS_ADMIN), /proc/PID/root/PATH (other mount namespaces), /proc/PID/exe (the main
- * binary, even deleted, for the process's own user), then PATH in our mount namespace. Every
- * way but the first is checked against the mapped inode, so a replaced file is not misread. */
-static int open_mapping(struct symbolizer *s, pid_t pid, const struct procmaps_entry *e)
-{
-	char path[PATH_MAX + 64], exe[PATH_MAX];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid, e->start,
-		 e->end);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0)
-		return fd;
-	if (snprintf(path, sizeof(path), "/proc/%d/root%s", (int)pid, e->path) < (int)sizeof(path)) {
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd >= 0 && same_inode(fd, e->inode))
-			return fd;
-		if (fd >= 0)
-			close(fd);
-	}
-	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
-	n = readlink(path, exe, sizeof(exe) - 1);
-	if (n > 0) {
-		exe[n] = '\0';
-		if (!strncmp(exe, e->path, strlen(e->path)) &&
-		    (!exe[strlen(e->path)] || !strcmp(exe + strlen(e->path), " (deleted)"))) {
-			fd = open(path, O_RDONLY | O_CLOEXEC);
-			if (fd >= 0 && same_inode(fd, e->inode))
-				return fd;
-			if (fd >= 0)
-				close(fd);
-		}
-	}
-	if (!e->deleted && same_mntns(s, pid)) {
-		fd = open(e->path, O_RDONLY | O_CLOEXEC);
-		if (fd >= 0 && same_inode(fd, e->inode))
-			return fd;
-		if (fd >= 0)
-			close(fd);
-	}
-	log_debug("symbolizer: pid %d: cannot open %s", (int)pid, e->path);
-	return -ENOENT;
-}
 
 /* Reads pid's mappings into p, replacing the previous capture (whose strings stay interned). */
 static int proc_capture(struct symbolizer *s, struct proc *p)
@@ -424,7 +350,7 @@ static int proc_capture(struct symbolizer *s, struct proc *p)
 			m->kind = PMAP_VDSO;
 			m->mod = vdso_get(s);
 		} else if (e->inode && e->path[0] == '/') {
-			int fd = open_mapping(s, p->pid, e);
+			int fd = procmaps_open_file(p->pid, e);
 
 			m->kind = PMAP_FILE;
 			if (fd >= 0) {
@@ -541,13 +467,9 @@ err_free:
 int symbolizer_new(struct symbolizer **ret_sym)
 {
 	struct symbolizer *s = calloc(1, sizeof(*s));
-	ssize_t n;
 
 	if (!s)
 		return -ENOMEM;
-	n = readlink("/proc/self/ns/mnt", s->self_mntns, sizeof(s->self_mntns) - 1);
-	if (n <= 0)
-		s->self_mntns[0] = '\0';
 	*ret_sym = s;
 	return 0;
 }

@@ -624,35 +624,27 @@ static int mod_get(struct unwinder *u, int fd, const char *path, struct umod **r
 /* The vDSO is the same image for every process of this kernel: read ours. */
 static struct umod *vdso_get(struct unwinder *u)
 {
-	struct procmaps_entry *maps = NULL;
-	unsigned long base;
 	struct umod *m;
-	size_t nr = 0;
+	uint64_t base;
+	size_t size;
 
 	if (u->vdso_tried)
 		return u->vdso;
 	u->vdso_tried = true;
-	base = getauxval(AT_SYSINFO_EHDR);
-	if (!base || procmaps_read(getpid(), &maps, &nr))
+	if (procmaps_self_vdso(&base, &size))
 		return NULL;
-	for (size_t i = 0; i < nr; i++) {
-		if (maps[i].start != base || strcmp(maps[i].path, "[vdso]"))
-			continue;
-		m = calloc(1, sizeof(*m));
-		if (!m)
-			break;
-		m->data = (const uint8_t *)base;
-		m->size = maps[i].end - maps[i].start;
-		if (mod_parse(m)) {
-			mod_free(m);
-			break;
-		}
-		m->refs = 1; /* held by the unwinder, never trimmed */
-		u->vdso = m;
-		break;
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return NULL;
+	m->data = (const uint8_t *)(uintptr_t)base;
+	m->size = size;
+	if (mod_parse(m)) {
+		mod_free(m);
+		return NULL;
 	}
-	procmaps_free(maps, nr);
-	return u->vdso;
+	m->refs = 1; /* held by the unwinder, never trimmed */
+	u->vdso = m;
+	return m;
 }
 
 /* ---- .debug_frame ---- */
@@ -925,34 +917,6 @@ static void proc_free(struct uproc *p)
 	free(p);
 }
 
-static bool same_inode(int fd, uint64_t inode)
-{
-	struct stat st;
-
-	return fstat(fd, &st) == 0 && (uint64_t)st.st_ino == inode;
-}
-
-/* Opens the file behind a mapping: /proc/PID/map_files (the very file mapped, needs
- * CAP_SYS_ADMIN), then /proc/PID/root/PATH checked against the mapped inode. */
-static int open_mapping(pid_t pid, const struct procmaps_entry *e)
-{
-	char path[PATH_MAX + 64];
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid, e->start,
-		 e->end);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0)
-		return fd;
-	if (snprintf(path, sizeof(path), "/proc/%d/root%s", (int)pid, e->path) >= (int)sizeof(path))
-		return -ENAMETOOLONG;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0 && same_inode(fd, e->inode))
-		return fd;
-	if (fd >= 0)
-		close(fd);
-	return -ENOENT;
-}
 
 /* Load bias of a mapping of m at [start, ...) from file offset pgoff. */
 static bool map_bias(const struct umod *m, uint64_t start, uint64_t pgoff, uint64_t *ret_bias)
@@ -1004,7 +968,7 @@ static int proc_capture(struct unwinder *u, struct uproc *p)
 				    ents[j].dev_minor == e->dev_minor && maps[j].mod)
 					mod = maps[j].mod;
 			if (!mod) {
-				int fd = open_mapping(p->pid, e);
+				int fd = procmaps_open_file(p->pid, e);
 
 				if (fd >= 0) {
 					err = mod_get(u, fd, e->path, &mod);
