@@ -44,12 +44,26 @@ def collect(procs):
     return sum(secs)
 
 
-def bpf_prog_stats(name_filter):
-    """run_cnt/run_time_ns summed over loaded perf_event programs matching name_filter."""
+def owned_progs(pid):
+    """Ids of the BPF programs that process pid holds open. Matching by name alone also counts
+    other Ember or bpftrace instances on a shared machine, whose programs come and go."""
+    ids = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                ids.update(int(line.split()[1]) for line in f if line.startswith("prog_id:"))
+    except OSError:
+        pass
+    return ids
+
+
+def bpf_prog_stats(name_filter, pid):
+    """run_cnt/run_time_ns summed over the perf_event programs of pid matching name_filter."""
     out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True).stdout
+    ids = owned_progs(pid)
     cnt = ns = 0
     for p in json.loads(out or "[]"):
-        if p.get("type") == "perf_event" and name_filter(p.get("name", "")):
+        if p.get("type") == "perf_event" and p.get("id") in ids and name_filter(p.get("name", "")):
             cnt += p.get("run_cnt", 0)
             ns += p.get("run_time_ns", 0)
     return cnt, ns
@@ -79,7 +93,9 @@ def wait_profiler_ready(tool, p):
         if p.poll() is not None:
             raise RuntimeError(f"{tool} exited early: {p.stderr.read()}")
         out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True).stdout
-        if any(q.get("type") == "perf_event" and prog_filter(tool)(q.get("name", "")) for q in json.loads(out or "[]")):
+        ids = owned_progs(p.pid)
+        if any(q.get("type") == "perf_event" and q.get("id") in ids and prog_filter(tool)(q.get("name", ""))
+               for q in json.loads(out or "[]")):
             time.sleep(0.3)
             return
         time.sleep(0.1)
@@ -111,9 +127,9 @@ def one_round(tool, iters, tmp):
     prof = start_profiler(tool, tmp)
     wait_profiler_ready(tool, prof)
     flt = prog_filter(tool)
-    c0, n0 = bpf_prog_stats(flt)
+    c0, n0 = bpf_prog_stats(flt, prof.pid)
     res["work"] = collect(run_workload(iters))
-    c1, n1 = bpf_prog_stats(flt)
+    c1, n1 = bpf_prog_stats(flt, prof.pid)
     res["cpu"], res["rss_mb"], err = stop_profiler(prof)
     res["bpf_runs"] = c1 - c0
     res["bpf_ns_per_run"] = (n1 - n0) / max(c1 - c0, 1)
