@@ -43,6 +43,7 @@
 #include "targets.h"
 #include "upload.h"
 #include "refresh.h"
+#include "unwmode.h"
 #include "util.h"
 
 #define NS 1000000000LL
@@ -80,6 +81,7 @@ struct agent {
 	struct service_slot *svc;
 	size_t nsvc;
 	struct symbolizer *sym;
+	struct unwmode *unw; /* --unwind auto: the per-process choice; NULL otherwise */
 	struct cpu_collector *cc;
 	struct alloc_collector *ac; /* --profiles alloc: uprobes (agent) or preload (run) */
 	struct gpu_receiver *gpu;   /* --profiles gpu: samples from libember_cupti.so */
@@ -340,7 +342,10 @@ static void on_event(void *ctx, const struct ember_event *e)
 
 	switch (e->type) {
 	case EMBER_EVENT_FIRST_SAMPLE:
+		/* After exec the first sample comes with ld.so's work done or under way. */
 		(void)symbolizer_refresh(a->sym, pid);
+		if (a->unw)
+			unwmode_first_sample(a->unw, a->cc, pid);
 		if (a->auto_services) {
 			id = auto_service(a, pid, e->comm);
 			if (id >= 0)
@@ -429,6 +434,8 @@ static void on_stack(void *ctx, const struct cpu_stack *s)
 	if (!svc->agg && stackagg_new(1, &svc->agg))
 		return;
 	n = cpuprof_frames(a->sym, s, frames);
+	if (a->unw)
+		unwmode_observe(a->unw, a->cc, s, frames, n);
 	if (stackagg_add(svc->agg, frames, n, &value) == 0)
 		atomic_fetch_add_explicit(&a->m_samples, s->count, memory_order_relaxed);
 }
@@ -441,6 +448,9 @@ static void forget_exited(struct agent *a)
 			pid_t pid = a->procs[i].pid;
 
 			symbolizer_forget(a->sym, pid);
+			cpu_collector_forget(a->cc, pid);
+			if (a->unw)
+				unwmode_forget(a->unw, pid);
 			if (a->ac)
 				(void)alloc_collector_remove_target(a->ac, pid);
 			proc_del(a, pid);
@@ -1004,6 +1014,7 @@ static void agent_free(struct agent *a)
 	alloc_collector_free(a->ac);
 	gpu_receiver_stop(a->gpu);
 	symbolizer_free(a->sym);
+	unwmode_free(a->unw);
 	targets_free(a->targets);
 	for (size_t i = 0; i < a->nsvc; i++) {
 		free(a->svc[i].name);
@@ -1102,10 +1113,6 @@ static int agent_common(enum ember_command cmd, int argc, char **argv)
 	a->want_cpu = has_family(a->cfg.profiles, "cpu");
 
 
-	if (!strcmp(a->cfg.unwind, "dwarf")) {
-		fprintf(stderr, "ember: invalid value for --unwind: dwarf is not available yet; use fp\n");
-		goto out;
-	}
 	if (setup_labels(a) || preflight_check())
 		goto out;
 	err = targets_new(&a->cfg.services, &a->targets);
@@ -1145,6 +1152,13 @@ static int agent_common(enum ember_command cmd, int argc, char **argv)
 	}
 	a->period = NS / a->cfg.sample_rate;
 	copts.sample_rate = (unsigned)a->cfg.sample_rate;
+	copts.dwarf_all = !strcmp(a->cfg.unwind, "dwarf");
+	copts.dwarf_first = !strcmp(a->cfg.unwind, "auto");
+	copts.stack_size = (unsigned)a->cfg.stack_size;
+	if (!strcmp(a->cfg.unwind, "auto") && unwmode_new(&a->unw)) {
+		status = 1;
+		goto out;
+	}
 	copts.select_all = a->auto_services;
 	copts.follow_children = !a->auto_services; /* run: the command's children too */
 	copts.report_execs = (!a->auto_services && targets_need_execs(a->targets)) ||

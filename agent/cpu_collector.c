@@ -13,7 +13,26 @@
 #include <unistd.h>
 
 #include "cpu.skel.h"
+#include "unwind.h"
+#include "util.h"
 #include "log.h"
+
+/* An unwound DWARF snapshot, waiting for the next drain. */
+struct pending_stack {
+	struct ember_cpu_key key;
+	__u64 *pcs;   /* user stack then kernel stack, one allocation */
+	__u32 nuser, nkernel;
+	bool truncated;
+};
+
+/* Per-process unwind budget, a token bucket per tgid (hashed; a collision shares a bucket). */
+#define BUDGET_SLOTS 1024
+#define PENDING_MAX 65536
+struct budget_slot {
+	__u32 tgid;
+	double tokens;
+	int64_t last_ns;
+};
 
 struct cpu_collector {
 	struct cpu_bpf *skel;
@@ -30,7 +49,24 @@ struct cpu_collector {
 	/* Drain scratch: keys and values of one counts map. */
 	struct ember_cpu_key *keys;
 	__u64 *values;
+	/* DWARF mode: snapshots are unwound as they arrive and wait here for the next drain. */
+	struct unwinder *unwinder;
+	struct pending_stack *pending;
+	size_t npending, cap_pending;
+	unsigned unwind_budget;
+	bool dwarf_first;
+	struct budget_slot budget[BUDGET_SLOTS];
+	struct cpu_dwarf_stats dstats;
 };
+
+static size_t stack_len(const __u64 *ips)
+{
+	size_t n = 0;
+
+	while (n < EMBER_MAX_STACK_DEPTH && ips[n])
+		n++;
+	return n;
+}
 
 /* libbpf's messages go to our log at debug level: the caller reports failures once. */
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -51,11 +87,114 @@ static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap
 static int handle_event(void *ctx, void *data, size_t size)
 {
 	struct cpu_collector *c = ctx;
+	const struct ember_event *e = data;
 
-	if (size < sizeof(struct ember_event) || !c->event_fn)
+	if (size < sizeof(struct ember_event))
 		return 0;
-	c->event_fn(c->event_ctx, data);
+	if (c->unwinder && (e->type == EMBER_EVENT_EXEC || e->type == EMBER_EVENT_MMAP))
+		unwind_refresh(c->unwinder, (pid_t)e->tgid);
+	if (c->event_fn)
+		c->event_fn(c->event_ctx, e);
 	return 0;
+}
+
+static bool budget_take(struct cpu_collector *c, __u32 tgid, int64_t now)
+{
+	struct budget_slot *b = &c->budget[(tgid * 2654435761u) % BUDGET_SLOTS];
+	double rate = c->unwind_budget;
+
+	if (b->tgid != tgid) {
+		b->tgid = tgid;
+		b->tokens = rate;
+		b->last_ns = now;
+	}
+	b->tokens += rate * (double)(now - b->last_ns) / 1e9;
+	if (b->tokens > rate)
+		b->tokens = rate;
+	b->last_ns = now;
+	if (b->tokens < 1)
+		return false;
+	b->tokens -= 1;
+	return true;
+}
+
+/* One snapshot: unwind it now (the kernel stack id is still valid: its pair is cleared only
+ * after the drain that follows a flip has consumed this ring) and keep the stack for the next
+ * drain. */
+static int handle_snapshot(void *ctx, void *data, size_t size)
+{
+	struct cpu_collector *c = ctx;
+	const struct ember_stack_snapshot *snap = data;
+	__u64 pcs[EMBER_MAX_STACK_DEPTH], kst[EMBER_MAX_STACK_DEPTH];
+	struct unwind_regs regs;
+	struct pending_stack *ps;
+	size_t n = 0, nk = 0;
+	bool truncated = false;
+	int64_t t0;
+
+	if (size < sizeof(*snap) || size < sizeof(*snap) + snap->stack_len)
+		return 0;
+	c->dstats.snapshots++;
+	c->dstats.bytes += snap->stack_len;
+	t0 = util_now_ns(CLOCK_MONOTONIC);
+	if (!budget_take(c, snap->tgid, t0)) {
+		c->dstats.skipped_budget++;
+		return 0;
+	}
+	_Static_assert(sizeof(regs) == sizeof(snap->regs), "unwind_regs matches the snapshot");
+	memcpy(&regs, snap->regs, sizeof(regs));
+	_Static_assert(sizeof(uint64_t) == sizeof(__u64), "PC width");
+	if (unwind_stack(c->unwinder, (pid_t)snap->tgid, snap->cookie, &regs, snap->stack,
+			 snap->stack_len, (uint64_t *)pcs, EMBER_MAX_STACK_DEPTH, &n, &truncated))
+		n = 0;
+	c->dstats.unwind_ns += (__u64)(util_now_ns(CLOCK_MONOTONIC) - t0);
+	if (snap->kernel_stack_id >= 0) {
+		int fd = bpf_map__fd(snap->stack_map ? c->skel->maps.stacks1 : c->skel->maps.stacks0);
+
+		memset(kst, 0, sizeof(kst));
+		if (bpf_map_lookup_elem(fd, &snap->kernel_stack_id, kst) == 0)
+			nk = stack_len(kst);
+	}
+	if (c->npending >= PENDING_MAX ||
+	    util_grow((void **)&c->pending, &c->cap_pending, c->npending + 1, sizeof(*c->pending))) {
+		c->dstats.dropped_pending++;
+		return 0;
+	}
+	ps = &c->pending[c->npending];
+	ps->pcs = malloc((n + nk + 1) * sizeof(*ps->pcs));
+	if (!ps->pcs) {
+		c->dstats.dropped_pending++;
+		return 0;
+	}
+	memcpy(ps->pcs, pcs, n * sizeof(*pcs));
+	memcpy(ps->pcs + n, kst, nk * sizeof(*kst));
+	ps->nuser = (__u32)n;
+	ps->nkernel = (__u32)nk;
+	ps->truncated = truncated || n == 0;
+	ps->key = (struct ember_cpu_key){
+		.tgid = snap->tgid,
+		.user_stack_id = n ? 0 : -EFAULT,
+		.kernel_stack_id = snap->kernel_stack_id,
+		.service_id = snap->service_id,
+		.cookie = snap->cookie,
+	};
+	c->npending++;
+	c->dstats.unwound += n > 0;
+	c->dstats.truncated += ps->truncated;
+	return 0;
+}
+
+/* About half a second of snapshots at the full rate on every CPU, a power of two in 1-64 MiB:
+ * the ring is drained as it fills, by the poll loop. */
+static __u32 snapshot_ring_size(const struct cpu_collector_opts *opts)
+{
+	__u64 want = (__u64)(opts->sample_rate ? opts->sample_rate : 97) * (__u64)libbpf_num_possible_cpus() *
+		     (sizeof(struct ember_stack_snapshot) + (opts->stack_size ? opts->stack_size : 16384)) / 2;
+	__u32 size = 1 << 20;
+
+	while (size < want && size < (64u << 20))
+		size <<= 1;
+	return size;
 }
 
 static int open_skel(struct cpu_collector *c, const struct cpu_collector_opts *opts, bool with_mmap)
@@ -82,6 +221,12 @@ static int open_skel(struct cpu_collector *c, const struct cpu_collector_opts *o
 	(void)bpf_map__set_max_entries(c->skel->maps.counts1, c->count_entries);
 	if (!with_mmap)
 		(void)bpf_program__set_autoload(c->skel->progs.ember_mmap, false);
+	c->skel->rodata->dwarf_all = opts->dwarf_all;
+	c->skel->rodata->dwarf_first = opts->dwarf_first;
+	c->dwarf_first = opts->dwarf_first;
+	c->skel->rodata->snapshot_stack_size = opts->stack_size ? opts->stack_size : 16384;
+	(void)bpf_map__set_max_entries(c->skel->maps.snapshot_buf, (__u32)libbpf_num_possible_cpus());
+	(void)bpf_map__set_max_entries(c->skel->maps.snapshots, snapshot_ring_size(opts));
 	return 0;
 }
 
@@ -139,6 +284,13 @@ int cpu_collector_open(const struct cpu_collector_opts *opts, struct cpu_collect
 		err = -errno;
 		goto err_free;
 	}
+	err = ring_buffer__add(c->rb, bpf_map__fd(c->skel->maps.snapshots), handle_snapshot, c);
+	if (err)
+		goto err_free;
+	err = unwinder_new(&c->unwinder);
+	if (err)
+		goto err_free;
+	c->unwind_budget = opts->unwind_budget ? opts->unwind_budget : 4 * (opts->sample_rate ? opts->sample_rate : 97);
 	*ret_c = c;
 	return 0;
 
@@ -160,6 +312,10 @@ void cpu_collector_free(struct cpu_collector *c)
 	free(c->perf_fds);
 	ring_buffer__free(c->rb);
 	cpu_bpf__destroy(c->skel);
+	for (size_t i = 0; i < c->npending; i++)
+		free(c->pending[i].pcs);
+	free(c->pending);
+	unwinder_free(c->unwinder);
 	free(c->keys);
 	free(c->values);
 	free(c);
@@ -213,7 +369,11 @@ int cpu_collector_start(struct cpu_collector *c)
 
 int cpu_collector_add_target(struct cpu_collector *c, pid_t tgid, __u32 service_id, __u64 cookie)
 {
-	struct ember_target t = { .service_id = service_id, .cookie = cookie };
+	struct ember_target t = {
+		.service_id = service_id,
+		.flags = c->dwarf_first ? EMBER_TARGET_DWARF : 0,
+		.cookie = cookie,
+	};
 	__u32 key = (__u32)tgid;
 
 	if (bpf_map_update_elem(bpf_map__fd(c->skel->maps.targets), &key, &t, BPF_ANY))
@@ -242,14 +402,6 @@ int cpu_collector_poll(struct cpu_collector *c, int timeout_ms, cpu_event_fn fn,
 	return n;
 }
 
-static size_t stack_len(const __u64 *ips)
-{
-	size_t n = 0;
-
-	while (n < EMBER_MAX_STACK_DEPTH && ips[n])
-		n++;
-	return n;
-}
 
 /* Reads every (key, count) of a counts map into c->keys/c->values and deletes them.
  * Returns the number read or -errno. */
@@ -297,6 +449,8 @@ int cpu_collector_drain(struct cpu_collector *c, cpu_stack_fn fn, void *ctx)
 	 * to finish with the old pair before it is read and emptied. */
 	__atomic_store_n(&c->skel->bss->active, was ^ 1, __ATOMIC_SEQ_CST);
 	nanosleep(&grace, NULL);
+	/* Snapshots still in the ring refer to this pair's kernel stacks: take them first. */
+	(void)ring_buffer__consume(c->rb);
 
 	n = take_counts(c, counts_fd);
 	for (int i = 0; i < n; i++) {
@@ -319,7 +473,59 @@ int cpu_collector_drain(struct cpu_collector *c, cpu_stack_fn fn, void *ctx)
 		fn(ctx, &s);
 	}
 	clear_stacks(stacks_fd);
+	/* Unwound DWARF snapshots, one stack each. */
+	for (size_t i = 0; i < c->npending; i++) {
+		struct pending_stack *p = &c->pending[i];
+		struct cpu_stack s = {
+			.key = &p->key,
+			.ustack = p->nuser ? p->pcs : NULL,
+			.ustack_len = p->nuser,
+			.kstack = p->nkernel ? p->pcs + p->nuser : NULL,
+			.kstack_len = p->nkernel,
+			.count = 1,
+			.dwarf = true,
+			.truncated = p->truncated,
+		};
+
+		fn(ctx, &s);
+		free(p->pcs);
+	}
+	n += (int)c->npending;
+	c->npending = 0;
 	return n;
+}
+
+int cpu_collector_set_dwarf(struct cpu_collector *c, pid_t tgid, bool dwarf)
+{
+	int fd = bpf_map__fd(c->skel->maps.targets);
+	struct ember_target t;
+	__u32 key = (__u32)tgid;
+
+	if (bpf_map_lookup_elem(fd, &key, &t))
+		return -ENOENT;
+	if (dwarf)
+		t.flags |= EMBER_TARGET_DWARF;
+	else
+		t.flags &= ~EMBER_TARGET_DWARF;
+	/* BPF_EXIST: never re-create a target the exit tracepoint just removed. */
+	if (bpf_map_update_elem(fd, &key, &t, BPF_EXIST))
+		return -errno;
+	return 0;
+}
+
+void cpu_collector_maps_changed(struct cpu_collector *c, pid_t tgid)
+{
+	unwind_refresh(c->unwinder, tgid);
+}
+
+void cpu_collector_forget(struct cpu_collector *c, pid_t tgid)
+{
+	unwind_forget(c->unwinder, tgid);
+}
+
+void cpu_collector_dwarf_stats(struct cpu_collector *c, struct cpu_dwarf_stats *ret)
+{
+	*ret = c->dstats;
 }
 
 int cpu_collector_read_stats(struct cpu_collector *c, __u64 out[EMBER_STAT_MAX])

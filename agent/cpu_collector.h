@@ -28,6 +28,13 @@ struct cpu_collector_opts {
 	unsigned max_targets;     /* 0: default (16384) */
 	unsigned stack_entries;   /* per buffer; 0: default (16384) */
 	unsigned count_entries;   /* per buffer; 0: default (16384) */
+	/* DWARF mode (--unwind dwarf|auto): targets flagged EMBER_TARGET_DWARF, or all of them
+	 * with dwarf_all, send register + stack snapshots unwound here with libunwind. */
+	bool dwarf_all;
+	bool dwarf_first;         /* --unwind auto: new targets and new images start in DWARF mode
+				   * until cpu_collector_set_dwarf() picks */
+	unsigned stack_size;      /* snapshot bytes, 512..65536; 0: 16384 */
+	unsigned unwind_budget;   /* snapshots unwound per process per second; 0: 4 x sample_rate */
 };
 
 /* Opens, loads and attaches the tracepoints. Returns 0 or a negative errno; -EPERM means
@@ -57,11 +64,33 @@ struct cpu_stack {
 	const __u64 *kstack;
 	size_t kstack_len;
 	__u64 count;
+	bool dwarf;               /* the user stack was unwound from a snapshot */
+	bool truncated;           /* DWARF: the unwind stopped before the thread's root */
 };
 typedef void (*cpu_stack_fn)(void *ctx, const struct cpu_stack *s);
 /* Switches the sampler to the other buffer pair and hands every stack of the previous one to
  * fn, then empties it. Returns the number of stacks or -errno. */
 int cpu_collector_drain(struct cpu_collector *c, cpu_stack_fn fn, void *ctx);
+
+/* Switches a target between frame-pointer stacks and DWARF snapshots (--unwind auto).
+ * Returns 0, -ENOENT when it is not a target, or -errno. */
+int cpu_collector_set_dwarf(struct cpu_collector *c, pid_t tgid, bool dwarf);
+
+/* Process lifecycle for the unwinder: maps changed (exec, mmap) or the process is gone. */
+void cpu_collector_maps_changed(struct cpu_collector *c, pid_t tgid);
+void cpu_collector_forget(struct cpu_collector *c, pid_t tgid);
+
+/* DWARF-mode counters, cumulative. */
+struct cpu_dwarf_stats {
+	__u64 snapshots;        /* received */
+	__u64 unwound;          /* unwound into a stack */
+	__u64 truncated;        /* ... that ended before the thread's root ("[truncated]") */
+	__u64 skipped_budget;   /* not unwound: the process was over its per-second budget */
+	__u64 dropped_pending;  /* unwound but dropped: too many stacks waiting for a drain */
+	__u64 bytes;            /* stack bytes received */
+	__u64 unwind_ns;        /* time spent unwinding */
+};
+void cpu_collector_dwarf_stats(struct cpu_collector *c, struct cpu_dwarf_stats *ret);
 
 /* Sums the per-CPU counters into out[EMBER_STAT_MAX]. Returns 0 or -errno. */
 int cpu_collector_read_stats(struct cpu_collector *c, __u64 out[EMBER_STAT_MAX]);

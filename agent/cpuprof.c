@@ -54,6 +54,8 @@ size_t cpuprof_frames(struct symbolizer *sym, const struct cpu_stack *s,
 	} else if (s->key->user_stack_id != -1) {
 		synthetic(&frames[n++], "[lost user stack]");
 	}
+	if (s->truncated && s->ustack_len)
+		synthetic(&frames[n++], "[truncated]");
 	if (n == 0)
 		synthetic(&frames[n++], "[unknown]");
 	return n;

@@ -2,7 +2,8 @@
  * user frames. A stack whose user part was lost keeps its kernel frames under a
  * "[lost user stack]" frame, and a process whose pid was reused since the sample (the
  * symbolizer holds another process's maps) gets "[unknown]" frames rather than wrong names:
- * no sample disappears and none is misattributed. Shared by `record` and `agent`. */
+ * no sample disappears and none is misattributed. A DWARF unwind that stopped before the
+ * thread's root gets a "[truncated]" root frame. Shared by `record` and `agent`. */
 #ifndef EMBER_CPUPROF_H
 #define EMBER_CPUPROF_H
 

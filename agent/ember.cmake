@@ -20,10 +20,11 @@ add_library(ember_cli STATIC
   ${CMAKE_CURRENT_SOURCE_DIR}/spawn.c
   ${CMAKE_CURRENT_SOURCE_DIR}/refresh.c
   ${CMAKE_CURRENT_SOURCE_DIR}/fpdetect.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/unwmode.c
   ${CMAKE_CURRENT_SOURCE_DIR}/agent.c)
 target_compile_options(ember_cli PRIVATE ${EMBER_WARNINGS})
 target_include_directories(ember_cli PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
-target_link_libraries(ember_cli PUBLIC ember_core ember_agg ember_symbols ember_flamegraph ember_pprof ember_push ember_localsink ember_metrics ember_gpu cpu_skel alloc_skel m)
+target_link_libraries(ember_cli PUBLIC ember_core ember_agg ember_symbols ember_flamegraph ember_pprof ember_push ember_localsink ember_metrics ember_gpu ember_unwind cpu_skel alloc_skel m)
 
 add_executable(ember ${CMAKE_CURRENT_SOURCE_DIR}/main.c)
 target_compile_definitions(ember PRIVATE EMBER_VERSION="${PROJECT_VERSION}")

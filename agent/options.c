@@ -62,6 +62,8 @@ static const struct opt_def opts[] = {
 	  "aggregation and upload interval", NULL },
 	{ "unwind", 0, T_STR, ALL, F(unwind), "auto", 0, 0, "auto|fp|dwarf",
 	  "user-stack unwinding", check_unwind },
+	{ "stack-size", 0, T_LONG, ALL, F(stack_size), "16384", 512, 65536, "BYTES",
+	  "user stack copied per sample for DWARF unwinding", NULL },
 	{ "label", 0, T_LIST, ALL, F(labels), NULL, 0, 0, "KEY=VALUE",
 	  "extra series label (repeatable); also EMBER_TAG_<KEY>=VALUE", check_label },
 	{ "output", 0, T_STR, CMD_AGENT | CMD_RUN, F(output), "./ember-profiles", 0, 0, "DIR",

@@ -30,6 +30,7 @@ struct ember_config {
 	long sample_rate;        /* Hz */
 	double interval;         /* seconds */
 	char *unwind;            /* auto | fp | dwarf */
+	long stack_size;         /* DWARF snapshot bytes */
 	struct strlist labels;   /* KEY=VALUE */
 	char *output;            /* local sink directory */
 	long output_max_mb;      /* local sink bound */

@@ -32,14 +32,16 @@
 #include "symbolizer.h"
 #include "targets.h"
 #include "refresh.h"
+#include "unwmode.h"
 #include "util.h"
 
-#define DRAIN_EVERY_NS (5 * 1000000000LL)
+#define DRAIN_EVERY_NS (1 * 1000000000LL) /* also how fast --unwind auto can switch a process */
 
 struct recorder {
 	struct ember_config cfg;
 	struct targets *targets;
 	struct symbolizer *sym;
+	struct unwmode *unw; /* --unwind auto: the per-process choice; NULL otherwise */
 	struct cpu_collector *cc;
 	struct stackagg *agg;
 	int64_t period;      /* ns per sample: 1e9 / rate */
@@ -140,6 +142,8 @@ static void on_event(void *ctx, const struct ember_event *e)
 	case EMBER_EVENT_FIRST_SAMPLE:
 		/* After exec the first sample comes with ld.so's work done or under way. */
 		(void)symbolizer_refresh(r->sym, pid);
+		if (r->unw)
+			unwmode_first_sample(r->unw, r->cc, pid);
 		break;
 	case EMBER_EVENT_MMAP:
 		schedule_refresh(r, pid, 0);
@@ -172,6 +176,9 @@ static void on_stack(void *ctx, const struct cpu_stack *s)
 	struct stackagg_frame frames[CPUPROF_MAX_FRAMES];
 	size_t n = cpuprof_frames(r->sym, s, frames);
 	int64_t value = (int64_t)s->count * r->period;
+
+	if (r->unw)
+		unwmode_observe(r->unw, r->cc, s, frames, n);
 
 	if (stackagg_add(r->agg, frames, n, &value)) {
 		log_warn("record: out of memory, dropping a stack");
@@ -380,11 +387,6 @@ int record_main(int argc, char **argv)
 		}
 		alloc_collector_on_first_sample(allocprof_collector(r.ap), on_alloc_first_sample, &r);
 	}
-	if (!strcmp(r.cfg.unwind, "dwarf")) {
-		fprintf(stderr, "ember: invalid value for --unwind: dwarf is not available yet; use fp\n");
-		status = 2;
-		goto out;
-	}
 	if (r.cfg.pid && kill((pid_t)r.cfg.pid, 0) && errno == ESRCH) {
 		fprintf(stderr, "ember: invalid value for --pid: no process %ld\n", r.cfg.pid);
 		status = 2;
@@ -449,6 +451,13 @@ int record_main(int argc, char **argv)
 		goto out;
 
 	copts.sample_rate = (unsigned)r.cfg.sample_rate;
+	copts.dwarf_all = !strcmp(r.cfg.unwind, "dwarf");
+	copts.dwarf_first = !strcmp(r.cfg.unwind, "auto");
+	copts.stack_size = (unsigned)r.cfg.stack_size;
+	if (!strcmp(r.cfg.unwind, "auto") && unwmode_new(&r.unw)) {
+		status = 1;
+		goto out;
+	}
 	copts.select_all = !r.child && !r.watch_pid && r.cfg.services.n == 0;
 	copts.follow_children = true;
 	copts.report_execs = targets_need_execs(r.targets);
@@ -564,6 +573,16 @@ int record_main(int argc, char **argv)
 	{
 		__u64 runs = 0, run_ns = 0;
 
+		struct cpu_dwarf_stats ds;
+
+		cpu_collector_dwarf_stats(r.cc, &ds);
+		if (ds.snapshots)
+			log_debug("dwarf: %llu snapshots, %llu unwound, %llu truncated, %llu over budget, "
+				  "%.0f stack bytes per snapshot, %.1f us per unwind",
+				  (unsigned long long)ds.snapshots, (unsigned long long)ds.unwound,
+				  (unsigned long long)ds.truncated, (unsigned long long)ds.skipped_budget,
+				  (double)ds.bytes / (double)ds.snapshots,
+				  ds.unwound ? (double)ds.unwind_ns / (double)ds.unwound / 1e3 : 0.0);
 		if (cpu_collector_prog_stats(r.cc, &runs, &run_ns) == 0 && runs)
 			log_debug("bpf: sampler ran %llu times, %llu ns in total, %.0f ns per run",
 				  (unsigned long long)runs, (unsigned long long)run_ns,
@@ -603,6 +622,7 @@ out:
 	cpu_collector_free(r.cc);
 	stackagg_free(r.agg);
 	symbolizer_free(r.sym);
+	unwmode_free(r.unw);
 	targets_free(r.targets);
 	options_free(&r.cfg);
 	return status;

@@ -10,6 +10,7 @@
 #include <bpf/bpf_core_read.h>
 #include "ember.h"
 #include "ember.bpf.h"
+#include "stack_snapshot.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -19,6 +20,10 @@ const volatile bool follow_children = false; /* children of targets become targe
 const volatile bool report_execs = false;    /* send EXEC for every process (selector matching) */
 const volatile bool report_cgroups = false;  /* send CGROUP when a process changes cgroup */
 const volatile __u64 ns_per_tick = 10000000; /* NSEC_PER_SEC / sysconf(_SC_CLK_TCK) */
+const volatile bool dwarf_all = false;       /* --unwind dwarf: every target sends snapshots */
+const volatile bool dwarf_first = false;     /* --unwind auto: a new image starts in DWARF mode
+					      * (complete stacks) until userspace picks its mode */
+const volatile __u32 snapshot_stack_size = 16384; /* --stack-size, bytes */
 
 /* Which counts/stacks pair the sampler writes to (0 or 1); flipped by userspace. */
 __u32 active = 0;
@@ -59,6 +64,20 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 256 * 1024);
 } events SEC(".maps");
+
+/* DWARF mode: per-CPU scratch for one snapshot (an ARRAY indexed by CPU: per-CPU map values
+ * are capped at 32 KiB), and the ring buffer the snapshots go through. Both sized at load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ember_snapshot_buf);
+} snapshot_buf SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+} snapshots SEC(".maps");
 
 static __always_inline void stat_inc(__u32 idx)
 {
@@ -169,6 +188,7 @@ int ember_cpu_sample(struct bpf_perf_event_data *ctx)
 			return 0;
 		}
 		struct ember_target nt = {
+			.flags = dwarf_first ? EMBER_TARGET_DWARF : 0,
 			.cookie = task_cookie(bpf_get_current_task_btf()),
 		};
 		bpf_map_update_elem(&targets, &tgid, &nt, BPF_NOEXIST);
@@ -192,6 +212,41 @@ int ember_cpu_sample(struct bpf_perf_event_data *ctx)
 	/* One read of `active`: the stacks and the count of a sample must go to the same pair even
 	 * when userspace flips it in between. */
 	buf = *(volatile __u32 *)&active & 1;
+
+	if (dwarf_all || (t->flags & EMBER_TARGET_DWARF)) {
+		/* DWARF mode: the kernel stack as usual, the user stack as a snapshot that userspace
+		 * unwinds. */
+		if (!sampled_in_user_mode(ctx)) {
+			id = buf ? bpf_get_stackid(ctx, &stacks1, 0) : bpf_get_stackid(ctx, &stacks0, 0);
+			if (id < 0)
+				kernel_stack_lost(id);
+			key.kernel_stack_id = id;
+		}
+		switch (ember_snapshot(&snapshot_buf, &snapshots, t, tgid, key.kernel_stack_id, buf,
+				       snapshot_stack_size)) {
+		case EMBER_SNAPSHOT_LOST:
+			stat_inc(EMBER_STAT_SNAPSHOT_LOST);
+			break;
+		case EMBER_SNAPSHOT_FAULT:
+		case EMBER_SNAPSHOT_NO_SCRATCH:
+			stat_inc(EMBER_STAT_SNAPSHOT_FAULT);
+			break;
+		case EMBER_SNAPSHOT_SHORT:
+			stat_inc(EMBER_STAT_SNAPSHOT_SHORT);
+			break;
+		case EMBER_SNAPSHOT_NO_USER:
+			/* A kernel thread: nothing to unwind, count its kernel stack as usual. */
+			key.user_stack_id = -1;
+			if (buf)
+				count_stack(&counts1, &key);
+			else
+				count_stack(&counts0, &key);
+			break;
+		default:
+			break;
+		}
+		return 0;
+	}
 
 	/* bpf_get_stackid() needs the map as a constant: one branch per buffer. */
 	id = buf ? bpf_get_stackid(ctx, &stacks1, BPF_F_USER_STACK)
@@ -219,6 +274,8 @@ int BPF_PROG(ember_exec, struct task_struct *p, pid_t old_pid, struct linux_binp
 	if (t) {
 		/* New image: the next sample recaptures the maps. */
 		t->flags &= ~EMBER_TARGET_SEEN;
+		if (dwarf_first)
+			t->flags |= EMBER_TARGET_DWARF;
 		emit_event(EMBER_EVENT_EXEC, tgid, 0, t);
 	} else if (report_execs) {
 		emit_event(EMBER_EVENT_EXEC, tgid, 0, NULL);
@@ -256,6 +313,7 @@ int BPF_PROG(ember_fork, struct task_struct *parent, struct task_struct *child)
 	if (!pt)
 		return 0;
 	nt.service_id = pt->service_id;
+	nt.flags = pt->flags & EMBER_TARGET_DWARF; /* the child runs the same code, at first */
 	nt.cookie = BPF_CORE_READ(child, start_boottime) / ns_per_tick;
 	bpf_map_update_elem(&targets, &ctgid, &nt, BPF_ANY);
 	emit_event(EMBER_EVENT_FORK, ctgid, ptgid, &nt);

@@ -42,6 +42,9 @@ enum ember_cpu_stat {
 	EMBER_STAT_KSTACK_ERROR,       /* kernel stack lost: other error */
 	EMBER_STAT_COUNTS_FULL,        /* sample lost: counts map full */
 	EMBER_STAT_EVENTS_LOST,        /* process event lost: ring buffer full */
+	EMBER_STAT_SNAPSHOT_LOST,      /* DWARF mode: snapshot lost, ring buffer full */
+	EMBER_STAT_SNAPSHOT_FAULT,     /* DWARF mode: user stack unreadable, no snapshot */
+	EMBER_STAT_SNAPSHOT_SHORT,     /* DWARF mode: less stack than --stack-size was readable */
 	EMBER_STAT_MAX,
 };
 

@@ -1,5 +1,5 @@
 # Integration tests: need root and BPF; they exit 77 (skipped) with a reason otherwise.
-set(EMBER_INTEGRATION_TESTS record_cpu record_kernel record_exit cli_errors alloc_uprobe alloc_preload)
+set(EMBER_INTEGRATION_TESTS record_cpu record_kernel record_exit record_dwarf cli_errors alloc_uprobe alloc_preload)
 foreach(t ${EMBER_INTEGRATION_TESTS})
   add_test(NAME integration.${t}
     COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_${t}.py)
