@@ -17,13 +17,17 @@
 #include "util.h"
 #include "log.h"
 
-/* An unwound DWARF snapshot, waiting for the next drain. */
+/* Unwound DWARF snapshots waiting for the next drain; identical stacks are merged (count), so
+ * each distinct stack is symbolized once per drain, as frame-pointer stacks are. */
 struct pending_stack {
 	struct ember_cpu_key key;
 	__u64 *pcs;   /* user stack then kernel stack, one allocation */
 	__u32 nuser, nkernel;
 	bool truncated;
+	__u64 count;
+	__u64 hash;
 };
+#define PENDING_INDEX 8192 /* power of two: hash buckets (indexes into pending + 1) */
 
 /* Per-process unwind budget, a token bucket per tgid (hashed; a collision shares a bucket). */
 #define BUDGET_SLOTS 1024
@@ -53,6 +57,7 @@ struct cpu_collector {
 	struct unwinder *unwinder;
 	struct pending_stack *pending;
 	size_t npending, cap_pending;
+	__u32 pending_index[PENDING_INDEX];
 	unsigned unwind_budget;
 	bool dwarf_first;
 	struct budget_slot budget[BUDGET_SLOTS];
@@ -155,32 +160,65 @@ static int handle_snapshot(void *ctx, void *data, size_t size)
 		if (bpf_map_lookup_elem(fd, &snap->kernel_stack_id, kst) == 0)
 			nk = stack_len(kst);
 	}
-	if (c->npending >= PENDING_MAX ||
-	    util_grow((void **)&c->pending, &c->cap_pending, c->npending + 1, sizeof(*c->pending))) {
-		c->dstats.dropped_pending++;
-		return 0;
+	truncated = truncated || n == 0;
+	{
+		struct ember_cpu_key key = {
+			.tgid = snap->tgid,
+			.user_stack_id = n ? 0 : -EFAULT,
+			.kernel_stack_id = snap->kernel_stack_id >= 0 ? 0 : snap->kernel_stack_id,
+			.service_id = snap->service_id,
+			.cookie = snap->cookie,
+		};
+		__u64 h = 1469598103934665603ULL;
+		const unsigned char *bytes;
+		size_t slot;
+
+		/* FNV-1a over the key and both stacks. */
+		bytes = (const unsigned char *)&key;
+		for (size_t i = 0; i < sizeof(key); i++)
+			h = (h ^ bytes[i]) * 1099511628211ULL;
+		bytes = (const unsigned char *)pcs;
+		for (size_t i = 0; i < n * sizeof(*pcs); i++)
+			h = (h ^ bytes[i]) * 1099511628211ULL;
+		bytes = (const unsigned char *)kst;
+		for (size_t i = 0; i < nk * sizeof(*kst); i++)
+			h = (h ^ bytes[i]) * 1099511628211ULL;
+		h ^= truncated;
+		for (slot = h & (PENDING_INDEX - 1); c->pending_index[slot]; slot = (slot + 1) & (PENDING_INDEX - 1)) {
+			ps = &c->pending[c->pending_index[slot] - 1];
+			if (ps->hash == h && ps->nuser == n && ps->nkernel == nk && ps->truncated == truncated &&
+			    !memcmp(&ps->key, &key, sizeof(key)) && !memcmp(ps->pcs, pcs, n * sizeof(*pcs)) &&
+			    !memcmp(ps->pcs + n, kst, nk * sizeof(*kst))) {
+				ps->count++;
+				c->dstats.unwound += n > 0;
+				c->dstats.truncated += truncated;
+				return 0;
+			}
+		}
+		if (c->npending >= PENDING_MAX || c->npending >= PENDING_INDEX * 7 / 10 ||
+		    util_grow((void **)&c->pending, &c->cap_pending, c->npending + 1, sizeof(*c->pending))) {
+			c->dstats.dropped_pending++;
+			return 0;
+		}
+		ps = &c->pending[c->npending];
+		ps->pcs = malloc((n + nk + 1) * sizeof(*ps->pcs));
+		if (!ps->pcs) {
+			c->dstats.dropped_pending++;
+			return 0;
+		}
+		memcpy(ps->pcs, pcs, n * sizeof(*pcs));
+		memcpy(ps->pcs + n, kst, nk * sizeof(*kst));
+		ps->nuser = (__u32)n;
+		ps->nkernel = (__u32)nk;
+		ps->truncated = truncated;
+		ps->key = key;
+		ps->count = 1;
+		ps->hash = h;
+		c->pending_index[slot] = (__u32)c->npending + 1;
 	}
-	ps = &c->pending[c->npending];
-	ps->pcs = malloc((n + nk + 1) * sizeof(*ps->pcs));
-	if (!ps->pcs) {
-		c->dstats.dropped_pending++;
-		return 0;
-	}
-	memcpy(ps->pcs, pcs, n * sizeof(*pcs));
-	memcpy(ps->pcs + n, kst, nk * sizeof(*kst));
-	ps->nuser = (__u32)n;
-	ps->nkernel = (__u32)nk;
-	ps->truncated = truncated || n == 0;
-	ps->key = (struct ember_cpu_key){
-		.tgid = snap->tgid,
-		.user_stack_id = n ? 0 : -EFAULT,
-		.kernel_stack_id = snap->kernel_stack_id,
-		.service_id = snap->service_id,
-		.cookie = snap->cookie,
-	};
 	c->npending++;
 	c->dstats.unwound += n > 0;
-	c->dstats.truncated += ps->truncated;
+	c->dstats.truncated += truncated;
 	return 0;
 }
 
@@ -482,7 +520,7 @@ int cpu_collector_drain(struct cpu_collector *c, cpu_stack_fn fn, void *ctx)
 			.ustack_len = p->nuser,
 			.kstack = p->nkernel ? p->pcs + p->nuser : NULL,
 			.kstack_len = p->nkernel,
-			.count = 1,
+			.count = p->count,
 			.dwarf = true,
 			.truncated = p->truncated,
 		};
@@ -492,6 +530,7 @@ int cpu_collector_drain(struct cpu_collector *c, cpu_stack_fn fn, void *ctx)
 	}
 	n += (int)c->npending;
 	c->npending = 0;
+	memset(c->pending_index, 0, sizeof(c->pending_index));
 	return n;
 }
 

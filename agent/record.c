@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -583,6 +584,12 @@ int record_main(int argc, char **argv)
 				  (unsigned long long)ds.truncated, (unsigned long long)ds.skipped_budget,
 				  (double)ds.bytes / (double)ds.snapshots,
 				  ds.unwound ? (double)ds.unwind_ns / (double)ds.unwound / 1e3 : 0.0);
+		struct rusage ru;
+
+		if (getrusage(RUSAGE_SELF, &ru) == 0)
+			log_debug("cpu: ember used %.6f s of CPU (user + system)",
+				  (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+				  (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6);
 		if (cpu_collector_prog_stats(r.cc, &runs, &run_ns) == 0 && runs)
 			log_debug("bpf: sampler ran %llu times, %llu ns in total, %.0f ns per run",
 				  (unsigned long long)runs, (unsigned long long)run_ns,

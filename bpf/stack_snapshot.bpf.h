@@ -57,6 +57,7 @@ ember_snapshot(void *scratch_map, void *ringbuf, const struct ember_target *t, _
 	struct ember_snapshot_buf *buf;
 	struct pt_regs *regs;
 	__u32 cpu = bpf_get_smp_processor_id();
+	bool wake;
 	__u64 sp, start_stack;
 	__u32 len;
 	long err = -1;
@@ -129,7 +130,11 @@ ember_snapshot(void *scratch_map, void *ringbuf, const struct ember_target *t, _
 	snap->stack_len = len;
 	if (len > EMBER_SNAPSHOT_STACK_MAX) /* for the verifier: len was checked in the loop */
 		return EMBER_SNAPSHOT_FAULT;
-	if (bpf_ringbuf_output(ringbuf, buf, sizeof(*snap) + len, 0))
+	/* No wakeup per sample: the agent polls the ring at least every 100 ms; wake it only once
+	 * the ring is a quarter full, so bursts never fill it. */
+	wake = bpf_ringbuf_query(ringbuf, BPF_RB_AVAIL_DATA) >
+	       bpf_ringbuf_query(ringbuf, BPF_RB_RING_SIZE) / 4;
+	if (bpf_ringbuf_output(ringbuf, buf, sizeof(*snap) + len, wake ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP))
 		return EMBER_SNAPSHOT_LOST;
 	return snap->flags ? EMBER_SNAPSHOT_SHORT : EMBER_SNAPSHOT_OK;
 #else
