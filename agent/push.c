@@ -840,7 +840,9 @@ static void *push_thread(void *arg)
 		evicted = p->inflight_evicted;
 		p->inflight = NULL;
 		p->inflight_evicted = false;
-		if (res != SEND_OK)
+		/* An abort is our own shutdown cutting the request short, not the server's doing:
+		 * keep the error that explains why uploads were failing. */
+		if (res != SEND_OK && res != SEND_ABORT)
 			snprintf(p->stats.last_error, sizeof(p->stats.last_error), "%s", why);
 		if (res == SEND_OK) {
 			p->stats.sent++;

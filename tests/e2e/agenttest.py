@@ -10,8 +10,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
-from embertest import (BUILD, EMBER, FIXTURES, PPROFDUMP, Checker, decode,  # noqa: E402,F401
-                       require_root_bpf, share_by_function, skip)
+from embertest import (BUILD, EMBER, FIXTURES, PPROFDUMP, Checker, check_split, decode,  # noqa: E402,F401
+                       require_root_bpf, share_by_function, skip, truth_split)
 
 SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 RECEIVER = os.path.join(SRC, "tests", "receiver", "receiver.py")
@@ -56,11 +56,17 @@ class Receiver:
 
 
 class Agent:
-    def __init__(self, args, env=None):
+    def __init__(self, args, env=None, ready=True):
+        """Starts `ember agent ARGS`; with ready, returns once it says it is profiling (BPF
+        loaded, perf events open), so a test's workload never starts before the agent."""
         self.log = open(f"/tmp/ember-agent-{time.time_ns()}.log", "w+")
         self.proc = subprocess.Popen([EMBER, "agent", *args], stdout=self.log, stderr=self.log,
                                      env=env)
         self.started = time.time()
+        if ready and not wait_for(lambda: ": profiling " in self.output() or self.proc.poll() is not None, 30, 0.05):
+            raise RuntimeError(f"ember agent did not start: {self.output()}")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"ember agent exited {self.proc.returncode}: {self.output()}")
 
     def stop(self, timeout=12):
         """SIGTERM; returns (exit status, seconds it took)."""
@@ -101,3 +107,10 @@ def merged_shares(series, names):
         for k, v in share_by_function(s["profile"], names).items():
             tot[k] += v
     return tot
+
+
+def stop_fixture(proc):
+    """SIGTERM to a cpu_split fixture started with stdout=PIPE; returns its measured split."""
+    proc.terminate()
+    out, _ = proc.communicate(timeout=10)
+    return truth_split(out)

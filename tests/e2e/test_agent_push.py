@@ -6,8 +6,8 @@ import socket
 import subprocess
 import tempfile
 
-from agenttest import (FIXTURES, Agent, Checker, Receiver, merged_shares, require_root_bpf,
-                       wait_for)
+from agenttest import (FIXTURES, Agent, Checker, Receiver, check_split, merged_shares,
+                       require_root_bpf, stop_fixture, wait_for)
 
 require_root_bpf()
 c = Checker("agent_push")
@@ -15,14 +15,13 @@ host = socket.gethostname()
 with tempfile.TemporaryDirectory() as tmp:
     for protocol in ("push", "ingest"):
         rcv = Receiver(tmp)
-        fixture = subprocess.Popen([os.path.join(FIXTURES, "cpu_split_fp"), "30"])
+        fixture = subprocess.Popen([os.path.join(FIXTURES, "cpu_split_fp"), "30"], stdout=subprocess.PIPE, text=True)
         env = dict(os.environ, EMBER_TAG_TEAM="core")
         agent = Agent(["--server", rcv.url, "--protocol", protocol, "--interval", "2",
                        "--service", "web=comm:cpu_split_fp", "--label", "env=e2e"], env=env)
         got3 = wait_for(lambda: len(rcv.series()) >= 3, 30)
         rc, took = agent.stop()
-        fixture.kill()
-        fixture.wait()
+        truth = stop_fixture(fixture)
         series = rcv.series()
         rcv.stop()
         c.check(got3, f"{protocol}: 3 intervals arrived ({len(series)})")
@@ -43,9 +42,5 @@ with tempfile.TemporaryDirectory() as tmp:
         c.check(all(s["labels"].get("service_name") == "web" for s in series), f"{protocol}: every series is web's")
         times = [s["profile"]["time_nanos"] for s in series]
         c.check(times == sorted(times) and len(set(times)) == len(times), f"{protocol}: intervals in order, distinct times")
-        sh = merged_shares(series, ["hot_alpha", "hot_beta", "hot_gamma"])
-        tot = sum(sh.values())
-        for fn, want in (("hot_alpha", 60), ("hot_beta", 30), ("hot_gamma", 10)):
-            got = 100.0 * sh[fn] / tot if tot else 0
-            c.check(abs(got - want) <= 5, f"{protocol}: {fn} {got:.1f}% (want {want} ± 5)")
+        check_split(c, protocol, merged_shares(series, ["hot_alpha", "hot_beta", "hot_gamma"]), truth)
 c.done()

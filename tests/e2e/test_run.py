@@ -6,7 +6,7 @@ import subprocess
 import tempfile
 import time
 
-from agenttest import EMBER, FIXTURES, Checker, Receiver, merged_shares, require_root_bpf
+from agenttest import EMBER, FIXTURES, Checker, Receiver, check_split, merged_shares, require_root_bpf, truth_split
 
 require_root_bpf()
 c = Checker("run")
@@ -20,9 +20,7 @@ with tempfile.TemporaryDirectory() as tmp:
     c.check(len(series) >= 3, f"intervals pushed while it ran: {len(series)}")
     c.check(all(s["labels"].get("service_name") == "cpu_split_fp" and s["labels"].get("env") == "run"
                 for s in series), "service named after the command, with the user's label")
-    sh = merged_shares(series, ["hot_alpha", "hot_beta", "hot_gamma"])
-    tot = sum(sh.values()) or 1
-    c.check(abs(100 * sh["hot_alpha"] / tot - 60) <= 5, f"hot_alpha {100 * sh['hot_alpha'] / tot:.1f}% (60 ± 5)")
+    check_split(c, "run", merged_shares(series, ["hot_alpha", "hot_beta", "hot_gamma"]), truth_split(p.stdout))
 
     p = subprocess.run([EMBER, "run", "--server", rcv.url, "--", "sh", "-c", "exit 7"],
                        capture_output=True, text=True, timeout=60)

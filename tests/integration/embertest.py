@@ -75,3 +75,26 @@ class Checker:
             sys.exit(1)
         print(f"{self.name}: all checks passed")
         sys.exit(0)
+
+
+SPLIT_FNS = ("hot_alpha", "hot_beta", "hot_gamma")
+
+
+def truth_split(text):
+    """The cpu_split fixture's own measurement (its last stdout line): percent of its CPU time
+    in each of hot_alpha, hot_beta, hot_gamma. About 60/30/10 on a quiet CPU."""
+    line = [l for l in text.strip().splitlines() if l.startswith("{")][-1]
+    t = json.loads(line)
+    tot = sum(t[f] for f in SPLIT_FNS)
+    return {f: 100.0 * t[f] / tot for f in SPLIT_FNS}
+
+
+def check_split(c, label, shares, truth):
+    """shares: value per function from a profile; truth: truth_split(). Within +-5 points of
+    what the fixture measured, which itself must be close to its design (60/30/10 +-10)."""
+    tot = sum(shares[f] for f in SPLIT_FNS)
+    for f, design in zip(SPLIT_FNS, (60, 30, 10)):
+        got = 100.0 * shares[f] / tot if tot else 0.0
+        c.check(abs(got - truth[f]) <= 5,
+                f"{label}: {f} holds {got:.1f}% (the fixture measured {truth[f]:.1f}% ± 5)")
+        c.check(abs(truth[f] - design) <= 10, f"{label}: the fixture ran near its design ({f} {truth[f]:.1f}% vs {design}%)")

@@ -6,7 +6,7 @@ fixture with inlined frames and exceptions unwinds to main."""
 import os
 import tempfile
 
-from embertest import FIXTURES, Checker, decode, require_root_bpf, run_ember
+from embertest import FIXTURES, Checker, check_split, decode, require_root_bpf, run_ember, truth_split
 
 require_root_bpf()
 c = Checker("record_dwarf")
@@ -28,8 +28,8 @@ def analyse(p):
 with tempfile.TemporaryDirectory() as d:
     for mode in ("fp", "dwarf", "auto"):
         out = os.path.join(d, f"{mode}.pb.gz")
-        run_ember(["record", "--quiet", "--unwind", mode, "-o", out, "--",
-                   os.path.join(FIXTURES, "cpu_split_nofp"), "8"])
+        proc = run_ember(["record", "--quiet", "--unwind", mode, "-o", out, "--",
+                          os.path.join(FIXTURES, "cpu_split_nofp"), "8"])
         shares, reach = analyse(decode(out))
         tot = sum(shares.values())
         reached = sum(reach.values()) / tot if tot else 0
@@ -39,9 +39,7 @@ with tempfile.TemporaryDirectory() as d:
         c.check(tot > 0 and reached >= 0.995, f"{mode}: {reached:.2%} of the samples in the three functions reach main (want >= 99.5%)")
         c.check(reach["hot_gamma"] >= 0.995 * shares["hot_gamma"] > 0,
                 f"{mode}: under qsort's callback too ({reach['hot_gamma'] / max(shares['hot_gamma'], 1):.1%})")
-        for fn, want in zip(FNS, (60, 30, 10)):
-            got = 100.0 * shares[fn] / tot if tot else 0
-            c.check(abs(got - want) <= 5, f"{mode}: {fn} {got:.1f}% (want {want} ± 5)")
+        check_split(c, mode, shares, truth_split(proc.stdout))
 
     out = os.path.join(d, "cpp.pb.gz")
     run_ember(["record", "--quiet", "--unwind", "dwarf", "-o", out, "--", os.path.join(FIXTURES, "cpp_unwind"), "4"])
