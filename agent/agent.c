@@ -102,6 +102,7 @@ struct agent {
 	/* metrics, written by the main thread, read by the metrics thread */
 	_Atomic uint64_t m_samples, m_lost[EMBER_STAT_MAX], m_procs, m_misses, m_folded;
 	_Atomic uint64_t m_local_written, m_local_errors, m_dropped_empty, m_gpu_unselected;
+	_Atomic uint64_t m_dwarf_unwound, m_dwarf_truncated, m_dwarf_skipped_budget, m_dwarf_dropped;
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -524,6 +525,15 @@ static void drain(struct agent *a)
 			atomic_store_explicit(&a->m_lost[i], st[i], memory_order_relaxed);
 	symbolizer_get_stats(a->sym, &ss);
 	atomic_store_explicit(&a->m_misses, ss.misses, memory_order_relaxed);
+	{
+		struct cpu_dwarf_stats ds;
+
+		cpu_collector_dwarf_stats(a->cc, &ds);
+		atomic_store_explicit(&a->m_dwarf_unwound, ds.unwound, memory_order_relaxed);
+		atomic_store_explicit(&a->m_dwarf_truncated, ds.truncated, memory_order_relaxed);
+		atomic_store_explicit(&a->m_dwarf_skipped_budget, ds.skipped_budget, memory_order_relaxed);
+		atomic_store_explicit(&a->m_dwarf_dropped, ds.dropped_pending, memory_order_relaxed);
+	}
 }
 
 static int make_upload(struct agent *a, const struct service_slot *svc,
@@ -697,6 +707,8 @@ static void collect_metrics(void *ctx, struct metrics_writer *w)
 		{ EMBER_STAT_KSTACK_ERROR, "kernel_stack_error" },
 		{ EMBER_STAT_COUNTS_FULL, "counts_map_full" },
 		{ EMBER_STAT_EVENTS_LOST, "process_events_ringbuf_full" },
+		{ EMBER_STAT_SNAPSHOT_LOST, "stack_snapshot_ringbuf_full" },
+		{ EMBER_STAT_SNAPSHOT_FAULT, "stack_snapshot_unreadable" },
 	};
 	struct agent *a = ctx;
 
@@ -708,6 +720,19 @@ static void collect_metrics(void *ctx, struct metrics_writer *w)
 				"under a [lost user stack] frame)",
 				(const char *[]){ "reason", lost[i].reason, NULL },
 				(double)atomic_load_explicit(&a->m_lost[lost[i].stat], memory_order_relaxed));
+	metrics_counter(w, "ember_dwarf_stacks_total", "DWARF-unwound stacks, by outcome",
+			(const char *[]){ "outcome", "complete", NULL },
+			(double)(atomic_load_explicit(&a->m_dwarf_unwound, memory_order_relaxed) -
+				 atomic_load_explicit(&a->m_dwarf_truncated, memory_order_relaxed)));
+	metrics_counter(w, "ember_dwarf_stacks_total", "DWARF-unwound stacks, by outcome",
+			(const char *[]){ "outcome", "truncated", NULL },
+			(double)atomic_load_explicit(&a->m_dwarf_truncated, memory_order_relaxed));
+	metrics_counter(w, "ember_dwarf_stacks_total", "DWARF-unwound stacks, by outcome",
+			(const char *[]){ "outcome", "skipped_over_budget", NULL },
+			(double)atomic_load_explicit(&a->m_dwarf_skipped_budget, memory_order_relaxed));
+	metrics_counter(w, "ember_dwarf_stacks_total", "DWARF-unwound stacks, by outcome",
+			(const char *[]){ "outcome", "dropped_backlog", NULL },
+			(double)atomic_load_explicit(&a->m_dwarf_dropped, memory_order_relaxed));
 	metrics_gauge(w, "ember_processes_tracked", "Processes currently profiled", NULL,
 		      (double)atomic_load_explicit(&a->m_procs, memory_order_relaxed));
 	metrics_counter(w, "ember_symbolization_misses_total",

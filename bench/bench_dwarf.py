@@ -5,6 +5,8 @@ Workload: cpu_split_nofp (-O2 -fomit-frame-pointer; a third of its samples under
 for a fixed number of seconds, at 97 Hz. Per round, interleaved: alone, under
 `ember record --unwind dwarf`, under `perf record -F 97 --call-graph dwarf` (+ `perf script`,
 where perf unwinds). Both attach by pid to a workload started on its own, so their CPU is their own. Reported:
+the slowdown of a fixed amount of work (bench/cpuwork built without frame pointers: its own
+CPU seconds, alone vs under each profiler, interleaved);
 the profiler's CPU per sample (Ember: user+sys of `ember record`, unwinding included; perf:
 user+sys of `perf record` plus `perf script`, where perf unwinds), as the difference between
 a short and a long recording so that start-up counts once; bytes copied
@@ -33,6 +35,27 @@ def cpu_of(argv):
     p = subprocess.run(argv, capture_output=True, text=True)
     after = os.times()
     return p.stdout, p.stderr, (after.children_user - before.children_user) + (after.children_system - before.children_system)
+
+
+CPUWORK = os.path.join(BUILD, "bench", "cpuwork_nofp")
+
+
+def slowdown_round(tool, iters, tmp):
+    """CPU seconds of a fixed amount of work (cpuwork_nofp) alone or under a profiler."""
+    w = subprocess.Popen([CPUWORK, str(iters)], stdout=subprocess.PIPE, text=True)
+    if tool == "ember":
+        prof = subprocess.Popen([os.path.join(BUILD, "ember"), "record", "--quiet", "--unwind", "dwarf",
+                                 "-o", os.path.join(tmp, "s.pb.gz"), "--pid", str(w.pid)])
+    elif tool == "perf":
+        prof = subprocess.Popen(["perf", "record", "-q", "-F", "97", "-e", "cpu-clock", "--call-graph", "dwarf",
+                                 "-o", os.path.join(tmp, "s.data"), "-p", str(w.pid)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    else:
+        prof = None
+    out, _ = w.communicate()
+    if prof:
+        prof.wait()
+    return float(re.search(r"cpu_seconds ([0-9.]+)", out).group(1))
 
 
 def reach_share(stacks):
@@ -95,6 +118,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=6)
+    ap.add_argument("--iters", type=int, default=1500000, help="cpuwork_nofp work for the slowdown")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "dwarf.json"))
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -115,16 +139,23 @@ def main():
             long_["startup_cpu_s"] = short["agent_cpu_s"]
             res[name].append(long_)
             print(f"round {r + 1} {name}: {long_}", file=sys.stderr)
+    slow = {"baseline": [], "ember": [], "perf": []}
+    for r in range(args.rounds):
+        for t in (["baseline", "ember", "perf"] if r % 2 == 0 else ["perf", "ember", "baseline"]):
+            slow[t].append(slowdown_round(t, args.iters, tmp))
+    base = statistics.mean(slow["baseline"])
     summary = {}
     for t in ("ember", "perf"):
         summary[t] = {k: statistics.mean(x[k] for x in res[t]) for k in
                       ("marginal_us_per_sample", "startup_cpu_s", "bytes_per_sample", "reach_main")}
-    print(f"\n{'tool':6} {'CPU µs/sample':>14} {'start-up CPU s':>15} {'bytes/sample':>13} {'reach main':>11}")
+        summary[t]["slowdown_pct"] = 100 * (statistics.mean(slow[t]) / base - 1)
+    print(f"\n{'tool':6} {'slowdown %':>10} {'CPU µs/sample':>14} {'start-up CPU s':>15} {'bytes/sample':>13} {'reach main':>11}")
     for t, s in summary.items():
-        print(f"{t:6} {s['marginal_us_per_sample']:14.1f} {s['startup_cpu_s']:15.3f} {s['bytes_per_sample']:13.0f} {100 * s['reach_main']:10.2f}%")
+        print(f"{t:6} {s['slowdown_pct']:10.2f} {s['marginal_us_per_sample']:14.1f} {s['startup_cpu_s']:15.3f} "
+              f"{s['bytes_per_sample']:13.0f} {100 * s['reach_main']:10.2f}%")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"summary": summary, "rounds": res}, f, indent=2)
+        json.dump({"summary": summary, "rounds": res, "slowdown_cpu_s": slow}, f, indent=2)
 
 
 if __name__ == "__main__":
