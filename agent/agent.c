@@ -35,6 +35,8 @@
 #include "options.h"
 #include "preflight.h"
 #include "procmaps.h"
+#include "series.h"
+#include "proctable.h"
 #include "spawn.h"
 #include "profile_types.h"
 #include "push.h"
@@ -52,7 +54,6 @@
  * per series counted on the uncompressed profile plus its labels: keep a margin for labels. */
 #define PROFILE_MAX_SAMPLES 16000
 #define PROFILE_MAX_BYTES (2 * 1024 * 1024 - 64 * 1024)
-#define MAX_SERIES_LABELS 30
 #define MAX_SERVICES 4096
 #define PUSH_STOP_DEADLINE_S 8.0
 
@@ -61,13 +62,6 @@ struct service_slot {
 	struct stackagg *agg;     /* CPU, this interval */
 	struct stackagg *mem_agg; /* memory (4 values), this interval */
 	struct stackagg *gpu_agg; /* GPU (gpu_time, launches), this interval */
-};
-
-struct proc_entry {
-	pid_t pid; /* 0: free slot */
-	uint64_t cookie;
-	uint32_t service;
-	bool exited;
 };
 
 struct agent {
@@ -89,14 +83,10 @@ struct agent {
 	struct push *push;
 	struct localsink *local;
 	struct metrics *metrics;
-	char hostname[256];
-	struct upload_label *labels; /* hostname + user labels, sorted by name */
-	size_t nlabels;
+	struct series_labels labels; /* hostname + the user's labels, sorted by name */
 	int64_t period;
 	int64_t interval_start_real;
-	/* tracked processes: open addressing by pid */
-	struct proc_entry *procs;
-	size_t proc_cap, nprocs;
+	struct proctable procs; /* tracked processes */
 	/* map re-reads due after exec */
 	struct refresh_sched refresh;
 	/* metrics, written by the main thread, read by the metrics thread */
@@ -161,79 +151,23 @@ static int auto_service(struct agent *a, pid_t pid, const char *comm)
 
 /* --- processes ------------------------------------------------------------------------ */
 
-static struct proc_entry *proc_slot(struct agent *a, pid_t pid)
-{
-	size_t mask = a->proc_cap - 1;
-
-	for (size_t i = (size_t)pid * 2654435761u & mask;; i = (i + 1) & mask)
-		if (a->procs[i].pid == pid || a->procs[i].pid == 0)
-			return &a->procs[i];
-}
-
 static struct proc_entry *proc_get(struct agent *a, pid_t pid)
 {
-	struct proc_entry *e;
-
-	if (!a->proc_cap)
-		return NULL;
-	e = proc_slot(a, pid);
-	return e->pid == pid ? e : NULL;
-}
-
-static int proc_grow(struct agent *a)
-{
-	struct proc_entry *old = a->procs;
-	size_t old_cap = a->proc_cap;
-
-	a->proc_cap = old_cap ? old_cap * 2 : 1024;
-	a->procs = calloc(a->proc_cap, sizeof(*a->procs));
-	if (!a->procs) {
-		a->procs = old;
-		a->proc_cap = old_cap;
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < old_cap; i++)
-		if (old[i].pid)
-			*proc_slot(a, old[i].pid) = old[i];
-	free(old);
-	return 0;
+	return proctable_get(&a->procs, pid);
 }
 
 static struct proc_entry *proc_put(struct agent *a, pid_t pid, uint64_t cookie, uint32_t service)
 {
-	struct proc_entry *e;
+	struct proc_entry *e = proctable_put(&a->procs, pid, cookie, service);
 
-	if ((a->nprocs + 1) * 2 > a->proc_cap && proc_grow(a))
-		return NULL;
-	e = proc_slot(a, pid);
-	if (e->pid != pid)
-		a->nprocs++;
-	*e = (struct proc_entry){ .pid = pid, .cookie = cookie, .service = service };
-	atomic_store_explicit(&a->m_procs, a->nprocs, memory_order_relaxed);
+	atomic_store_explicit(&a->m_procs, a->procs.n, memory_order_relaxed);
 	return e;
 }
 
 static void proc_del(struct agent *a, pid_t pid)
 {
-	size_t mask = a->proc_cap - 1, i, j;
-	struct proc_entry *e = proc_get(a, pid);
-
-	if (!e)
-		return;
-	/* Backward-shift deletion keeps probe chains intact without tombstones. */
-	i = (size_t)(e - a->procs);
-	a->procs[i].pid = 0;
-	for (j = (i + 1) & mask; a->procs[j].pid; j = (j + 1) & mask) {
-		size_t home = (size_t)a->procs[j].pid * 2654435761u & mask;
-
-		if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
-			a->procs[i] = a->procs[j];
-			a->procs[j].pid = 0;
-			i = j;
-		}
-	}
-	a->nprocs--;
-	atomic_store_explicit(&a->m_procs, a->nprocs, memory_order_relaxed);
+	proctable_del(&a->procs, pid);
+	atomic_store_explicit(&a->m_procs, a->procs.n, memory_order_relaxed);
 }
 
 /* After exec, fork or dlopen: attach the allocator probes to libraries not seen yet. */
@@ -444,9 +378,9 @@ static void on_stack(void *ctx, const struct cpu_stack *s)
 /* Drops exited processes once their last samples are symbolized. */
 static void forget_exited(struct agent *a)
 {
-	for (size_t i = 0; i < a->proc_cap; i++) {
-		if (a->procs[i].pid && a->procs[i].exited) {
-			pid_t pid = a->procs[i].pid;
+	for (size_t i = 0; i < a->procs.cap; i++) {
+		if (a->procs.e[i].pid && a->procs.e[i].exited) {
+			pid_t pid = a->procs.e[i].pid;
 
 			symbolizer_forget(a->sym, pid);
 			cpu_collector_forget(a->cc, pid);
@@ -536,59 +470,6 @@ static void drain(struct agent *a)
 	}
 }
 
-static int make_upload(struct agent *a, const struct service_slot *svc,
-		       const struct profile_family *fam, struct stackagg_result *res, int64_t until,
-		       struct upload **ret)
-{
-	struct upload *u = calloc(1, sizeof(*u));
-	size_t n = 0;
-
-	if (!u)
-		return -ENOMEM;
-	u->labels = calloc(a->nlabels + 3, sizeof(*u->labels));
-	u->service = strdup(svc->name);
-	u->family = strdup(fam->family);
-	if (!u->labels || !u->service || !u->family)
-		goto nomem;
-	/* Sorted: "__delta__" < "__name__" < lowercase names. */
-	if (fam->delta_false) {
-		u->labels[n].name = strdup("__delta__");
-		u->labels[n++].value = strdup("false");
-	}
-	u->labels[n].name = strdup("__name__");
-	u->labels[n++].value = strdup(fam->name);
-	for (size_t i = 0; i < a->nlabels; i++) {
-		if (strcmp(a->labels[i].name, "service_name") > 0 &&
-		    (n == 0 || strcmp(u->labels[n - 1].name, "service_name") < 0)) {
-			u->labels[n].name = strdup("service_name");
-			u->labels[n++].value = strdup(svc->name);
-		}
-		u->labels[n].name = strdup(a->labels[i].name);
-		u->labels[n++].value = strdup(a->labels[i].value);
-	}
-	if (!n || strcmp(u->labels[n - 1].name, "service_name") < 0) {
-		u->labels[n].name = strdup("service_name");
-		u->labels[n++].value = strdup(svc->name);
-	}
-	u->nlabels = n;
-	for (size_t i = 0; i < n; i++)
-		if (!u->labels[i].name || !u->labels[i].value)
-			goto nomem;
-	u->pprof_gz = res->pprof_gz;
-	u->pprof_len = res->pprof_len;
-	u->svg = res->svg;
-	u->svg_len = res->svg_len;
-	res->pprof_gz = NULL;
-	res->svg = NULL;
-	u->from_ns = a->interval_start_real;
-	u->until_ns = until;
-	*ret = u;
-	return 0;
-nomem:
-	upload_free(u);
-	return -ENOMEM;
-}
-
 /* Encodes one aggregator as a profile of family fam and hands it to the sink. */
 static void submit_profile(struct agent *a, struct service_slot *svc, struct stackagg **agg,
 			   const struct profile_family *fam, const struct stackagg_profile *p,
@@ -611,7 +492,7 @@ static void submit_profile(struct agent *a, struct service_slot *svc, struct sta
 		atomic_fetch_add_explicit(&a->m_folded, res.folded, memory_order_relaxed);
 		log_debug("agent: %s: %zu cold stacks folded into [other]", svc->name, res.folded);
 	}
-	err = make_upload(a, svc, fam, &res, until, &u);
+	err = series_make_upload(&a->labels, svc->name, fam, &res, a->interval_start_real, until, &u);
 	stackagg_result_fini(&res);
 	if (err)
 		return;
@@ -783,87 +664,6 @@ static void collect_metrics(void *ctx, struct metrics_writer *w)
 }
 
 /* --- start-up ------------------------------------------------------------------------- */
-
-static int label_cmp(const void *x, const void *y)
-{
-	return strcmp(((const struct upload_label *)x)->name, ((const struct upload_label *)y)->name);
-}
-
-static int add_label(struct agent *a, const char *name, size_t name_len, const char *value)
-{
-	struct upload_label *nl;
-
-	for (size_t i = 0; i < a->nlabels; i++) {
-		if (strlen(a->labels[i].name) == name_len && !strncmp(a->labels[i].name, name, name_len)) {
-			free(a->labels[i].value); /* --label wins over EMBER_TAG_ (added first) */
-			a->labels[i].value = strdup(value);
-			return a->labels[i].value ? 0 : -ENOMEM;
-		}
-	}
-	nl = realloc(a->labels, (a->nlabels + 1) * sizeof(*nl));
-	if (!nl)
-		return -ENOMEM;
-	a->labels = nl;
-	a->labels[a->nlabels].name = strndup(name, name_len);
-	a->labels[a->nlabels].value = strdup(value);
-	if (!a->labels[a->nlabels].name || !a->labels[a->nlabels].value)
-		return -ENOMEM;
-	a->nlabels++;
-	return 0;
-}
-
-/* hostname, EMBER_TAG_<KEY>=VALUE (key lowercased), then --label KEY=VALUE. */
-static int setup_labels(struct agent *a)
-{
-	extern char **environ;
-
-	if (gethostname(a->hostname, sizeof(a->hostname) - 1))
-		snprintf(a->hostname, sizeof(a->hostname), "unknown");
-	if (add_label(a, "hostname", 8, a->hostname))
-		return -ENOMEM;
-	for (char **e = environ; *e; e++) {
-		const char *eq = strchr(*e, '=');
-		char key[256];
-		size_t len;
-
-		if (strncmp(*e, "EMBER_TAG_", 10) || !eq)
-			continue;
-		len = (size_t)(eq - *e) - 10;
-		if (len == 0 || len >= sizeof(key)) {
-			fprintf(stderr, "ember: invalid environment label %.*s\n", (int)(eq - *e), *e);
-			return -EINVAL;
-		}
-		for (size_t i = 0; i < len; i++)
-			key[i] = (char)tolower((unsigned char)(*e)[10 + i]);
-		key[len] = '\0';
-		if (!eq[1] || strspn(key, "abcdefghijklmnopqrstuvwxyz0123456789_.") != len ||
-		    isdigit((unsigned char)key[0]) || !strncmp(key, "__", 2) ||
-		    !strcmp(key, "service_name") || !strcmp(key, "hostname")) {
-			fprintf(stderr, "ember: invalid environment label %.*s: the name must match "
-					"[a-z_][a-z0-9_.]*, not start with __ nor be service_name or "
-					"hostname, and the value must not be empty\n",
-				(int)(eq - *e), *e);
-			return -EINVAL;
-		}
-		if (add_label(a, key, len, eq + 1))
-			return -ENOMEM;
-	}
-	for (size_t i = 0; i < a->cfg.labels.n; i++) {
-		const char *l = a->cfg.labels.v[i], *eq = strchr(l, '=');
-
-		if (add_label(a, l, (size_t)(eq - l), eq + 1))
-			return -ENOMEM;
-	}
-	/* __name__ + service_name (+ __delta__) + hostname + user labels */
-	if (a->nlabels + 3 > MAX_SERIES_LABELS) {
-		fprintf(stderr, "ember: invalid value for --label: %zu labels, but Pyroscope accepts at "
-				"most %d per series, %d of them Ember's own\n",
-			a->nlabels - 1, MAX_SERIES_LABELS, 4);
-		return -EINVAL;
-	}
-	qsort(a->labels, a->nlabels, sizeof(*a->labels), label_cmp);
-	return 0;
-}
 
 static int setup_sink(struct agent *a)
 {
@@ -1048,12 +848,8 @@ static void agent_free(struct agent *a)
 		stackagg_free(a->svc[i].gpu_agg);
 	}
 	free(a->svc);
-	for (size_t i = 0; i < a->nlabels; i++) {
-		free(a->labels[i].name);
-		free(a->labels[i].value);
-	}
-	free(a->labels);
-	free(a->procs);
+	series_labels_fini(&a->labels);
+	proctable_fini(&a->procs);
 	options_free(&a->cfg);
 	free(a);
 }
@@ -1138,7 +934,7 @@ static int agent_common(enum ember_command cmd, int argc, char **argv)
 	a->want_cpu = has_family(a->cfg.profiles, "cpu");
 
 
-	if (setup_labels(a) || preflight_check())
+	if (series_labels_init(&a->labels, &a->cfg.labels) || preflight_check())
 		goto out;
 	err = targets_new(&a->cfg.services, &a->targets);
 	if (err) {

@@ -21,6 +21,8 @@ add_library(ember_cli STATIC
   ${CMAKE_CURRENT_SOURCE_DIR}/refresh.c
   ${CMAKE_CURRENT_SOURCE_DIR}/fpdetect.c
   ${CMAKE_CURRENT_SOURCE_DIR}/unwmode.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/proctable.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/series.c
   ${CMAKE_CURRENT_SOURCE_DIR}/agent.c)
 target_compile_options(ember_cli PRIVATE ${EMBER_WARNINGS})
 target_include_directories(ember_cli PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})

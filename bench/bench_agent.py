@@ -8,7 +8,9 @@ agent selects the 3 services at 97 Hz (local sink, 15 s interval) while `perf re
 Reported: the agent's CPU (userspace utime+stime from /proc, plus the in-kernel time of its BPF
 programs from kernel.bpf_stats_enabled) as a share of the host (duration x CPUs), its RSS
 (start, max, end, growth per hour after the first minute), and perf's userspace CPU and RSS.
-Usage: sudo bench/bench_agent.py [--duration 600]
+perf's figure is its userspace only: its sampling and stack walks run in the kernel, in the
+interrupted tasks, and are not charged to it, whereas Ember's BPF time is measured and counted.
+Usage: sudo bench/bench_agent.py [--duration 600] [--unwind auto|fp|dwarf]
 """
 import argparse
 import json
@@ -45,6 +47,7 @@ def bpf_ns(prefix):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=600)
+    ap.add_argument("--unwind", default="auto", help="the agent's --unwind mode")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "agent.json"))
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -62,7 +65,8 @@ def main():
     subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=1"], check=True)
     agent = perf = None
     try:
-        agent = subprocess.Popen([os.path.join(BUILD, "ember"), "agent", "--output", os.path.join(tmp, "out"),
+        agent = subprocess.Popen([os.path.join(BUILD, "ember"), "agent", "--unwind", args.unwind,
+                                  "--output", os.path.join(tmp, "out"),
                                   "--service", "split=comm:cpu_split_fp", "--service", "work=comm:cpuwork",
                                   "--service", "demo=comm:demo_workload"], stderr=subprocess.DEVNULL)
         perf = subprocess.Popen(["perf", "record", "-q", "-a", "-g", "-F", "97", "-e", "cpu-clock", "-o",
@@ -89,7 +93,7 @@ def main():
     after1 = [r for t, r in rss if t >= 60] or [r for _, r in rss]
     growth = (after1[-1] - after1[0]) / max((t1 - t0 - 60) / 3600, 1e-9) if len(after1) > 1 else 0.0
     res = {
-        "duration_s": t1 - t0, "cpus": os.cpu_count(), "rate_hz": 97,
+        "duration_s": t1 - t0, "cpus": os.cpu_count(), "rate_hz": 97, "unwind": args.unwind,
         "agent_user_cpu_s": a1 - a0, "agent_bpf_cpu_s": (b1 - b0) / 1e9,
         "agent_cpu_share_pct": 100 * ((a1 - a0) + (b1 - b0) / 1e9) / host,
         "agent_rss_mb": {"start": rss[0][1], "max": max(r for _, r in rss), "end": rss[-1][1],
