@@ -15,6 +15,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "bpfutil.h"
 #include "alloc.skel.h"
 #include "log.h"
 #include "procmaps.h"
@@ -897,24 +898,7 @@ int alloc_collector_drain(struct alloc_collector *c, alloc_stack_fn fn, void *ct
 
 int alloc_collector_read_stats(struct alloc_collector *c, __u64 out[EMBER_ASTAT_MAX])
 {
-	int ncpus = libbpf_num_possible_cpus();
-	int fd = bpf_map__fd(c->skel->maps.alloc_stats);
-	__u64 *vals;
-
-	if (ncpus < 0)
-		return ncpus;
-	vals = calloc((size_t)ncpus, sizeof(*vals));
-	if (!vals)
-		return -ENOMEM;
-	for (__u32 i = 0; i < EMBER_ASTAT_MAX; i++) {
-		out[i] = 0;
-		if (bpf_map_lookup_elem(fd, &i, vals))
-			continue;
-		for (int cpu = 0; cpu < ncpus; cpu++)
-			out[i] += vals[cpu];
-	}
-	free(vals);
-	return 0;
+	return bpfutil_percpu_sum(bpf_map__fd(c->skel->maps.alloc_stats), EMBER_ASTAT_MAX, out);
 }
 
 bool alloc_collector_live_incomplete(struct alloc_collector *c)

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bpfutil.h"
 #include "cpu.skel.h"
 #include "unwind.h"
 #include "util.h"
@@ -569,24 +570,7 @@ void cpu_collector_dwarf_stats(struct cpu_collector *c, struct cpu_dwarf_stats *
 
 int cpu_collector_read_stats(struct cpu_collector *c, __u64 out[EMBER_STAT_MAX])
 {
-	int ncpus = libbpf_num_possible_cpus();
-	int fd = bpf_map__fd(c->skel->maps.stats);
-	__u64 *vals;
-
-	if (ncpus < 0)
-		return ncpus;
-	vals = calloc((size_t)ncpus, sizeof(*vals));
-	if (!vals)
-		return -ENOMEM;
-	for (__u32 i = 0; i < EMBER_STAT_MAX; i++) {
-		out[i] = 0;
-		if (bpf_map_lookup_elem(fd, &i, vals))
-			continue;
-		for (int cpu = 0; cpu < ncpus; cpu++)
-			out[i] += vals[cpu];
-	}
-	free(vals);
-	return 0;
+	return bpfutil_percpu_sum(bpf_map__fd(c->skel->maps.stats), EMBER_STAT_MAX, out);
 }
 
 int cpu_collector_prog_stats(struct cpu_collector *c, __u64 *ret_run_cnt, __u64 *ret_run_time_ns)

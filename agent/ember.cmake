@@ -11,6 +11,7 @@ add_library(ember_cli STATIC
   ${CMAKE_CURRENT_SOURCE_DIR}/options.c
   ${CMAKE_CURRENT_SOURCE_DIR}/targets.c
   ${CMAKE_CURRENT_SOURCE_DIR}/preflight.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/bpfutil.c
   ${CMAKE_CURRENT_SOURCE_DIR}/cpu_collector.c
   ${CMAKE_CURRENT_SOURCE_DIR}/cpuprof.c
   ${CMAKE_CURRENT_SOURCE_DIR}/alloc_collector.c
