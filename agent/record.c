@@ -369,7 +369,7 @@ int record_main(int argc, char **argv)
 	}
 	if (strcmp(r.cfg.profiles, "cpu") && strcmp(r.cfg.profiles, "alloc") &&
 	    strcmp(r.cfg.profiles, "cpu,alloc") && strcmp(r.cfg.profiles, "alloc,cpu")) {
-		fprintf(stderr, "ember: invalid value for --profiles: record supports cpu and alloc so far\n");
+		fprintf(stderr, "ember: invalid value for --profiles: record takes cpu and alloc; for gpu use ember run --profiles gpu\n");
 		status = 2;
 		goto out;
 	}
