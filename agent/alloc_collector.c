@@ -100,21 +100,6 @@ struct alloc_collector {
 	void *first_ctx;
 };
 
-static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
-{
-	char buf[1024];
-	size_t n;
-
-	if (level == LIBBPF_DEBUG || !log_enabled(LOG_DEBUG))
-		return 0;
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	n = strlen(buf);
-	if (n && buf[n - 1] == '\n')
-		buf[n - 1] = '\0';
-	log_debug("%s", buf);
-	return 0;
-}
-
 /* ---- sampling math ---- */
 
 double alloc_collector_weight(__u64 size, __u64 interval)
@@ -502,7 +487,7 @@ int alloc_collector_open(const struct alloc_collector_opts *opts, struct alloc_c
 	bool session = opts->mode == ALLOC_MODE_UPROBE && !opts->no_session;
 	int err;
 
-	libbpf_set_print(libbpf_log);
+	bpfutil_route_libbpf_log();
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;

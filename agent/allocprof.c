@@ -1,4 +1,5 @@
 #include "allocprof.h"
+#include "symframe.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -15,17 +16,6 @@ struct allocprof {
 	struct symbolizer *sym; /* of the drain in progress */
 	int64_t totals[4];
 };
-
-static void to_frame(const struct sym_info *si, uint64_t pc, struct stackagg_frame *f)
-{
-	f->name = si->name;
-	f->address = pc;
-	f->module = si->map_end > si->map_start ? si->module : NULL;
-	f->build_id = si->build_id;
-	f->map_start = si->map_start;
-	f->map_end = si->map_end;
-	f->map_pgoff = si->map_pgoff;
-}
 
 static bool in_preload_lib(const char *module)
 {
@@ -65,7 +55,7 @@ size_t allocprof_frames(struct symbolizer *sym, const struct alloc_stack *s,
 		if (leading && in_preload_lib(si.module))
 			continue;
 		leading = false;
-		to_frame(&si, pc, &frames[n++]);
+		symframe_from_sym(&si, pc, &frames[n++]);
 	}
 	if (!n) {
 		memset(&frames[0], 0, sizeof(frames[0]));

@@ -3,7 +3,12 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
 
 int bpfutil_percpu_sum(int map_fd, __u32 nkeys, __u64 *out)
 {
@@ -24,4 +29,24 @@ int bpfutil_percpu_sum(int map_fd, __u32 nkeys, __u64 *out)
 	}
 	free(vals);
 	return 0;
+}
+
+static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	char buf[1024];
+	size_t n;
+
+	if (level == LIBBPF_DEBUG || !log_enabled(LOG_DEBUG))
+		return 0;
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	n = strlen(buf);
+	if (n && buf[n - 1] == '\n')
+		buf[n - 1] = '\0';
+	log_debug("%s", buf);
+	return 0;
+}
+
+void bpfutil_route_libbpf_log(void)
+{
+	libbpf_set_print(libbpf_log);
 }

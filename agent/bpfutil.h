@@ -8,4 +8,7 @@
  * be read counts 0). Returns 0 or -errno. */
 int bpfutil_percpu_sum(int map_fd, __u32 nkeys, __u64 *out);
 
+/* Sends libbpf's messages to our log at debug level (the caller reports a failure once). */
+void bpfutil_route_libbpf_log(void);
+
 #endif

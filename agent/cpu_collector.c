@@ -3,7 +3,6 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <linux/perf_event.h>
 #include <stdlib.h>
@@ -72,22 +71,6 @@ static size_t stack_len(const __u64 *ips)
 	while (n < EMBER_MAX_STACK_DEPTH && ips[n])
 		n++;
 	return n;
-}
-
-/* libbpf's messages go to our log at debug level: the caller reports failures once. */
-static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
-{
-	char buf[1024];
-	size_t n;
-
-	if (level == LIBBPF_DEBUG || !log_enabled(LOG_DEBUG))
-		return 0;
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	n = strlen(buf);
-	if (n && buf[n - 1] == '\n')
-		buf[n - 1] = '\0';
-	log_debug("%s", buf);
-	return 0;
 }
 
 static int handle_event(void *ctx, void *data, size_t size)
@@ -283,7 +266,7 @@ int cpu_collector_open(const struct cpu_collector_opts *opts, struct cpu_collect
 	struct cpu_collector *c;
 	int err;
 
-	libbpf_set_print(libbpf_log);
+	bpfutil_route_libbpf_log();
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;

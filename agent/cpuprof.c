@@ -1,23 +1,7 @@
 #include "cpuprof.h"
+#include "symframe.h"
 
 #include <string.h>
-
-static void to_frame(const struct sym_info *si, uint64_t pc, struct stackagg_frame *f)
-{
-	f->name = si->name;
-	f->address = pc;
-	f->module = si->map_end > si->map_start ? si->module : NULL;
-	f->build_id = si->build_id;
-	f->map_start = si->map_start;
-	f->map_end = si->map_end;
-	f->map_pgoff = si->map_pgoff;
-}
-
-static void synthetic(struct stackagg_frame *f, const char *name)
-{
-	memset(f, 0, sizeof(*f));
-	f->name = name;
-}
 
 size_t cpuprof_frames(struct symbolizer *sym, const struct cpu_stack *s,
 		      struct stackagg_frame *frames)
@@ -33,7 +17,7 @@ size_t cpuprof_frames(struct symbolizer *sym, const struct cpu_stack *s,
 		uint64_t pc = i ? s->kstack[i] - 1 : s->kstack[i];
 
 		(void)symbolizer_kernel(sym, pc, &si);
-		to_frame(&si, pc, &frames[n++]);
+		symframe_from_sym(&si, pc, &frames[n++]);
 	}
 	if (s->ustack_len) {
 		(void)symbolizer_track(sym, pid);
@@ -44,19 +28,19 @@ size_t cpuprof_frames(struct symbolizer *sym, const struct cpu_stack *s,
 			uint64_t pc = (i || s->kstack_len) ? s->ustack[i] - 1 : s->ustack[i];
 
 			if (!same_process) {
-				synthetic(&frames[n], "[unknown]");
+				symframe_synthetic(&frames[n], "[unknown]");
 				frames[n++].address = pc;
 				continue;
 			}
 			(void)symbolizer_user(sym, pid, pc, &si);
-			to_frame(&si, pc, &frames[n++]);
+			symframe_from_sym(&si, pc, &frames[n++]);
 		}
 	} else if (s->key->user_stack_id != -1) {
-		synthetic(&frames[n++], "[lost user stack]");
+		symframe_synthetic(&frames[n++], "[lost user stack]");
 	}
 	if (s->truncated && s->ustack_len)
-		synthetic(&frames[n++], "[truncated]");
+		symframe_synthetic(&frames[n++], "[truncated]");
 	if (n == 0)
-		synthetic(&frames[n++], "[unknown]");
+		symframe_synthetic(&frames[n++], "[unknown]");
 	return n;
 }

@@ -196,7 +196,8 @@ static uint64_t cur_u64(struct cur *c)
 	return v;
 }
 
-static uint64_t cur_uleb(struct cur *c)
+/* LEB128: the value's bits, and (for the signed form) the bit count and the last byte. */
+static uint64_t cur_leb(struct cur *c, unsigned int *ret_shift, uint8_t *ret_last)
 {
 	uint64_t v = 0;
 	unsigned int shift = 0;
@@ -208,22 +209,26 @@ static uint64_t cur_uleb(struct cur *c)
 			v |= (uint64_t)(b & 0x7f) << shift;
 		shift += 7;
 	} while ((b & 0x80) && !c->bad);
+	*ret_shift = shift;
+	*ret_last = b;
 	return v;
+}
+
+static uint64_t cur_uleb(struct cur *c)
+{
+	unsigned int shift;
+	uint8_t last;
+
+	return cur_leb(c, &shift, &last);
 }
 
 static int64_t cur_sleb(struct cur *c)
 {
-	uint64_t v = 0;
-	unsigned int shift = 0;
-	uint8_t b;
+	unsigned int shift;
+	uint8_t last;
+	uint64_t v = cur_leb(c, &shift, &last);
 
-	do {
-		b = cur_u8(c);
-		if (shift < 64)
-			v |= (uint64_t)(b & 0x7f) << shift;
-		shift += 7;
-	} while ((b & 0x80) && !c->bad);
-	if (shift < 64 && (b & 0x40))
+	if (shift < 64 && (last & 0x40))
 		v |= ~0ull << shift;
 	return (int64_t)v;
 }
