@@ -29,7 +29,6 @@ size_t allocprof_frames(struct symbolizer *sym, const struct alloc_stack *s,
 {
 	pid_t pid = (pid_t)s->tgid;
 	bool same_process, leading = s->preload;
-	uint64_t start;
 	size_t n = 0;
 
 	if (!s->nips) {
@@ -37,8 +36,7 @@ size_t allocprof_frames(struct symbolizer *sym, const struct alloc_stack *s,
 		frames[0].name = "[lost user stack]";
 		return 1;
 	}
-	(void)symbolizer_track(sym, pid);
-	same_process = symbolizer_start_time(sym, pid, &start) == 0 && start == s->cookie;
+	same_process = symbolizer_holds(sym, pid, s->cookie);
 	for (size_t i = 0; i < s->nips && n < ALLOCPROF_MAX_FRAMES; i++) {
 		/* Uprobe mode takes the stack at the allocator's return: every PC is a return
 		 * address, PC - 1 lies in the call. Preload mode starts inside the library. */

@@ -7,7 +7,6 @@ size_t cpuprof_frames(struct symbolizer *sym, const struct cpu_stack *s,
 		      struct stackagg_frame *frames)
 {
 	pid_t pid = (pid_t)s->key->tgid;
-	uint64_t start;
 	bool same_process;
 	size_t n = 0;
 
@@ -20,8 +19,7 @@ size_t cpuprof_frames(struct symbolizer *sym, const struct cpu_stack *s,
 		symframe_from_sym(&si, pc, &frames[n++]);
 	}
 	if (s->ustack_len) {
-		(void)symbolizer_track(sym, pid);
-		same_process = symbolizer_start_time(sym, pid, &start) == 0 && start == s->key->cookie;
+		same_process = symbolizer_holds(sym, pid, s->key->cookie);
 		for (size_t i = 0; i < s->ustack_len; i++) {
 			struct sym_info si;
 			/* The first user frame is the leaf only when the sample hit user mode. */

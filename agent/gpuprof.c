@@ -35,9 +35,13 @@ size_t gpuprof_frames(struct symbolizer *sym, const struct gpu_sample *s,
 		nc = EMBER_GPU_MAX_FRAMES;
 	symframe_synthetic(&frames[n++], s->leaf);
 	if (np || nc) {
-		(void)symbolizer_track(sym, s->pid);
-		same = symbolizer_start_time(sym, s->pid, &start) == 0 &&
-		       (s->start_time == 0 || start == s->start_time);
+		if (s->start_time) {
+			same = symbolizer_holds(sym, s->pid, s->start_time);
+		} else {
+			/* Start time unknown: whatever process holds the pid now. */
+			(void)symbolizer_track(sym, s->pid);
+			same = symbolizer_start_time(sym, s->pid, &start) == 0;
+		}
 	}
 	if (nc && s->capture_pcs)
 		n += user_frames(sym, s->pid, same, s->capture_pcs, nc, &frames[n]);

@@ -543,6 +543,17 @@ int symbolizer_start_time(struct symbolizer *s, pid_t pid, uint64_t *ret_ticks)
 	return 0;
 }
 
+bool symbolizer_holds(struct symbolizer *s, pid_t pid, uint64_t start_time)
+{
+	struct proc *p = proc_find(s, pid);
+
+	if (p && p->start_time == start_time)
+		return true;
+	(void)symbolizer_track(s, pid);
+	p = proc_find(s, pid);
+	return p && p->start_time == start_time;
+}
+
 void symbolizer_forget(struct symbolizer *s, pid_t pid)
 {
 	proc_remove(s, pid);

@@ -53,6 +53,12 @@ void symbolizer_forget(struct symbolizer *s, pid_t pid);
  * symbolized with another process's maps. */
 int symbolizer_start_time(struct symbolizer *s, pid_t pid, uint64_t *ret_ticks);
 
+/* Does the capture held for pid belong to the process that started at start_time (a BPF target
+ * cookie)? Reads /proc only when no capture is held or the held one started at another time
+ * (the pid may have been reused by a process not tracked yet). The per-sample check of the
+ * frame builders. */
+bool symbolizer_holds(struct symbolizer *s, pid_t pid, uint64_t start_time);
+
 /* Symbolizes a user PC of pid. For return addresses (every frame but the leaf) pass pc - 1 so
  * that a call at the very end of a function is attributed to the caller. Tracks pid first if
  * needed; an address outside every known mapping triggers one refresh. Always fills ret
