@@ -449,12 +449,15 @@ static int take_counts(struct cpu_collector *c, int fd)
 static void clear_stacks(int fd)
 {
 	__u32 k, next;
+	bool more = bpf_map_get_next_key(fd, NULL, &k) == 0;
 
-	/* Deleting the key just returned keeps get_next_key(NULL) moving forward. */
-	while (bpf_map_get_next_key(fd, NULL, &next) == 0) {
-		k = next;
+	/* The next id is taken before k goes: a stack map restarts its scan at bucket 0 for a
+	 * key it no longer holds, which would make clearing quadratic in the map's size. */
+	while (more) {
+		more = bpf_map_get_next_key(fd, &k, &next) == 0;
 		if (bpf_map_delete_elem(fd, &k))
 			break;
+		k = next;
 	}
 }
 

@@ -437,6 +437,8 @@ int record_main(int argc, char **argv)
 		fprintf(stderr, "ember: cannot create the symbolizer: %s\n", strerror(-err));
 		goto out;
 	}
+	if (r.want_cpu)
+		(void)symbolizer_load_kernel(r.sym);
 	if (r.child)
 		snprintf(title, sizeof(title), "CPU: %s", r.cfg.cmd_argv[0]);
 	else if (r.watch_pid)

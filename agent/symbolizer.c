@@ -652,15 +652,21 @@ int symbolizer_user(struct symbolizer *s, pid_t pid, uint64_t pc, struct sym_inf
 	return 0;
 }
 
+int symbolizer_load_kernel(struct symbolizer *s)
+{
+	if (!s->ks_tried) {
+		s->ks_tried = true;
+		s->ks_err = ksyms_load("/proc/kallsyms", &s->ks);
+	}
+	return s->ks_err;
+}
+
 int symbolizer_kernel(struct symbolizer *s, uint64_t pc, struct sym_info *ret)
 {
 	const char *name;
 
 	s->lookups++;
-	if (!s->ks_tried) {
-		s->ks_tried = true;
-		s->ks_err = ksyms_load("/proc/kallsyms", &s->ks);
-	}
+	(void)symbolizer_load_kernel(s);
 	memset(ret, 0, sizeof(*ret));
 	ret->module = KERNEL_MODULE;
 	if (s->ks_err) {

@@ -68,6 +68,11 @@ int symbolizer_user(struct symbolizer *s, pid_t pid, uint64_t pc, struct sym_inf
 /* Symbolizes a kernel PC. Always fills ret; returns 0 or -ENOENT when kallsyms is unreadable. */
 int symbolizer_kernel(struct symbolizer *s, uint64_t pc, struct sym_info *ret);
 
+/* Reads /proc/kallsyms now rather than at the first kernel frame (tens of milliseconds of
+ * the kernel's time): collectors call it at start, so that cost is paid with the rest of
+ * start-up instead of in the middle of a recording. Idempotent; 0 or -errno. */
+int symbolizer_load_kernel(struct symbolizer *s);
+
 void symbolizer_get_stats(const struct symbolizer *s, struct symbolizer_stats *ret_stats);
 
 #endif

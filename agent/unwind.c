@@ -1377,6 +1377,7 @@ int unwind_stack(struct unwinder *u, pid_t pid, uint64_t start_time,
 
 	ret_pcs[n++] = regs->ip;
 	prev_sp = regs->sp;
+	unwind_skip_sigmask = true;
 	ret = unw_init_remote(&cursor, p->as, &ctx);
 	if (ret < 0) {
 		log_debug("unwind: pid %d: unw_init_remote: %s", (int)pid, unw_strerror(ret));
@@ -1403,6 +1404,7 @@ int unwind_stack(struct unwinder *u, pid_t pid, uint64_t start_time,
 		prev_sp = sp;
 	}
 done:
+	unwind_skip_sigmask = false;
 	if (ctx.mem_fault)
 		u->stats.mem_faults++;
 	u->stats.unwinds++;

@@ -5,6 +5,7 @@
  * root. Also prints the cost of one unwind of a 16 KiB snapshot (a number, not a check). */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,6 +133,35 @@ static void measure(void)
 		(unsigned long long)st.frames, (unsigned long long)st.modules);
 }
 
+/* unwind_sigmask.c: libc's sigprocmask everywhere but inside libunwind on an unwinding
+ * thread, where libunwind's block/restore pairs become no-ops. */
+static bool blocked(int sig)
+{
+	sigset_t cur;
+
+	return pthread_sigmask(SIG_SETMASK, NULL, &cur) == 0 && sigismember(&cur, sig) == 1;
+}
+
+static void check_sigmask(void)
+{
+	sigset_t one, old;
+
+	sigemptyset(&one);
+	sigaddset(&one, SIGUSR2);
+	CHECK(!unwind_skip_sigmask);
+	CHECK_INT(sigprocmask(SIG_BLOCK, &one, &old), 0);
+	CHECK(blocked(SIGUSR2));
+	CHECK(sigismember(&old, SIGUSR2) == 0);
+	CHECK_INT(sigprocmask(SIG_SETMASK, &old, NULL), 0);
+	CHECK(!blocked(SIGUSR2));
+	CHECK_INT(sigprocmask(-1, &one, NULL), -1);
+	CHECK_INT(errno, EINVAL);
+	unwind_skip_sigmask = true;
+	CHECK_INT(sigprocmask(SIG_BLOCK, &one, &old), 0);
+	unwind_skip_sigmask = false;
+	CHECK(!blocked(SIGUSR2));
+}
+
 int main(void)
 {
 	pthread_attr_t attr;
@@ -158,6 +188,8 @@ int main(void)
 	print_frames("qsort chain", &f);
 	check_chain(&f, "chain_c", "chain_cmp", "chain_b", "chain_a");
 	measure();
+	/* unwind_stack() hands masking back when it returns */
+	check_sigmask();
 
 	/* a 256-byte snapshot ends inside libc: truncated, and the leaf is still there */
 	CHECK_INT(unwind_snapshot(256, &f), 0);
