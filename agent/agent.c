@@ -971,8 +971,6 @@ static int agent_common(enum ember_command cmd, int argc, char **argv)
 		status = 1;
 		goto out;
 	}
-	if (a->want_cpu)
-		(void)symbolizer_load_kernel(a->sym);
 	a->period = NS / a->cfg.sample_rate;
 	copts.sample_rate = (unsigned)a->cfg.sample_rate;
 	copts.dwarf_all = !strcmp(a->cfg.unwind, "dwarf");

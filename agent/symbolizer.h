@@ -69,8 +69,9 @@ int symbolizer_user(struct symbolizer *s, pid_t pid, uint64_t pc, struct sym_inf
 int symbolizer_kernel(struct symbolizer *s, uint64_t pc, struct sym_info *ret);
 
 /* Reads /proc/kallsyms now rather than at the first kernel frame (tens of milliseconds of
- * the kernel's time): collectors call it at start, so that cost is paid with the rest of
- * start-up instead of in the middle of a recording. Idempotent; 0 or -errno. */
+ * the kernel's time, ~5 MB): `record` calls it at start, so that cost is paid with the rest
+ * of start-up instead of in the middle of a recording. The agent does not: a host of pure
+ * user-space loops may never need it. Idempotent; 0 or -errno. */
 int symbolizer_load_kernel(struct symbolizer *s);
 
 void symbolizer_get_stats(const struct symbolizer *s, struct symbolizer_stats *ret_stats);
