@@ -1363,8 +1363,8 @@ int unwind_stack(struct unwinder *u, pid_t pid, uint64_t start_time,
 		if (!p->as)
 			return -ENOMEM;
 		/* Global: Debian's libunwind maps the per-thread policy to it anyway, and no
-		 * cache costs more (libunwind masks signals around its memory pools and cache,
-		 * ~13 sigprocmask calls per sample with the cache, ~26 without). */
+		 * cache costs more (twice the memory-pool work, and twice the signal-masking
+		 * calls that unwind_sigmask.c turns into no-ops). */
 		unw_set_caching_policy(p->as, UNW_CACHE_GLOBAL);
 		unw_set_cache_size(p->as, AS_CACHE_SIZE, 0);
 	}

@@ -62,6 +62,7 @@ void unwind_refresh(struct unwinder *u, pid_t pid);
 /* Set by unwind_stack() on its thread while libunwind runs: the sigprocmask defined in
  * unwind_sigmask.c then does nothing (see there why that is safe). */
 extern __thread bool unwind_skip_sigmask;
+
 /* Drops pid's mappings (at exit). Modules stay cached until the cache is full. */
 void unwind_forget(struct unwinder *u, pid_t pid);
 
