@@ -11,6 +11,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -775,6 +776,20 @@ static int setup_alloc(struct agent *a)
 		return err;
 	}
 	alloc_collector_on_first_sample(a->ac, on_alloc_first_sample, a);
+	if (a->auto_services) {
+		char lib[PATH_MAX];
+
+		/* Our own copy of the library, the one a service on this host preloads: its probes
+		 * are armed for every process before any maps it. Copies elsewhere (inside a
+		 * container image) are attached per process when one execs with them. */
+		err = allocprof_preload_path(lib, sizeof(lib));
+		if (!err)
+			err = alloc_collector_attach_everyone(a->ac, lib);
+		if (err)
+			log_warn("alloc: cannot arm libember_alloc.so for every process (%s); "
+				 "processes that preload it are attached when they start",
+				 strerror(-err));
+	}
 	return 0;
 }
 
@@ -1051,7 +1066,20 @@ static int agent_common(enum ember_command cmd, int argc, char **argv)
 			wait = 100 * 1000000LL; /* notice the command's exit promptly */
 		if (due >= 0 && wait > due * 1000000LL)
 			wait = due * 1000000LL;
-		n = cpu_collector_poll(a->cc, wait > 0 ? (int)(wait / 1000000) + 1 : 0, on_event, a);
+		if (a->ac) {
+			/* Sampled allocations wake the loop too: a short-lived process's maps are
+			 * read while it still runs. */
+			struct pollfd pf[2] = {
+				{ .fd = cpu_collector_epoll_fd(a->cc), .events = POLLIN },
+				{ .fd = alloc_collector_epoll_fd(a->ac), .events = POLLIN },
+			};
+
+			if (poll(pf, 2, wait > 0 ? (int)(wait / 1000000) + 1 : 0) < 0 && errno != EINTR)
+				log_warn("agent: poll: %s", strerror(errno));
+			n = cpu_collector_poll(a->cc, 0, on_event, a);
+		} else {
+			n = cpu_collector_poll(a->cc, wait > 0 ? (int)(wait / 1000000) + 1 : 0, on_event, a);
+		}
 		if (n < 0 && n != -EINTR) {
 			log_error("agent: event poll failed: %s", strerror(-n));
 			break;

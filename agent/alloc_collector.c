@@ -90,6 +90,10 @@ struct alloc_collector {
 	size_t ntargets;
 	struct libinfo *libs;
 	size_t nlibs;
+	/* Preload mode: the library attached for every process that maps it (dev 0: none). */
+	struct attachment everyone;
+	__u32 untargeted_tgid; /* the last process seen without a target */
+	__u64 untargeted_cookie;
 	/* Samples of the current interval, and live ones (open addressing by id). */
 	struct rec *fresh;
 	size_t nfresh, capfresh;
@@ -418,12 +422,19 @@ static int handle_sample(void *ctx, void *data, size_t size)
 		t->sampled = true;
 		if (c->first_fn)
 			c->first_fn(c->first_ctx, t->pid);
+	} else if (!t && (e->tgid != c->untargeted_tgid || e->cookie != c->untargeted_cookie)) {
+		/* A process the library was armed for before anyone named it: its maps now,
+		 * while it is alive. */
+		c->untargeted_tgid = e->tgid;
+		c->untargeted_cookie = e->cookie;
+		if (c->first_fn)
+			c->first_fn(c->first_ctx, (pid_t)e->tgid);
 	}
 	r.id = e->id;
 	r.size = e->size;
 	r.interval = e->interval ? e->interval : c->interval;
 	r.tgid = e->tgid;
-	r.cookie = t ? t->cookie : 0;
+	r.cookie = e->cookie ? e->cookie : t ? t->cookie : 0;
 	r.preload = e->flags & EMBER_ALLOC_EV_PRELOAD;
 	if (e->ustack_len > 0) {
 		r.nips = (__u32)((size_t)e->ustack_len / sizeof(__u64));
@@ -463,6 +474,12 @@ static int open_skel(struct alloc_collector *c, const struct alloc_collector_opt
 	if (!c->skel)
 		return -errno;
 	c->skel->rodata->sample_interval = c->interval;
+	{
+		long ticks = sysconf(_SC_CLK_TCK);
+
+		c->skel->rodata->ns_per_tick = ticks > 0 ? 1000000000ULL / (unsigned long long)ticks
+						 : 10000000ULL;
+	}
 	if (opts->live_entries)
 		(void)bpf_map__set_max_entries(c->skel->maps.live, opts->live_entries);
 	if (opts->mode == ALLOC_MODE_PRELOAD) {
@@ -552,6 +569,8 @@ void alloc_collector_free(struct alloc_collector *c)
 	for (size_t i = 0; i < c->ntargets; i++)
 		target_fini(&c->targets[i]);
 	free(c->targets);
+	if (c->everyone.nlinks)
+		detach(&c->everyone);
 	ring_buffer__free(c->rb);
 	alloc_bpf__destroy(c->skel);
 	for (size_t i = 0; i < c->nfresh; i++)
@@ -680,8 +699,9 @@ static int attach_file(struct alloc_collector *c, struct target *t, const char *
 			return -ENOMEM;
 		if (!li->nprobes)
 			return 0;
-	} else if (!is_preload_lib(shown)) {
-		return 0;
+	} else if (!is_preload_lib(shown) ||
+		   (c->everyone.nlinks && c->everyone.dev == st.st_dev && c->everyone.ino == st.st_ino)) {
+		return 0; /* not the library, or attached for every process already */
 	}
 	grown = reallocarray(t->att, t->natt + 1, sizeof(*t->att));
 	if (!grown)
@@ -740,6 +760,30 @@ static struct target *get_target(struct alloc_collector *c, pid_t tgid, __u64 co
 	}
 	t->dead = false;
 	return t;
+}
+
+int alloc_collector_attach_everyone(struct alloc_collector *c, const char *path)
+{
+	struct stat st;
+	int err;
+
+	if (c->mode != ALLOC_MODE_PRELOAD)
+		return -EINVAL;
+	if (c->everyone.nlinks)
+		return -EALREADY;
+	if (stat(path, &st))
+		return -errno;
+	c->everyone.dev = st.st_dev;
+	c->everyone.ino = st.st_ino;
+	c->everyone.link_fd = -1;
+	err = attach_usdt(c, &c->everyone, -1, path);
+	if (err) {
+		detach(&c->everyone);
+		memset(&c->everyone, 0, sizeof(c->everyone));
+		return err;
+	}
+	log_debug("alloc: attached to %s for every process that maps it", path);
+	return 0;
 }
 
 int alloc_collector_attach_path(struct alloc_collector *c, pid_t tgid, __u64 cookie,
@@ -879,6 +923,11 @@ int alloc_collector_drain(struct alloc_collector *c, alloc_stack_fn fn, void *ct
 	free(stale);
 	live_sweep(c);
 	return calls;
+}
+
+int alloc_collector_epoll_fd(struct alloc_collector *c)
+{
+	return ring_buffer__epoll_fd(c->rb);
 }
 
 int alloc_collector_read_stats(struct alloc_collector *c, __u64 out[EMBER_ASTAT_MAX])

@@ -55,6 +55,13 @@ const char *alloc_collector_mode_name(const struct alloc_collector *c);
  * nothing new), -ENOENT when it maps no allocator (preload: the library is not loaded yet),
  * -ESRCH when it is gone, or -errno. */
 int alloc_collector_add_target(struct alloc_collector *c, pid_t tgid, __u64 cookie);
+/* Preload mode: attaches to libember_alloc.so at path for every process that maps it, now or
+ * later, so that no process's first allocations wait for the agent to notice it. Events of
+ * processes no target names still carry their pid and start time. Per-process attachments to
+ * the same file are skipped from then on (they would count each sample twice). 0 or -errno. */
+int alloc_collector_attach_everyone(struct alloc_collector *c, const char *path);
+/* A descriptor that polls readable when sampled allocations wait in the ring buffer. */
+int alloc_collector_epoll_fd(struct alloc_collector *c);
 /* Attaches to the file at path (a host path) for pid even if pid does not map it yet, e.g.
  * libember_alloc.so for a command about to exec with it preloaded: the probes arm when the
  * process maps the file. Returns 1, 0 if already attached, or -errno. */

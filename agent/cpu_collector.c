@@ -412,6 +412,11 @@ int cpu_collector_remove_target(struct cpu_collector *c, pid_t tgid)
 	return 0;
 }
 
+int cpu_collector_epoll_fd(struct cpu_collector *c)
+{
+	return ring_buffer__epoll_fd(c->rb);
+}
+
 int cpu_collector_poll(struct cpu_collector *c, int timeout_ms, cpu_event_fn fn, void *ctx)
 {
 	int n;

@@ -54,6 +54,9 @@ typedef void (*cpu_event_fn)(void *ctx, const struct ember_event *e);
 /* Waits up to timeout_ms for process events and calls fn for each. Returns the number of
  * events, 0 on timeout, or -errno (-EINTR when interrupted by a signal). */
 int cpu_collector_poll(struct cpu_collector *c, int timeout_ms, cpu_event_fn fn, void *ctx);
+/* A descriptor that polls readable when process events or snapshots wait (to wait on it
+ * together with other sources, then call cpu_collector_poll with timeout 0). */
+int cpu_collector_epoll_fd(struct cpu_collector *c);
 
 /* One counted stack. Stacks are leaf first; ustack is NULL/0 when the user stack was lost
  * (key->user_stack_id < 0), kstack NULL/0 for a sample taken in user mode. */

@@ -31,6 +31,7 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* Knobs set by userspace before load. */
 const volatile __u64 sample_interval = ALLOC_SAMPLE_DEFAULT_BYTES; /* mean bytes between samples */
+const volatile __u64 ns_per_tick = 10000000; /* NSEC_PER_SEC / sysconf(_SC_CLK_TCK) */
 
 /* Session-uprobe kfuncs (kernel >= 6.13); only the session program calls them. */
 extern bool bpf_session_is_return(void) __ksym __weak;
@@ -137,6 +138,9 @@ static __always_inline void record(void *ctx, __u64 addr, __u64 size, __u64 inte
 	e->id = v.id;
 	e->interval = interval;
 	e->pad = 0;
+	/* Which process, not only which pid: probes attached for every process that maps the
+	 * preload library fire before the agent has heard of the process. */
+	e->cookie = BPF_CORE_READ(bpf_get_current_task_btf(), group_leader, start_boottime) / ns_per_tick;
 	n = bpf_get_stack(ctx, e->ips, sizeof(e->ips), BPF_F_USER_STACK);
 	e->ustack_len = (__s32)n;
 	if (n < 0)

@@ -151,9 +151,10 @@ struct ember_alloc_event {
 	__u64 interval;   /* mean sampling interval in bytes that selected it */
 	__s32 ustack_len; /* bytes of ips filled, or negative errno (stack lost) */
 	__u32 pad;
+	__u64 cookie;     /* the process's start time in clock ticks (as ember_target.cookie) */
 	__u64 ips[EMBER_MAX_STACK_DEPTH]; /* user stack, innermost first */
 };
-_Static_assert(sizeof(struct ember_alloc_event) == 48 + 8 * EMBER_MAX_STACK_DEPTH,
+_Static_assert(sizeof(struct ember_alloc_event) == 56 + 8 * EMBER_MAX_STACK_DEPTH,
 	       "ember_alloc_event layout");
 
 /* Per-CPU counters (array map `alloc_stats`), indexed by this enum. */

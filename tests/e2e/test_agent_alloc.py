@@ -1,6 +1,7 @@
 """The agent's memory family: with --service, uprobe mode on the selected service; without
 --service, preload mode for the processes that preload libember_alloc.so. The receiver gets
 __name__=memory, __delta__=false and the four memory types, next to process_cpu."""
+import json
 import os
 import subprocess
 import tempfile
@@ -52,10 +53,19 @@ with tempfile.TemporaryDirectory() as tmp:
     agent = Agent(["--server", rcv.url, "--interval", "2", "--profiles", "cpu,alloc"])
     time.sleep(1.5)
     env = dict(os.environ, LD_PRELOAD=os.path.join(BUILD, "libember_alloc.so"))
-    subprocess.run([FIX, "leak", "512"], stdout=subprocess.DEVNULL, env=env, check=True)
+    # ~50 ms from exec to exit: the probes must be armed before the agent hears of it.
+    out = subprocess.run([FIX, "leak", "512"], stdout=subprocess.PIPE, text=True, env=env, check=True).stdout
+    truth = json.loads(out)
     wait_for(lambda: memory_series(rcv, "alloc_sites"), 10)
     time.sleep(2.5)
     agent.stop()
-    check("preload mode (no --service)", memory_series(rcv, "alloc_sites"))
+    series = memory_series(rcv, "alloc_sites")
+    check("preload mode (no --service)", series)
+    total = sum(smp["values"][[t for t, _ in x["profile"]["sample_types"]].index("alloc_space")]
+                for x in series for smp in x["profile"]["samples"])
+    real = truth["site_alpha"] + truth["site_beta"] + truth["site_leak"]
+    c.check(abs(total / real - 1) <= 0.10,
+            f"preload mode: a short-lived process's allocations all counted: alloc_space {total} "
+            f"vs {real} allocated (within 10%)")
     rcv.stop()
 c.done()
