@@ -114,7 +114,9 @@ with tempfile.TemporaryDirectory() as tmp:
         c.check("early_spin" in fe and not fe & {"hot_alpha", "hot_beta", "hot_gamma", "run_round"},
                 "pid reuse: the exited process's service holds none of the newcomer's frames")
         c.check("hot_alpha" in fr and "early_spin" not in fr,
-                "pid reuse: the newcomer's samples are its own")
+                f"pid reuse: the newcomer's samples are its own ({len(svc.get('reuser', []))} profiles; "
+                f"hot_alpha {'in' if 'hot_alpha' in fr else 'missing'}, early_spin "
+                f"{'present' if 'early_spin' in fr else 'absent'}; {sorted(fr)[:12]})")
     finally:
         for p in procs:
             p.kill()
