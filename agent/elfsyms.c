@@ -13,9 +13,8 @@
 #include <unistd.h>
 
 #include "demangle.h"
+#include "elffile.h"
 #include "log.h"
-
-#define DEBUG_DIR "/usr/lib/debug"
 
 struct elfsym {
 	uint64_t addr;
@@ -55,16 +54,6 @@ struct raw_vec {
 	size_t nr, cap;
 };
 
-static void elf_init_once(void)
-{
-	static bool done;
-
-	if (!done) {
-		(void)elf_version(EV_CURRENT);
-		done = true;
-	}
-}
-
 /* libelf reports errors through elf_errno(): translated here, once. */
 static int elf_err(const char *what)
 {
@@ -88,94 +77,6 @@ static int raw_push(struct raw_vec *vec, const struct raw_sym *s)
 	}
 	vec->v[vec->nr++] = *s;
 	return 0;
-}
-
-static void hex_encode(const unsigned char *in, size_t len, char *out, size_t size)
-{
-	static const char digits[] = "0123456789abcdef";
-	size_t i;
-
-	for (i = 0; i < len && 2 * i + 2 < size; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 0xf];
-	}
-	out[2 * i] = '\0';
-}
-
-/* Looks for NT_GNU_BUILD_ID in one note blob. */
-static bool note_build_id(Elf_Data *data, char *buf, size_t size)
-{
-	size_t off = 0, name_off, desc_off;
-	GElf_Nhdr nhdr;
-
-	while (data && off < data->d_size &&
-	       (off = gelf_getnote(data, off, &nhdr, &name_off, &desc_off)) > 0) {
-		if (nhdr.n_type == NT_GNU_BUILD_ID && nhdr.n_namesz == sizeof("GNU") &&
-		    !memcmp((char *)data->d_buf + name_off, "GNU", sizeof("GNU")) && nhdr.n_descsz &&
-		    nhdr.n_descsz <= (ELFSYMS_BUILD_ID_MAX - 1) / 2) {
-			hex_encode((unsigned char *)data->d_buf + desc_off, nhdr.n_descsz, buf, size);
-			return true;
-		}
-	}
-	return false;
-}
-
-/* Build-id from SHT_NOTE sections (present in debug files too), else from PT_NOTE segments. */
-static int elf_build_id(Elf *e, char *buf, size_t size)
-{
-	Elf_Scn *scn = NULL;
-	GElf_Shdr shdr;
-	size_t nph = 0;
-
-	while ((scn = elf_nextscn(e, scn))) {
-		if (!gelf_getshdr(scn, &shdr) || shdr.sh_type != SHT_NOTE)
-			continue;
-		if (note_build_id(elf_getdata(scn, NULL), buf, size))
-			return 0;
-	}
-	if (elf_getphdrnum(e, &nph))
-		return -ENOENT;
-	for (size_t i = 0; i < nph; i++) {
-		GElf_Phdr ph;
-
-		if (!gelf_getphdr(e, (int)i, &ph) || ph.p_type != PT_NOTE)
-			continue;
-		if (note_build_id(elf_getdata_rawchunk(e, (int64_t)ph.p_offset, ph.p_filesz, ELF_T_NHDR),
-				  buf, size))
-			return 0;
-	}
-	return -ENOENT;
-}
-
-static Elf_Scn *find_section(Elf *e, Elf64_Word type, const char *name)
-{
-	Elf_Scn *scn = NULL;
-	size_t shstrndx;
-	GElf_Shdr shdr;
-
-	if (name && elf_getshdrstrndx(e, &shstrndx))
-		return NULL;
-	while ((scn = elf_nextscn(e, scn))) {
-		const char *n;
-
-		if (!gelf_getshdr(scn, &shdr) || shdr.sh_type != type)
-			continue;
-		if (!name)
-			return scn;
-		n = elf_strptr(e, shstrndx, shdr.sh_name);
-		if (n && !strcmp(n, name))
-			return scn;
-	}
-	return NULL;
-}
-
-/* True if e has a .symtab with content (a debug file or an unstripped binary). */
-static bool has_symtab(Elf *e)
-{
-	Elf_Scn *scn = find_section(e, SHT_SYMTAB, NULL);
-	GElf_Shdr shdr;
-
-	return scn && gelf_getshdr(scn, &shdr) && shdr.sh_size > 0;
 }
 
 /* Appends the function symbols of every section of type (SHT_SYMTAB or SHT_DYNSYM). */
@@ -302,198 +203,26 @@ static int load_segments(struct elfsyms *es, Elf *e)
 	return 0;
 }
 
-/* CRC-32 as .gnu_debuglink stores it (the zlib polynomial, reflected). */
-static uint32_t crc32_update(uint32_t crc, const unsigned char *p, size_t n)
-{
-	static uint32_t table[256];
-	static bool ready;
-
-	if (!ready) {
-		for (uint32_t i = 0; i < 256; i++) {
-			uint32_t c = i;
-
-			for (int k = 0; k < 8; k++)
-				c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
-			table[i] = c;
-		}
-		ready = true;
-	}
-	crc = ~crc;
-	while (n--)
-		crc = table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-	return ~crc;
-}
-
-static int file_crc32(int fd, uint32_t *ret_crc)
-{
-	unsigned char buf[65536];
-	uint32_t crc = 0;
-	off_t off = 0;
-	ssize_t n;
-
-	while ((n = pread(fd, buf, sizeof(buf), off)) > 0) {
-		crc = crc32_update(crc, buf, (size_t)n);
-		off += n;
-	}
-	if (n < 0)
-		return -errno;
-	*ret_crc = crc;
-	return 0;
-}
-
-/* A candidate debug file, open and checked. */
-struct debug_file {
-	int fd;
-	Elf *elf;
-	char *path;
-};
-
-struct debug_want {
-	const char *build_id; /* required match when non-empty */
-	bool check_crc;
-	uint32_t crc;
-	dev_t self_dev;       /* the stripped file itself: never its own debug file */
-	ino_t self_ino;
-};
-
-static int try_debug_file(const char *path, const struct debug_want *want, struct debug_file *ret)
-{
-	char bid[ELFSYMS_BUILD_ID_MAX] = "";
-	struct stat st;
-	uint32_t crc;
-	Elf *e = NULL;
-	int fd;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode) ||
-	    (st.st_dev == want->self_dev && st.st_ino == want->self_ino))
-		goto reject;
-	e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
-	if (!e || elf_kind(e) != ELF_K_ELF || !has_symtab(e))
-		goto reject;
-	if (want->build_id[0]) {
-		if (elf_build_id(e, bid, sizeof(bid)) || strcmp(bid, want->build_id)) {
-			log_debug("elfsyms: %s: build-id mismatch", path);
-			goto reject;
-		}
-	} else if (want->check_crc) {
-		if (file_crc32(fd, &crc) || crc != want->crc) {
-			log_debug("elfsyms: %s: debuglink CRC mismatch", path);
-			goto reject;
-		}
-	}
-	ret->fd = fd;
-	ret->elf = e;
-	ret->path = strdup(path);
-	if (!ret->path) {
-		elf_end(e);
-		close(fd);
-		return -ENOMEM;
-	}
-	return 0;
-reject:
-	if (e)
-		elf_end(e);
-	close(fd);
-	return -ENOENT;
-}
-
-/* Tries root + rel, then rel on the host when root is set. */
-static int try_debug_rooted(const char *root, const char *rel, const struct debug_want *want,
-			    struct debug_file *ret)
-{
-	char path[PATH_MAX];
-
-	if (root && *root) {
-		if (snprintf(path, sizeof(path), "%s%s", root, rel) < (int)sizeof(path) &&
-		    !try_debug_file(path, want, ret))
-			return 0;
-	}
-	return try_debug_file(rel, want, ret);
-}
-
-/* The debuglink name and CRC, if e has a .gnu_debuglink. */
-static bool read_debuglink(Elf *e, const char **ret_name, uint32_t *ret_crc)
-{
-	Elf_Scn *scn = find_section(e, SHT_PROGBITS, ".gnu_debuglink");
-	Elf_Data *data;
-	size_t len, crc_off;
-	uint32_t crc;
-
-	if (!scn || !(data = elf_getdata(scn, NULL)) || !data->d_size)
-		return false;
-	len = strnlen(data->d_buf, data->d_size);
-	crc_off = (len + 4) & ~(size_t)3;
-	if (!len || len == data->d_size || crc_off + 4 > data->d_size)
-		return false;
-	memcpy(&crc, (char *)data->d_buf + crc_off, 4);
-	/* the CRC is stored in the file's byte order */
-	if ((elf_getident(e, NULL)[EI_DATA] == ELFDATA2MSB) != (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__))
-		crc = __builtin_bswap32(crc);
-	*ret_name = data->d_buf;
-	*ret_crc = crc;
-	return true;
-}
-
-/* Finds the separate debug file of e: debuglink candidates first (as gdb and perf order them),
- * then the build-id path. */
-static int find_debug_file(Elf *e, int fd, const char *path, const char *root,
-			   const char *build_id, struct debug_file *ret)
-{
-	struct debug_want want = { .build_id = build_id };
-	const char *link;
-	char rel[PATH_MAX];
-	struct stat st;
-
-	if (fstat(fd, &st) == 0) {
-		want.self_dev = st.st_dev;
-		want.self_ino = st.st_ino;
-	}
-	if (path && path[0] == '/' && read_debuglink(e, &link, &want.crc) && !strchr(link, '/')) {
-		const char *slash = strrchr(path, '/');
-		int dlen = (int)(slash - path);
-		int n;
-
-		want.check_crc = true;
-		for (int i = 0; i < 3; i++) {
-			if (i == 0)
-				n = snprintf(rel, sizeof(rel), "%.*s/%s", dlen, path, link);
-			else if (i == 1)
-				n = snprintf(rel, sizeof(rel), "%.*s/.debug/%s", dlen, path, link);
-			else
-				n = snprintf(rel, sizeof(rel), DEBUG_DIR "%.*s/%s", dlen, path, link);
-			if (n < (int)sizeof(rel) && !try_debug_rooted(root, rel, &want, ret))
-				return 0;
-		}
-	}
-	if (build_id[0] && strlen(build_id) > 2) {
-		snprintf(rel, sizeof(rel), DEBUG_DIR "/.build-id/%.2s/%s.debug", build_id, build_id + 2);
-		if (!try_debug_rooted(root, rel, &want, ret))
-			return 0;
-	}
-	return -ENOENT;
-}
-
 static int load_elf(Elf *e, int fd, const char *path, const char *root, struct elfsyms *es)
 {
-	struct debug_file dbg = { .fd = -1 };
+	struct elffile_debug dbg = { .fd = -1 };
 	struct raw_vec vec = {};
+	struct stat st;
 	int err;
 
 	if (elf_kind(e) != ELF_K_ELF) {
 		log_debug("elfsyms: %s: not an ELF file", path ? path : "(memory)");
 		return -ENOEXEC;
 	}
-	if (elf_build_id(e, es->build_id, sizeof(es->build_id)))
+	if (elffile_build_id(e, es->build_id, sizeof(es->build_id)))
 		es->build_id[0] = '\0';
 	err = load_segments(es, e);
 	if (err)
 		return err;
-	if (has_symtab(e)) {
+	if (elffile_has_symtab(e)) {
 		err = collect_syms(e, SHT_SYMTAB, &vec);
-	} else if (fd >= 0 && !find_debug_file(e, fd, path, root, es->build_id, &dbg)) {
+	} else if (fd >= 0 && fstat(fd, &st) == 0 &&
+		   !elffile_find_debug(e, st.st_dev, st.st_ino, path, root, es->build_id, &dbg)) {
 		log_debug("elfsyms: %s: symbols from %s", path ? path : "?", dbg.path);
 		es->debug_path = dbg.path;
 		dbg.path = NULL;
@@ -505,11 +234,7 @@ static int load_elf(Elf *e, int fd, const char *path, const char *root, struct e
 	if (!err)
 		err = build_table(es, &vec);
 	free(vec.v);
-	if (dbg.elf)
-		elf_end(dbg.elf);
-	if (dbg.fd >= 0)
-		close(dbg.fd);
-	free(dbg.path);
+	elffile_debug_close(&dbg);
 	return err;
 }
 
@@ -519,7 +244,7 @@ int elfsyms_load_fd(int fd, const char *path, const char *root, struct elfsyms *
 	Elf *e;
 	int err;
 
-	elf_init_once();
+	elffile_init();
 	es = calloc(1, sizeof(*es));
 	if (!es)
 		return -ENOMEM;
@@ -545,7 +270,7 @@ int elfsyms_load_mem(const void *image, size_t size, struct elfsyms **ret_es)
 	Elf *e;
 	int err;
 
-	elf_init_once();
+	elffile_init();
 	es = calloc(1, sizeof(*es));
 	if (!es)
 		return -ENOMEM;
@@ -592,14 +317,14 @@ int elfsyms_read_build_id(int fd, char *buf, size_t size)
 	Elf *e;
 	int err;
 
-	elf_init_once();
+	elffile_init();
 	e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
 	if (!e)
 		return elf_err("elf_begin");
 	if (elf_kind(e) != ELF_K_ELF)
 		err = -ENOEXEC;
 	else
-		err = elf_build_id(e, buf, size);
+		err = elffile_build_id(e, buf, size);
 	elf_end(e);
 	return err;
 }

@@ -4,9 +4,9 @@
  * only executable ones: .eh_frame_hdr and .eh_frame usually sit in a read-only, non-executable
  * segment) sorted by address, a load bias per mapping, a pointer to a shared module, and its
  * own libunwind address space (the register-state cache is keyed by IP alone, so it must not
- * be shared between processes). A module is one ELF file mapped read-only with mmap (the page
- * cache holds it once for every process) plus what its program headers say: PT_LOADs,
- * PT_GNU_EH_FRAME. libunwind searches .eh_frame_hdr's binary-search table as an
+ * be shared between processes). A module is one ELF file mapped privately with mmap (the page
+ * cache holds it once for every process; nothing writes to it) plus what libelf reads from its
+ * program headers: PT_LOADs, PT_GNU_EH_FRAME; its build-id and debug files come from elffile. libunwind searches .eh_frame_hdr's binary-search table as an
  * UNW_INFO_FORMAT_REMOTE_TABLE, reading the table and the FDEs through access_mem, which reads
  * the module's file.
  *
@@ -44,6 +44,7 @@
 
 #include <libunwind.h>
 
+#include "elffile.h"
 #include "log.h"
 #include "procmaps.h"
 #include "util.h"
@@ -61,7 +62,6 @@ extern int UNW_OBJ(dwarf_search_unwind_table)(unw_addr_space_t as, unw_word_t ip
 #define AS_CACHE_SIZE 256
 /* Largest decompressed .debug_frame accepted. */
 #define DEBUG_FRAME_MAX (256u << 20)
-#define BUILD_ID_HEX_MAX 129
 
 /* Synthetic addresses of converted .debug_frame images: bias + SYNTH_BASE. Non-canonical for
  * any bias (user space ends below 2^56), and a multiple of 2^32 (see the top comment). */
@@ -87,17 +87,17 @@ struct load_seg {
 enum dbg_state { DBG_UNTRIED = 0, DBG_NONE, DBG_READY };
 
 struct umod {
-	char build_id[BUILD_ID_HEX_MAX]; /* "" when the file has none */
+	char build_id[ELFFILE_BUILD_ID_MAX]; /* "" when the file has none */
 	bool has_ident;
 	dev_t dev;
 	ino_t ino;
 	off_t fsize;
 	struct timespec mtime;
-	const uint8_t *data; /* the whole file, read-only */
+	const uint8_t *data; /* the whole file (or our copy of the vDSO) */
 	size_t size;
-	bool mapped;         /* data is ours to munmap (the vDSO's is not) */
+	bool mapped;         /* data is ours to munmap, else to free */
+	Elf *elf;            /* libelf over data */
 	char *path;          /* path as the first process saw it: finds debug files */
-	char *debuglink;     /* .gnu_debuglink name, or NULL */
 	struct load_seg *loads;
 	size_t nr_loads;
 	bool has_hdr;        /* usable .eh_frame_hdr */
@@ -318,168 +318,45 @@ static void ob_sleb(struct obuf *b, int64_t v)
 	}
 }
 
-/* ---- ELF images ---- */
-
-static bool elf_ehdr(const uint8_t *data, size_t size, Elf64_Ehdr *ret)
-{
-	if (size < sizeof(*ret))
-		return false;
-	memcpy(ret, data, sizeof(*ret));
-	return !memcmp(ret->e_ident, ELFMAG, SELFMAG) && ret->e_ident[EI_CLASS] == ELFCLASS64 &&
-	       ret->e_ident[EI_DATA] == ELFDATA2LSB;
-}
-
-static bool elf_phdr(const uint8_t *data, size_t size, const Elf64_Ehdr *eh, size_t i,
-		     Elf64_Phdr *ret)
-{
-	uint64_t off = eh->e_phoff + (uint64_t)i * eh->e_phentsize;
-
-	if (eh->e_phentsize < sizeof(*ret) || off > size || size - off < sizeof(*ret))
-		return false;
-	memcpy(ret, data + off, sizeof(*ret));
-	return true;
-}
-
-static bool elf_shdr(const uint8_t *data, size_t size, const Elf64_Ehdr *eh, size_t i,
-		     Elf64_Shdr *ret)
-{
-	uint64_t off = eh->e_shoff + (uint64_t)i * eh->e_shentsize;
-
-	if (!eh->e_shoff || eh->e_shentsize < sizeof(*ret) || off > size ||
-	    size - off < sizeof(*ret))
-		return false;
-	memcpy(ret, data + off, sizeof(*ret));
-	return true;
-}
-
-/* Finds section `name` with contents in the file; returns false if absent. */
-static bool elf_section(const uint8_t *data, size_t size, const char *name, Elf64_Shdr *ret)
-{
-	Elf64_Shdr strsh, sh;
-	Elf64_Ehdr eh;
-	size_t nlen = strlen(name);
-
-	if (!elf_ehdr(data, size, &eh) || !elf_shdr(data, size, &eh, eh.e_shstrndx, &strsh) ||
-	    strsh.sh_offset > size || size - strsh.sh_offset < strsh.sh_size)
-		return false;
-	for (size_t i = 1; i < eh.e_shnum; i++) {
-		if (!elf_shdr(data, size, &eh, i, &sh) || sh.sh_type == SHT_NOBITS ||
-		    sh.sh_name >= strsh.sh_size || strsh.sh_size - sh.sh_name <= nlen)
-			continue;
-		if (memcmp(data + strsh.sh_offset + sh.sh_name, name, nlen + 1))
-			continue;
-		if (sh.sh_offset > size || size - sh.sh_offset < sh.sh_size)
-			return false;
-		*ret = sh;
-		return true;
-	}
-	return false;
-}
-
-/* GNU build-id from the PT_NOTE segments, as lowercase hex ("" when none). */
-static void elf_build_id(const uint8_t *data, size_t size, const Elf64_Ehdr *eh, char *buf)
-{
-	Elf64_Phdr ph;
-
-	buf[0] = '\0';
-	for (size_t i = 0; i < eh->e_phnum; i++) {
-		struct cur c;
-		uint64_t align;
-
-		if (!elf_phdr(data, size, eh, i, &ph) || ph.p_type != PT_NOTE ||
-		    ph.p_offset > size || size - ph.p_offset < ph.p_filesz)
-			continue;
-		align = ph.p_align == 8 ? 8 : 4;
-		c = (struct cur){ data + ph.p_offset, data + ph.p_offset + ph.p_filesz, false };
-		while (!c.bad && c.p < c.end) {
-			uint32_t namesz = cur_u32(&c), descsz = cur_u32(&c), type = cur_u32(&c);
-			const uint8_t *name = c.p, *desc;
-
-			cur_take(&c, NULL, (namesz + align - 1) & ~(align - 1));
-			desc = c.p;
-			cur_take(&c, NULL, (descsz + align - 1) & ~(align - 1));
-			if (c.bad)
-				break;
-			if (type == NT_GNU_BUILD_ID && namesz == 4 && !memcmp(name, "GNU", 4) &&
-			    descsz && descsz <= 64) {
-				for (uint32_t j = 0; j < descsz; j++)
-					sprintf(buf + 2 * j, "%02x", desc[j]);
-				return;
-			}
-		}
-	}
-}
-
-/* Contents of section `name`, decompressed if SHF_COMPRESSED. *ret_owned tells whether the
- * caller frees *ret_buf. */
-static int elf_section_data(const uint8_t *data, size_t size, const char *name,
-			    const uint8_t **ret_buf, size_t *ret_len, bool *ret_owned)
-{
-	Elf64_Shdr sh;
-	Elf64_Chdr ch;
-	uLongf dlen;
-	uint8_t *out;
-
-	if (!elf_section(data, size, name, &sh))
-		return -ENOENT;
-	if (!(sh.sh_flags & SHF_COMPRESSED)) {
-		*ret_buf = data + sh.sh_offset;
-		*ret_len = sh.sh_size;
-		*ret_owned = false;
-		return 0;
-	}
-	if (sh.sh_size < sizeof(ch))
-		return -EINVAL;
-	memcpy(&ch, data + sh.sh_offset, sizeof(ch));
-	if (ch.ch_type != ELFCOMPRESS_ZLIB || ch.ch_size > DEBUG_FRAME_MAX)
-		return -ENOTSUP;
-	out = malloc(ch.ch_size ? ch.ch_size : 1);
-	if (!out)
-		return -ENOMEM;
-	dlen = ch.ch_size;
-	if (uncompress(out, &dlen, data + sh.sh_offset + sizeof(ch), sh.sh_size - sizeof(ch)) !=
-		    Z_OK ||
-	    dlen != ch.ch_size) {
-		free(out);
-		return -EINVAL;
-	}
-	*ret_buf = out;
-	*ret_len = dlen;
-	*ret_owned = true;
-	return 0;
-}
-
 /* ---- modules ---- */
 
 static void mod_free(struct umod *m)
 {
 	if (!m)
 		return;
+	if (m->elf)
+		elf_end(m->elf);
 	if (m->mapped)
 		munmap((void *)m->data, m->size);
+	else
+		free((void *)m->data);
 	free(m->path);
-	free(m->debuglink);
 	free(m->loads);
 	free(m->dbg);
 	free(m);
 }
 
-/* Reads PT_LOADs, .eh_frame_hdr, the build-id and .gnu_debuglink of m's image. */
+/* Reads PT_LOADs, .eh_frame_hdr and the build-id of m's image. */
 static int mod_parse(struct umod *m)
 {
 	const uint8_t *d = m->data;
-	Elf64_Ehdr eh;
-	Elf64_Phdr ph, hdr = { 0 };
-	Elf64_Shdr sh;
+	GElf_Ehdr eh;
+	GElf_Phdr ph, hdr = { 0 };
 	bool has_hdr = false;
+	size_t nph;
 
-	if (!elf_ehdr(d, m->size, &eh))
+	elffile_init();
+	/* data is writable (a private mapping, or a copy): libelf may convert in place. */
+	m->elf = elf_memory((char *)(uintptr_t)m->data, m->size);
+	if (!m->elf || elf_kind(m->elf) != ELF_K_ELF || !gelf_getehdr(m->elf, &eh) ||
+	    eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_ident[EI_DATA] != ELFDATA2LSB ||
+	    elf_getphdrnum(m->elf, &nph))
 		return -ENOEXEC;
-	m->loads = calloc(eh.e_phnum ? eh.e_phnum : 1, sizeof(*m->loads));
+	m->loads = calloc(nph ? nph : 1, sizeof(*m->loads));
 	if (!m->loads)
 		return -ENOMEM;
-	for (size_t i = 0; i < eh.e_phnum; i++) {
-		if (!elf_phdr(d, m->size, &eh, i, &ph))
+	for (size_t i = 0; i < nph; i++) {
+		if (!gelf_getphdr(m->elf, (int)i, &ph))
 			return -ENOEXEC;
 		if (ph.p_type == PT_LOAD) {
 			m->loads[m->nr_loads++] = (struct load_seg){
@@ -491,7 +368,8 @@ static int mod_parse(struct umod *m)
 			has_hdr = true;
 		}
 	}
-	elf_build_id(d, m->size, &eh, m->build_id);
+	if (elffile_build_id(m->elf, m->build_id, sizeof(m->build_id)))
+		m->build_id[0] = '\0';
 
 	/* .eh_frame_hdr: version 1, eh_frame_ptr, fde_count, then a table of
 	 * (initial location, FDE address) pairs, datarel sdata4, sorted. */
@@ -512,11 +390,6 @@ static int mod_parse(struct umod *m)
 			m->table_vaddr = hdr.p_vaddr + (uint64_t)(c.p - d - hdr.p_offset);
 			m->fde_count = count;
 		}
-	}
-	if (elf_section(d, m->size, ".gnu_debuglink", &sh) && sh.sh_size > 1) {
-		m->debuglink = strndup((const char *)d + sh.sh_offset, sh.sh_size);
-		if (!m->debuglink)
-			return -ENOMEM;
 	}
 	return 0;
 }
@@ -584,7 +457,7 @@ static int mod_get(struct unwinder *u, int fd, const char *path, struct umod **r
 	*ret_mod = NULL;
 	if (st.st_size < (off_t)sizeof(Elf64_Ehdr))
 		return 0;
-	data = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	data = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
 	if (data == MAP_FAILED) {
 		log_debug("unwind: %s: mmap: %s", path, strerror(errno));
 		return 0;
@@ -641,7 +514,12 @@ static struct umod *vdso_get(struct unwinder *u)
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return NULL;
-	m->data = (const uint8_t *)(uintptr_t)base;
+	m->data = malloc(size);
+	if (!m->data) {
+		free(m);
+		return NULL;
+	}
+	memcpy((void *)m->data, (const void *)(uintptr_t)base, size);
 	m->size = size;
 	if (mod_parse(m)) {
 		mod_free(m);
@@ -803,48 +681,14 @@ out:
 	return err;
 }
 
-/* Maps the ELF file at path if it has the build-id want (when want is not ""). */
-static int debug_file_open(const char *path, const char *want, const uint8_t **ret_data,
-			   size_t *ret_size)
-{
-	char bid[BUILD_ID_HEX_MAX];
-	Elf64_Ehdr eh;
-	struct stat st;
-	void *data;
-	int fd;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) || st.st_size < (off_t)sizeof(eh)) {
-		close(fd);
-		return -ENOEXEC;
-	}
-	data = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	close(fd);
-	if (data == MAP_FAILED)
-		return -errno;
-	if (!elf_ehdr(data, (size_t)st.st_size, &eh)) {
-		munmap(data, (size_t)st.st_size);
-		return -ENOEXEC;
-	}
-	elf_build_id(data, (size_t)st.st_size, &eh, bid);
-	if (want[0] && strcmp(bid, want)) {
-		munmap(data, (size_t)st.st_size);
-		return -ESTALE;
-	}
-	*ret_data = data;
-	*ret_size = (size_t)st.st_size;
-	return 0;
-}
-
-/* Loads m's .debug_frame from the file, else from its separate debug file (by build-id, then
- * .gnu_debuglink), looked up under the process's root first. Once per module. */
+/* Loads m's .debug_frame from the file, else from its separate debug file, looked up under the
+ * process's root first. Once per module. */
 static void mod_load_debug_frame(struct unwinder *u, struct umod *m, pid_t pid)
 {
-	char cands[8][PATH_MAX];
+	struct elffile_debug dbg = { .fd = -1 };
+	char root[64];
 	const uint8_t *df;
-	size_t nr = 0, dflen;
+	size_t dflen;
 	bool owned;
 	int err;
 
@@ -852,54 +696,25 @@ static void mod_load_debug_frame(struct unwinder *u, struct umod *m, pid_t pid)
 	if (m->dbg_state != DBG_UNTRIED)
 		return;
 	m->dbg_state = DBG_NONE;
-	err = elf_section_data(m->data, m->size, ".debug_frame", &df, &dflen, &owned);
+	err = elffile_section_bytes(m->elf, ".debug_frame", DEBUG_FRAME_MAX, &df, &dflen, &owned);
+	if (err) {
+		snprintf(root, sizeof(root), "/proc/%d/root", (int)pid);
+		if (elffile_find_debug(m->elf, m->dev, m->ino, m->path, root, m->build_id, &dbg))
+			return;
+		err = elffile_section_bytes(dbg.elf, ".debug_frame", DEBUG_FRAME_MAX, &df, &dflen,
+					    &owned);
+	}
 	if (!err) {
 		err = debug_frame_convert(m, df, dflen);
 		if (owned)
 			free((void *)df);
-		if (!err && m->dbg_count)
-			m->dbg_state = DBG_READY;
-		return;
 	}
-	for (int root = 0; root < 2; root++) {
-		char prefix[64] = "";
-
-		if (root == 0)
-			snprintf(prefix, sizeof(prefix), "/proc/%d/root", (int)pid);
-		if (m->build_id[0] && m->build_id[1])
-			snprintf(cands[nr++], PATH_MAX, "%s/usr/lib/debug/.build-id/%.2s/%s.debug",
-				 prefix, m->build_id, m->build_id + 2);
-		if (m->debuglink && m->path && !strchr(m->debuglink, '/')) {
-			const char *slash = strrchr(m->path, '/');
-			int dlen = slash ? (int)(slash - m->path) : 0;
-
-			snprintf(cands[nr++], PATH_MAX, "%s%.*s/%s", prefix, dlen, m->path,
-				 m->debuglink);
-			snprintf(cands[nr++], PATH_MAX, "%s%.*s/.debug/%s", prefix, dlen, m->path,
-				 m->debuglink);
-			snprintf(cands[nr++], PATH_MAX, "%s/usr/lib/debug%.*s/%s", prefix, dlen,
-				 m->path, m->debuglink);
-		}
+	if (!err && m->dbg_count) {
+		if (dbg.path)
+			log_debug("unwind: %s: .debug_frame from %s", m->path, dbg.path);
+		m->dbg_state = DBG_READY;
 	}
-	for (size_t i = 0; i < nr; i++) {
-		const uint8_t *data = NULL;
-		size_t size = 0;
-
-		if (debug_file_open(cands[i], m->build_id, &data, &size))
-			continue;
-		err = elf_section_data(data, size, ".debug_frame", &df, &dflen, &owned);
-		if (!err) {
-			err = debug_frame_convert(m, df, dflen);
-			if (owned)
-				free((void *)df);
-		}
-		munmap((void *)data, size);
-		if (!err && m->dbg_count) {
-			log_debug("unwind: %s: .debug_frame from %s", m->path, cands[i]);
-			m->dbg_state = DBG_READY;
-			return;
-		}
-	}
+	elffile_debug_close(&dbg);
 }
 
 /* ---- processes ---- */

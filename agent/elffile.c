@@ -1,0 +1,304 @@
+/* elffile: see elffile.h. */
+#include "elffile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "log.h"
+
+#define DEBUG_DIR "/usr/lib/debug"
+
+void elffile_init(void)
+{
+	static bool done;
+
+	if (!done) {
+		(void)elf_version(EV_CURRENT);
+		done = true;
+	}
+}
+
+static void hex_encode(const unsigned char *in, size_t len, char *out, size_t size)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < len && 2 * i + 2 < size; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 0xf];
+	}
+	out[2 * i] = '\0';
+}
+
+/* Looks for NT_GNU_BUILD_ID in one note blob. */
+static bool note_build_id(Elf_Data *data, char *buf, size_t size)
+{
+	size_t off = 0, name_off, desc_off;
+	GElf_Nhdr nhdr;
+
+	while (data && off < data->d_size &&
+	       (off = gelf_getnote(data, off, &nhdr, &name_off, &desc_off)) > 0) {
+		if (nhdr.n_type == NT_GNU_BUILD_ID && nhdr.n_namesz == sizeof("GNU") &&
+		    !memcmp((char *)data->d_buf + name_off, "GNU", sizeof("GNU")) && nhdr.n_descsz &&
+		    nhdr.n_descsz <= (ELFFILE_BUILD_ID_MAX - 1) / 2) {
+			hex_encode((unsigned char *)data->d_buf + desc_off, nhdr.n_descsz, buf, size);
+			return true;
+		}
+	}
+	return false;
+}
+
+int elffile_build_id(Elf *e, char *buf, size_t size)
+{
+	Elf_Scn *scn = NULL;
+	GElf_Shdr shdr;
+	size_t nph = 0;
+
+	while ((scn = elf_nextscn(e, scn))) {
+		if (!gelf_getshdr(scn, &shdr) || shdr.sh_type != SHT_NOTE)
+			continue;
+		if (note_build_id(elf_getdata(scn, NULL), buf, size))
+			return 0;
+	}
+	if (elf_getphdrnum(e, &nph))
+		return -ENOENT;
+	for (size_t i = 0; i < nph; i++) {
+		GElf_Phdr ph;
+
+		if (!gelf_getphdr(e, (int)i, &ph) || ph.p_type != PT_NOTE)
+			continue;
+		if (note_build_id(elf_getdata_rawchunk(e, (int64_t)ph.p_offset, ph.p_filesz, ELF_T_NHDR),
+				  buf, size))
+			return 0;
+	}
+	return -ENOENT;
+}
+
+Elf_Scn *elffile_section(Elf *e, Elf64_Word type, const char *name)
+{
+	Elf_Scn *scn = NULL;
+	size_t shstrndx;
+	GElf_Shdr shdr;
+
+	if (name && elf_getshdrstrndx(e, &shstrndx))
+		return NULL;
+	while ((scn = elf_nextscn(e, scn))) {
+		const char *n;
+
+		if (!gelf_getshdr(scn, &shdr) || shdr.sh_type != type)
+			continue;
+		if (!name)
+			return scn;
+		n = elf_strptr(e, shstrndx, shdr.sh_name);
+		if (n && !strcmp(n, name))
+			return scn;
+	}
+	return NULL;
+}
+
+bool elffile_has_symtab(Elf *e)
+{
+	Elf_Scn *scn = elffile_section(e, SHT_SYMTAB, NULL);
+	GElf_Shdr shdr;
+
+	return scn && gelf_getshdr(scn, &shdr) && shdr.sh_size > 0;
+}
+
+int elffile_section_bytes(Elf *e, const char *name, size_t max, const uint8_t **ret_buf,
+			  size_t *ret_len, bool *ret_owned)
+{
+	Elf_Scn *scn = elffile_section(e, SHT_PROGBITS, name);
+	GElf_Shdr sh;
+	GElf_Chdr ch;
+	Elf_Data *raw;
+	uLongf dlen;
+	uint8_t *out;
+	size_t hdr;
+
+	if (!scn || !gelf_getshdr(scn, &sh) || !(raw = elf_rawdata(scn, NULL)) || !raw->d_buf)
+		return -ENOENT;
+	if (!(sh.sh_flags & SHF_COMPRESSED)) {
+		*ret_buf = raw->d_buf;
+		*ret_len = raw->d_size;
+		*ret_owned = false;
+		return 0;
+	}
+	if (!gelf_getchdr(scn, &ch))
+		return -EINVAL;
+	if (ch.ch_type != ELFCOMPRESS_ZLIB || ch.ch_size > max)
+		return -ENOTSUP;
+	hdr = gelf_fsize(e, ELF_T_CHDR, 1, EV_CURRENT);
+	if (!hdr || raw->d_size < hdr)
+		return -EINVAL;
+	out = malloc(ch.ch_size ? ch.ch_size : 1);
+	if (!out)
+		return -ENOMEM;
+	dlen = ch.ch_size;
+	if (uncompress(out, &dlen, (const Bytef *)raw->d_buf + hdr, raw->d_size - hdr) != Z_OK ||
+	    dlen != ch.ch_size) {
+		free(out);
+		return -EINVAL;
+	}
+	*ret_buf = out;
+	*ret_len = dlen;
+	*ret_owned = true;
+	return 0;
+}
+
+/* CRC-32 of the whole file, as .gnu_debuglink stores it (zlib's crc32). */
+static int file_crc32(int fd, uint32_t *ret_crc)
+{
+	unsigned char buf[65536];
+	uLong crc = crc32(0L, Z_NULL, 0);
+	off_t off = 0;
+	ssize_t n;
+
+	while ((n = pread(fd, buf, sizeof(buf), off)) > 0) {
+		crc = crc32(crc, buf, (uInt)n);
+		off += n;
+	}
+	if (n < 0)
+		return -errno;
+	*ret_crc = (uint32_t)crc;
+	return 0;
+}
+
+struct debug_want {
+	const char *build_id; /* required match when non-empty */
+	bool check_crc;
+	uint32_t crc;
+	dev_t self_dev;       /* the stripped file itself: never its own debug file */
+	ino_t self_ino;
+};
+
+static int try_debug_file(const char *path, const struct debug_want *want, struct elffile_debug *ret)
+{
+	char bid[ELFFILE_BUILD_ID_MAX] = "";
+	struct stat st;
+	uint32_t crc;
+	Elf *e = NULL;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) ||
+	    (st.st_dev == want->self_dev && st.st_ino == want->self_ino))
+		goto reject;
+	e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	if (!e || elf_kind(e) != ELF_K_ELF || !elffile_has_symtab(e))
+		goto reject;
+	if (want->build_id[0]) {
+		if (elffile_build_id(e, bid, sizeof(bid)) || strcmp(bid, want->build_id)) {
+			log_debug("elffile: %s: build-id mismatch", path);
+			goto reject;
+		}
+	} else if (want->check_crc) {
+		if (file_crc32(fd, &crc) || crc != want->crc) {
+			log_debug("elffile: %s: debuglink CRC mismatch", path);
+			goto reject;
+		}
+	}
+	ret->fd = fd;
+	ret->elf = e;
+	ret->path = strdup(path);
+	if (!ret->path) {
+		elf_end(e);
+		close(fd);
+		return -ENOMEM;
+	}
+	return 0;
+reject:
+	if (e)
+		elf_end(e);
+	close(fd);
+	return -ENOENT;
+}
+
+/* Tries root + rel, then rel on the host when root is set. */
+static int try_debug_rooted(const char *root, const char *rel, const struct debug_want *want,
+			    struct elffile_debug *ret)
+{
+	char path[PATH_MAX];
+
+	if (root && *root) {
+		if (snprintf(path, sizeof(path), "%s%s", root, rel) < (int)sizeof(path) &&
+		    !try_debug_file(path, want, ret))
+			return 0;
+	}
+	return try_debug_file(rel, want, ret);
+}
+
+/* The debuglink name and CRC, if e has a .gnu_debuglink. */
+static bool read_debuglink(Elf *e, const char **ret_name, uint32_t *ret_crc)
+{
+	Elf_Scn *scn = elffile_section(e, SHT_PROGBITS, ".gnu_debuglink");
+	Elf_Data *data;
+	size_t len, crc_off;
+	uint32_t crc;
+
+	if (!scn || !(data = elf_getdata(scn, NULL)) || !data->d_size)
+		return false;
+	len = strnlen(data->d_buf, data->d_size);
+	crc_off = (len + 4) & ~(size_t)3;
+	if (!len || len == data->d_size || crc_off + 4 > data->d_size)
+		return false;
+	memcpy(&crc, (char *)data->d_buf + crc_off, 4);
+	/* the CRC is stored in the file's byte order */
+	if ((elf_getident(e, NULL)[EI_DATA] == ELFDATA2MSB) != (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__))
+		crc = __builtin_bswap32(crc);
+	*ret_name = data->d_buf;
+	*ret_crc = crc;
+	return true;
+}
+
+int elffile_find_debug(Elf *e, dev_t self_dev, ino_t self_ino, const char *path, const char *root,
+		       const char *build_id, struct elffile_debug *ret)
+{
+	struct debug_want want = { .build_id = build_id, .self_dev = self_dev, .self_ino = self_ino };
+	const char *link;
+	char rel[PATH_MAX];
+
+	if (path && path[0] == '/' && read_debuglink(e, &link, &want.crc) && !strchr(link, '/')) {
+		const char *slash = strrchr(path, '/');
+		int dlen = (int)(slash - path);
+		int n;
+
+		want.check_crc = true;
+		for (int i = 0; i < 3; i++) {
+			if (i == 0)
+				n = snprintf(rel, sizeof(rel), "%.*s/%s", dlen, path, link);
+			else if (i == 1)
+				n = snprintf(rel, sizeof(rel), "%.*s/.debug/%s", dlen, path, link);
+			else
+				n = snprintf(rel, sizeof(rel), DEBUG_DIR "%.*s/%s", dlen, path, link);
+			if (n < (int)sizeof(rel) && !try_debug_rooted(root, rel, &want, ret))
+				return 0;
+		}
+	}
+	if (build_id[0] && strlen(build_id) > 2) {
+		snprintf(rel, sizeof(rel), DEBUG_DIR "/.build-id/%.2s/%s.debug", build_id, build_id + 2);
+		if (!try_debug_rooted(root, rel, &want, ret))
+			return 0;
+	}
+	return -ENOENT;
+}
+
+void elffile_debug_close(struct elffile_debug *d)
+{
+	if (d->elf)
+		elf_end(d->elf);
+	if (d->fd >= 0)
+		close(d->fd);
+	free(d->path);
+	d->elf = NULL;
+	d->fd = -1;
+	d->path = NULL;
+}
