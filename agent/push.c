@@ -302,6 +302,27 @@ static const char *server_for_log(const char *url)
 	return url;
 }
 
+/* What push_new() set up, secrets wiped: its error path and push_free() both end here. */
+static void push_release(struct push *p)
+{
+	for (struct curl_slist *h = p->headers; h; h = h->next)
+		explicit_bzero(h->data, strlen(h->data)); /* the bearer token */
+	curl_slist_free_all(p->headers);
+	if (p->curl)
+		curl_easy_cleanup(p->curl);
+	if (p->curl_global)
+		curl_global_cleanup();
+	free(p->server);
+	free(p->push_url);
+	free(p->tenant_id);
+	free(p->basic_user);
+	secret_free(p->basic_password);
+	secret_free(p->bearer_header);
+	free(p->ca_file);
+	free(p->spy_name);
+	free(p);
+}
+
 int push_new(const struct push_opts *opts, struct push **ret_push)
 {
 	struct push *p = NULL;
@@ -420,20 +441,7 @@ int push_new(const struct push_opts *opts, struct push **ret_push)
 free_token:
 	secret_free(token);
 free_push:
-	curl_slist_free_all(p->headers);
-	if (p->curl)
-		curl_easy_cleanup(p->curl);
-	if (p->curl_global)
-		curl_global_cleanup();
-	free(p->server);
-	free(p->push_url);
-	free(p->tenant_id);
-	free(p->basic_user);
-	secret_free(p->basic_password);
-	secret_free(p->bearer_header);
-	free(p->ca_file);
-	free(p->spy_name);
-	free(p);
+	push_release(p);
 	return err;
 }
 
@@ -936,20 +944,7 @@ void push_free(struct push *p)
 		item_free(push_unlink_head(p));
 	pthread_cond_destroy(&p->cond);
 	pthread_mutex_destroy(&p->lock);
-	for (struct curl_slist *h = p->headers; h; h = h->next)
-		explicit_bzero(h->data, strlen(h->data)); /* the bearer token */
-	curl_slist_free_all(p->headers);
-	curl_easy_cleanup(p->curl);
-	curl_global_cleanup();
-	free(p->server);
-	free(p->push_url);
-	free(p->tenant_id);
-	free(p->basic_user);
-	secret_free(p->basic_password);
-	secret_free(p->bearer_header);
-	free(p->ca_file);
-	free(p->spy_name);
-	free(p);
+	push_release(p);
 }
 
 void push_get_stats(struct push *p, struct push_stats *ret_stats)
