@@ -18,7 +18,6 @@
 
 #include <zlib.h>
 
-#include "log.h"
 #include "profile.pb-c.h"
 
 /* Every table is indexed by 32-bit ids; one slot value is reserved for "empty". */
@@ -664,10 +663,8 @@ static int gzip_buffer(const uint8_t *in, size_t len, uint8_t **ret_buf, size_t 
 	memset(&zs, 0, sizeof(zs));
 	/* windowBits 15 + 16: a gzip header and trailer instead of zlib's */
 	zerr = deflateInit2(&zs, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
-	if (zerr != Z_OK) {
-		log_debug("pprof: deflateInit2: %s", zs.msg ? zs.msg : zError(zerr));
+	if (zerr != Z_OK)
 		return zerr == Z_MEM_ERROR ? -ENOMEM : -EIO;
-	}
 	cap = len + len / 1000 + 64; /* above deflateBound() for any input: one pass */
 	out = malloc(cap);
 	err = -ENOMEM;
@@ -697,7 +694,6 @@ static int gzip_buffer(const uint8_t *in, size_t len, uint8_t **ret_buf, size_t 
 		zerr = deflate(&zs, flush);
 		done = (size_t)(zs.next_out - out);
 		if (zerr == Z_STREAM_ERROR) {
-			log_debug("pprof: deflate: %s", zs.msg ? zs.msg : zError(zerr));
 			err = -EIO;
 			goto err_end;
 		}
@@ -786,7 +782,6 @@ int pprof_encode(struct pprof_builder *b, bool gzip, uint8_t **ret_buf, size_t *
 	if (!buf)
 		goto cleanup;
 	if (perftools__profiles__profile__pack(&prof, buf) != len) {
-		log_debug("pprof: packed size differs from get_packed_size");
 		err = -EIO;
 		goto cleanup;
 	}
@@ -892,7 +887,5 @@ cleanup_tmp:
 	free(tmp);
 cleanup_buf:
 	free(buf);
-	if (err)
-		log_debug("pprof: writing %s: %s", path, strerror(-err));
 	return err;
 }

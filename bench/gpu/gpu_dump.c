@@ -35,7 +35,7 @@ static void json_str(const char *s)
 
 static void on_sample(void *ctx, const struct gpu_sample *s)
 {
-	struct stackagg_frame frames[GPUPROF_MAX_FRAMES];
+	struct sym_frame frames[GPUPROF_MAX_FRAMES];
 	size_t n = gpuprof_frames(ctx, s, frames);
 
 	printf("{\"pid\":%d,\"op\":%u,\"flags\":%u,\"gpu_ns\":%lld,\"launches\":%lld,\"stack\":[",

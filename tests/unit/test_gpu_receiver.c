@@ -139,7 +139,7 @@ struct sink {
 static void on_sample(void *ctx, const struct gpu_sample *s)
 {
 	struct sink *k = ctx;
-	struct stackagg_frame frames[GPUPROF_MAX_FRAMES];
+	struct sym_frame frames[GPUPROF_MAX_FRAMES];
 	int64_t values[2];
 	size_t n = gpuprof_frames(k->sym, s, frames);
 

@@ -26,16 +26,16 @@ int main(int argc, char **argv)
 		.types = &cpu, .period_type = &cpu, .period = 10000000, .time_nanos = 1, .duration_nanos = 1,
 	};
 	char name[64], mod[] = "/usr/bin/app";
-	struct stackagg_frame f[3];
+	struct sym_frame f[3];
 	int64_t v;
 
 	if (argc < 2)
 		return 2;
 	/* Merging: the same stack twice adds up; frames differing only by address do not merge. */
 	CHECK_INT(stackagg_new(1, &a), 0);
-	f[0] = (struct stackagg_frame){ .name = "leaf", .address = 0x1010, .module = mod,
+	f[0] = (struct sym_frame){ .name = "leaf", .address = 0x1010, .module = mod,
 					.map_start = 0x1000, .map_end = 0x2000 };
-	f[1] = (struct stackagg_frame){ .name = "main", .address = 0x1100, .module = mod,
+	f[1] = (struct sym_frame){ .name = "main", .address = 0x1100, .module = mod,
 					.map_start = 0x1000, .map_end = 0x2000 };
 	v = 3;
 	CHECK_INT(stackagg_add(a, f, 2, &v), 0);
@@ -50,9 +50,9 @@ int main(int argc, char **argv)
 	CHECK_INT(stackagg_new(1, &a), 0);
 	for (int i = 0; i < 20000; i++) {
 		snprintf(name, sizeof(name), "fn_%05d", i);
-		f[0] = (struct stackagg_frame){ .name = name, .address = 0x1000 + (uint64_t)i, .module = mod,
+		f[0] = (struct sym_frame){ .name = name, .address = 0x1000 + (uint64_t)i, .module = mod,
 						.map_start = 0x1000, .map_end = 0x100000 };
-		f[1] = (struct stackagg_frame){ .name = "main", .address = 0x1000, .module = mod,
+		f[1] = (struct sym_frame){ .name = "main", .address = 0x1000, .module = mod,
 						.map_start = 0x1000, .map_end = 0x100000 };
 		v = i + 1;
 		CHECK_INT(stackagg_add(a, f, 2, &v), 0);
