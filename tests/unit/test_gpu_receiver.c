@@ -17,6 +17,7 @@
 #include "gpu_receiver.h"
 #include "gpuprof.h"
 #include "profile_types.h"
+#include "stackagg.h"
 
 struct msg {
 	uint8_t b[65536];
