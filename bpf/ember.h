@@ -30,7 +30,11 @@ struct ember_cpu_key {
 };
 _Static_assert(sizeof(struct ember_cpu_key) == 24, "ember_cpu_key layout");
 
-/* Per-CPU counters (array map `stats`), indexed by this enum; exported as self-metrics. */
+/* Per-CPU counters (array map `stats`), indexed by this enum; exported as self-metrics.
+ * Adding a value: count it in bpf/cpu.bpf.c; give it a series in cpu_collector_write_metrics()
+ * (agent/collectors/cpu_collector.c, whose _Static_assert fails until you do); if it is a loss,
+ * add it to pipeline_loss_report() (agent/cmd/pipeline.c, record's pprof comment) and to
+ * metrics.h's list of names; the deploy consistency test then checks the dashboards' queries. */
 enum ember_cpu_stat {
 	EMBER_STAT_SAMPLES = 0,        /* samples of selected processes */
 	EMBER_STAT_FILTERED,           /* samples of other processes, dropped before any stack */
@@ -157,7 +161,11 @@ struct ember_alloc_event {
 _Static_assert(sizeof(struct ember_alloc_event) == 56 + 8 * EMBER_MAX_STACK_DEPTH,
 	       "ember_alloc_event layout");
 
-/* Per-CPU counters (array map `alloc_stats`), indexed by this enum. */
+/* Per-CPU counters (array map `alloc_stats`), indexed by this enum. Adding a value: count it in
+ * bpf/alloc.bpf.c (and in collectors/alloc_preload.c's table when preload mode can lose it);
+ * give it a series in alloc_collector_write_metrics() (agent/collectors/alloc_collector.c,
+ * whose _Static_assert fails until you do); a loss of the live set also belongs in
+ * alloc_collector_live_incomplete() and allocprof_comment() (the memory profile's comment). */
 enum ember_alloc_stat {
 	EMBER_ASTAT_CALLS = 0,       /* allocation calls seen (uprobe mode) */
 	EMBER_ASTAT_SAMPLED,         /* allocations sampled */

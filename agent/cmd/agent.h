@@ -8,9 +8,4 @@
  * bad input or missing privileges, 1 on a runtime failure at start. */
 int agent_main(int argc, char **argv);
 
-/* `ember run [options] -- CMD ARGS...`: starts CMD and profiles it (and its children) like the
- * agent, as one service named after the command, until it exits. SIGINT/SIGTERM are passed on
- * to CMD. Returns CMD's exit status (128 + signal when killed), 2 on bad input. */
-int run_main(int argc, char **argv);
-
 #endif

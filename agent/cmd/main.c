@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "run.h"
 #include "options.h"
 #include "profile_types.h"
 #include "record.h"

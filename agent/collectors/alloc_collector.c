@@ -18,6 +18,7 @@
 #include "bpfutil.h"
 #include "alloc.skel.h"
 #include "log.h"
+#include "metrics.h"
 #include "procmaps.h"
 
 /* Not in Debian 12's uapi headers (kernel 6.1): uprobe_multi links (6.6) and their session
@@ -928,6 +929,32 @@ int alloc_collector_drain(struct alloc_collector *c, alloc_stack_fn fn, void *ct
 int alloc_collector_epoll_fd(struct alloc_collector *c)
 {
 	return ring_buffer__epoll_fd(c->rb);
+}
+
+void alloc_collector_write_metrics(struct alloc_collector *c, struct metrics_writer *w)
+{
+	/* The loss counters of enum ember_alloc_stat; the others are totals. */
+	static const struct {
+		enum ember_alloc_stat stat;
+		const char *reason;
+	} lost[] = {
+		{ EMBER_ASTAT_LIVE_FULL, "live_map_full" },
+		{ EMBER_ASTAT_UNTRACKED, "untracked" },
+		{ EMBER_ASTAT_PENDING_FULL, "pending_map_full" },
+		{ EMBER_ASTAT_EVENTS_LOST, "ringbuf_full" },
+		{ EMBER_ASTAT_STACK_LOST, "stack_lost" },
+	};
+	_Static_assert(EMBER_ASTAT_MAX == 10, "a new enum ember_alloc_stat value needs its metric here");
+	__u64 st[EMBER_ASTAT_MAX] = { 0 };
+
+	(void)alloc_collector_read_stats(c, st);
+	metrics_counter(w, "ember_alloc_samples_total", "Allocations sampled", NULL,
+			(double)st[EMBER_ASTAT_SAMPLED]);
+	for (size_t i = 0; i < sizeof(lost) / sizeof(lost[0]); i++)
+		metrics_counter(w, "ember_alloc_lost_total",
+				"Allocation samples lost or not tracked in the live set, by reason "
+				"(stack_lost: kept without a user stack)",
+				(const char *[]){ "reason", lost[i].reason, NULL }, (double)st[lost[i].stat]);
 }
 
 int alloc_collector_read_stats(struct alloc_collector *c, __u64 out[EMBER_ASTAT_MAX])

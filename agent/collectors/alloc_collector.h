@@ -108,6 +108,11 @@ int alloc_collector_read_stats(struct alloc_collector *c, __u64 out[EMBER_ASTAT_
  * samples lost): the in-use values are then a lower bound. */
 bool alloc_collector_live_incomplete(struct alloc_collector *c);
 
+/* Writes the collector's self-metrics: ember_alloc_samples_total, ember_alloc_lost_total by
+ * reason (every loss counter of enum ember_alloc_stat). Safe on the metrics thread. */
+struct metrics_writer;
+void alloc_collector_write_metrics(struct alloc_collector *c, struct metrics_writer *w);
+
 /* Run count and run time of the allocator programs (kernel.bpf_stats_enabled=1). */
 int alloc_collector_prog_stats(struct alloc_collector *c, __u64 *ret_run_cnt, __u64 *ret_run_time_ns);
 

@@ -16,6 +16,7 @@
 #include "unwind.h"
 #include "util.h"
 #include "log.h"
+#include "metrics.h"
 
 /* Unwound DWARF snapshots waiting for the next drain; identical stacks are merged (count), so
  * each distinct stack is symbolized once per drain, as frame-pointer stacks are. */
@@ -37,6 +38,9 @@ struct budget_slot {
 	double tokens;
 	int64_t last_ns;
 };
+
+/* The DWARF counters are written by the loop and read by the metrics thread. */
+#define DSTAT_ADD(c, field, v) __atomic_fetch_add(&(c)->dstats.field, (__u64)(v), __ATOMIC_RELAXED)
 
 struct cpu_collector {
 	struct cpu_bpf *skel;
@@ -123,11 +127,11 @@ static int handle_snapshot(void *ctx, void *data, size_t size)
 
 	if (size < sizeof(*snap) || size < sizeof(*snap) + snap->stack_len)
 		return 0;
-	c->dstats.snapshots++;
-	c->dstats.bytes += snap->stack_len;
+	DSTAT_ADD(c, snapshots, 1);
+	DSTAT_ADD(c, bytes, snap->stack_len);
 	t0 = util_now_ns(CLOCK_MONOTONIC);
 	if (!budget_take(c, snap->tgid, t0)) {
-		c->dstats.skipped_budget++;
+		DSTAT_ADD(c, skipped_budget, 1);
 		return 0;
 	}
 	_Static_assert(sizeof(regs) == sizeof(snap->regs), "unwind_regs matches the snapshot");
@@ -136,7 +140,7 @@ static int handle_snapshot(void *ctx, void *data, size_t size)
 	if (unwind_stack(c->unwinder, (pid_t)snap->tgid, snap->cookie, &regs, snap->stack,
 			 snap->stack_len, (uint64_t *)pcs, EMBER_MAX_STACK_DEPTH, &n, &truncated))
 		n = 0;
-	c->dstats.unwind_ns += (__u64)(util_now_ns(CLOCK_MONOTONIC) - t0);
+	DSTAT_ADD(c, unwind_ns, (__u64)(util_now_ns(CLOCK_MONOTONIC) - t0));
 	if (snap->kernel_stack_id >= 0) {
 		int fd = bpf_map__fd(snap->stack_map ? c->skel->maps.stacks1 : c->skel->maps.stacks0);
 
@@ -174,20 +178,20 @@ static int handle_snapshot(void *ctx, void *data, size_t size)
 			    !memcmp(&ps->key, &key, sizeof(key)) && !memcmp(ps->pcs, pcs, n * sizeof(*pcs)) &&
 			    !memcmp(ps->pcs + n, kst, nk * sizeof(*kst))) {
 				ps->count++;
-				c->dstats.unwound += n > 0;
-				c->dstats.truncated += truncated;
+				DSTAT_ADD(c, unwound, n > 0);
+				DSTAT_ADD(c, truncated, truncated);
 				return 0;
 			}
 		}
 		if (c->npending >= PENDING_MAX || c->npending >= PENDING_INDEX * 7 / 10 ||
 		    util_grow((void **)&c->pending, &c->cap_pending, c->npending + 1, sizeof(*c->pending))) {
-			c->dstats.dropped_pending++;
+			DSTAT_ADD(c, dropped_pending, 1);
 			return 0;
 		}
 		ps = &c->pending[c->npending];
 		ps->pcs = malloc((n + nk + 1) * sizeof(*ps->pcs));
 		if (!ps->pcs) {
-			c->dstats.dropped_pending++;
+			DSTAT_ADD(c, dropped_pending, 1);
 			return 0;
 		}
 		memcpy(ps->pcs, pcs, n * sizeof(*pcs));
@@ -201,8 +205,8 @@ static int handle_snapshot(void *ctx, void *data, size_t size)
 		c->pending_index[slot] = (__u32)c->npending + 1;
 	}
 	c->npending++;
-	c->dstats.unwound += n > 0;
-	c->dstats.truncated += truncated;
+	DSTAT_ADD(c, unwound, n > 0);
+	DSTAT_ADD(c, truncated, truncated);
 	return 0;
 }
 
@@ -556,7 +560,61 @@ void cpu_collector_forget(struct cpu_collector *c, pid_t tgid)
 
 void cpu_collector_dwarf_stats(struct cpu_collector *c, struct cpu_dwarf_stats *ret)
 {
-	*ret = c->dstats;
+	ret->snapshots = __atomic_load_n(&c->dstats.snapshots, __ATOMIC_RELAXED);
+	ret->unwound = __atomic_load_n(&c->dstats.unwound, __ATOMIC_RELAXED);
+	ret->truncated = __atomic_load_n(&c->dstats.truncated, __ATOMIC_RELAXED);
+	ret->skipped_budget = __atomic_load_n(&c->dstats.skipped_budget, __ATOMIC_RELAXED);
+	ret->dropped_pending = __atomic_load_n(&c->dstats.dropped_pending, __ATOMIC_RELAXED);
+	ret->bytes = __atomic_load_n(&c->dstats.bytes, __ATOMIC_RELAXED);
+	ret->unwind_ns = __atomic_load_n(&c->dstats.unwind_ns, __ATOMIC_RELAXED);
+}
+
+void cpu_collector_write_metrics(struct cpu_collector *c, struct metrics_writer *w)
+{
+	/* Every value of enum ember_cpu_stat but the two totals has a reason here. */
+	static const struct {
+		enum ember_cpu_stat stat;
+		const char *reason;
+	} lost[] = {
+		{ EMBER_STAT_USTACK_COLLISION, "user_stack_collision" },
+		{ EMBER_STAT_USTACK_FAULT, "user_stack_fault" },
+		{ EMBER_STAT_USTACK_ERROR, "user_stack_error" },
+		{ EMBER_STAT_KSTACK_COLLISION, "kernel_stack_collision" },
+		{ EMBER_STAT_KSTACK_FAULT, "kernel_stack_fault" },
+		{ EMBER_STAT_KSTACK_ERROR, "kernel_stack_error" },
+		{ EMBER_STAT_COUNTS_FULL, "counts_map_full" },
+		{ EMBER_STAT_EVENTS_LOST, "process_events_ringbuf_full" },
+		{ EMBER_STAT_SNAPSHOT_LOST, "stack_snapshot_ringbuf_full" },
+		{ EMBER_STAT_SNAPSHOT_FAULT, "stack_snapshot_unreadable" },
+	};
+	_Static_assert(sizeof(lost) / sizeof(lost[0]) == EMBER_STAT_MAX - 3,
+		       "a new enum ember_cpu_stat value needs its metric here");
+	__u64 st[EMBER_STAT_MAX] = { 0 };
+	struct cpu_dwarf_stats ds;
+
+	(void)cpu_collector_read_stats(c, st);
+	cpu_collector_dwarf_stats(c, &ds);
+	for (size_t i = 0; i < sizeof(lost) / sizeof(lost[0]); i++)
+		metrics_counter(w, "ember_samples_lost_total",
+				"Samples or stacks lost, by reason (stack lost: the sample is kept "
+				"under a [lost user stack] frame)",
+				(const char *[]){ "reason", lost[i].reason, NULL }, (double)st[lost[i].stat]);
+	metrics_counter(w, "ember_samples_filtered_total",
+			"Samples of processes that are not targets, dropped in BPF before any stack",
+			NULL, (double)st[EMBER_STAT_FILTERED]);
+	metrics_counter(w, "ember_dwarf_stacks_total", "DWARF-unwound stacks, by outcome",
+			(const char *[]){ "outcome", "complete", NULL }, (double)(ds.unwound - ds.truncated));
+	metrics_counter(w, "ember_dwarf_stacks_total", "DWARF-unwound stacks, by outcome",
+			(const char *[]){ "outcome", "truncated", NULL }, (double)ds.truncated);
+	metrics_counter(w, "ember_dwarf_stacks_total", "DWARF-unwound stacks, by outcome",
+			(const char *[]){ "outcome", "skipped_over_budget", NULL },
+			(double)ds.skipped_budget);
+	metrics_counter(w, "ember_dwarf_stacks_total", "DWARF-unwound stacks, by outcome",
+			(const char *[]){ "outcome", "dropped_backlog", NULL },
+			(double)ds.dropped_pending);
+	metrics_counter(w, "ember_dwarf_snapshots_short_total",
+			"DWARF snapshots with less stack readable than --stack-size (the unwind may "
+			"end early)", NULL, (double)st[EMBER_STAT_SNAPSHOT_SHORT]);
 }
 
 int cpu_collector_read_stats(struct cpu_collector *c, __u64 out[EMBER_STAT_MAX])

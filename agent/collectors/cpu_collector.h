@@ -95,6 +95,12 @@ struct cpu_dwarf_stats {
 };
 void cpu_collector_dwarf_stats(struct cpu_collector *c, struct cpu_dwarf_stats *ret);
 
+/* Writes the collector's self-metrics: ember_samples_lost_total by reason (every counter of
+ * enum ember_cpu_stat), ember_samples_filtered_total, ember_dwarf_stacks_total by outcome,
+ * ember_dwarf_snapshots_short_total. Safe on the metrics thread. */
+struct metrics_writer;
+void cpu_collector_write_metrics(struct cpu_collector *c, struct metrics_writer *w);
+
 /* Sums the per-CPU counters into out[EMBER_STAT_MAX]. Returns 0 or -errno. */
 int cpu_collector_read_stats(struct cpu_collector *c, __u64 out[EMBER_STAT_MAX]);
 

@@ -16,6 +16,7 @@
 
 #include "demangle.h"
 #include "log.h"
+#include "metrics.h"
 #include "procmaps.h"
 
 #define RX_INITIAL 65536
@@ -215,6 +216,21 @@ void gpu_receiver_get_stats(struct gpu_receiver *r, struct gpu_receiver_stats *r
 	pthread_mutex_lock(&r->lock);
 	*ret_stats = r->stats;
 	pthread_mutex_unlock(&r->lock);
+}
+
+void gpu_receiver_write_metrics(struct gpu_receiver *r, struct metrics_writer *w)
+{
+	struct gpu_receiver_stats gs;
+
+	gpu_receiver_get_stats(r, &gs);
+	metrics_gauge(w, "ember_gpu_clients", "CUDA processes connected with libember_cupti.so",
+		      NULL, (double)gs.clients);
+	metrics_counter(w, "ember_gpu_entries_total", "GPU sample entries received", NULL,
+			(double)gs.entries);
+	metrics_counter(w, "ember_gpu_dropped_total", "GPU entries dropped, by reason",
+			(const char *[]){ "reason", "agent_queue_full", NULL }, (double)gs.dropped);
+	metrics_counter(w, "ember_gpu_dropped_total", "GPU entries dropped, by reason",
+			(const char *[]){ "reason", "client_rejected", NULL }, (double)gs.rejected);
 }
 
 size_t gpu_receiver_drain(struct gpu_receiver *r,

@@ -61,6 +61,12 @@ size_t gpu_receiver_drain(struct gpu_receiver *r,
 
 void gpu_receiver_get_stats(struct gpu_receiver *r, struct gpu_receiver_stats *ret_stats);
 
+/* Writes the receiver's self-metrics (ember_gpu_clients, ember_gpu_entries_total,
+ * ember_gpu_dropped_total by reason, the last series written being ember_gpu_dropped_total so
+ * that a caller can add reasons of its own right after). Thread-safe. */
+struct metrics_writer;
+void gpu_receiver_write_metrics(struct gpu_receiver *r, struct metrics_writer *w);
+
 /* Bounds (defaults: 1024 clients, 200000 pending entries, 64 MiB pending); apply to what
  * arrives next. Thread-safe. */
 void gpu_receiver_set_limits(struct gpu_receiver *r, size_t max_clients, size_t max_pending,

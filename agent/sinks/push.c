@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "push.pb-c.h"
 
 #define PUSH_DEFAULT_QUEUE_BYTES (64u << 20)
@@ -945,6 +946,25 @@ void push_free(struct push *p)
 	pthread_cond_destroy(&p->cond);
 	pthread_mutex_destroy(&p->lock);
 	push_release(p);
+}
+
+void push_write_metrics(struct push *p, struct metrics_writer *w)
+{
+	struct push_stats ps;
+
+	push_get_stats(p, &ps);
+	metrics_counter(w, "ember_profiles_sent_total", "Profiles accepted by the server", NULL,
+			(double)ps.sent);
+	metrics_counter(w, "ember_profiles_failed_total", "Failed upload attempts", NULL,
+			(double)ps.failed);
+	for (int r = 0; r < PUSH_DROP_MAX; r++)
+		metrics_counter(w, "ember_profiles_dropped_total", "Profiles given up, by reason",
+				(const char *[]){ "reason", push_drop_reason_name(r), NULL },
+				(double)ps.dropped[r]);
+	metrics_gauge(w, "ember_upload_queue_bytes", "Bytes waiting in the upload queue", NULL,
+		      (double)ps.queue_bytes);
+	metrics_summary(w, "ember_upload_latency_seconds", "Duration of successful uploads", NULL,
+			ps.latency_sum_s, ps.latency_count);
 }
 
 void push_get_stats(struct push *p, struct push_stats *ret_stats)

@@ -86,4 +86,10 @@ void push_get_stats(struct push *p, struct push_stats *ret_stats);
 
 const char *push_drop_reason_name(enum push_drop_reason r);
 
+/* Writes the push client's self-metrics (ember_profiles_sent_total, _failed_total,
+ * _dropped_total by reason, ember_upload_queue_bytes, ember_upload_latency_seconds).
+ * Thread-safe. */
+struct metrics_writer;
+void push_write_metrics(struct push *p, struct metrics_writer *w);
+
 #endif

@@ -76,6 +76,19 @@ void proctable_del(struct proctable *t, pid_t pid)
 	t->n--;
 }
 
+pid_t proctable_take_exited(struct proctable *t)
+{
+	for (size_t i = 0; i < t->cap; i++) {
+		if (t->e[i].pid && t->e[i].exited) {
+			pid_t pid = t->e[i].pid;
+
+			proctable_del(t, pid);
+			return pid;
+		}
+	}
+	return 0;
+}
+
 void proctable_fini(struct proctable *t)
 {
 	free(t->e);

@@ -27,6 +27,9 @@ struct proc_entry *proctable_get(struct proctable *t, pid_t pid);
 /* Inserts or replaces pid's entry. Returns it, or NULL when out of memory. */
 struct proc_entry *proctable_put(struct proctable *t, pid_t pid, uint64_t cookie, uint32_t service);
 void proctable_del(struct proctable *t, pid_t pid);
+/* The sweep of exited processes: removes one entry marked exited and returns its pid, or 0 when
+ * none is left. Call until 0. */
+pid_t proctable_take_exited(struct proctable *t);
 void proctable_fini(struct proctable *t);
 
 #endif

@@ -207,7 +207,7 @@ def link_errors(dash, name, uids, ember_ids, pt_vars):
 def agent_metric_names(src):
     """Metric names the agent's C sources define, or None when the metrics module is not there."""
     names = set()
-    for path in glob.glob(os.path.join(src, "agent", "*.[ch]")):
+    for path in glob.glob(os.path.join(src, "agent", "**", "*.[ch]"), recursive=True):
         with open(path, errors="replace") as f:
             names |= set(re.findall(r'"(ember_[a-z_]+)', f.read()))
     if "ember_samples_total" not in names:

@@ -1,0 +1,1000 @@
+/* pipeline: targets -> collectors -> unwind -> symbolize -> aggregate, one loop for every
+ * command (pipeline.h). */
+#include "pipeline.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "allocprof.h"
+#include "cpu_collector.h"
+#include "cpuprof.h"
+#include "gpu_receiver.h"
+#include "gpuprof.h"
+#include "log.h"
+#include "metrics.h"
+#include "preflight.h"
+#include "procmaps.h"
+#include "proctable.h"
+#include "refresh.h"
+#include "spawn.h"
+#include "symbolizer.h"
+#include "targets.h"
+#include "unwmode.h"
+#include "util.h"
+
+#define NS 1000000000LL
+#define DRAIN_PERIOD_NS (1 * NS) /* also how fast --unwind auto can switch a process */
+#define CHILD_KILL_AFTER_NS (8 * NS)
+/* Services the agent keeps at once. */
+#define MAX_SERVICES 4096
+
+enum { FAM_CPU, FAM_ALLOC, FAM_GPU, FAM_COUNT };
+static const char *const family_names[FAM_COUNT] = { "cpu", "alloc", "gpu" };
+static const size_t family_values[FAM_COUNT] = { 1, 4, 2 };
+
+struct service_slot {
+	char *name;
+	struct stackagg *agg[FAM_COUNT]; /* this interval's stacks, per family */
+};
+
+struct pipeline {
+	struct pipeline_opts o;
+	const struct ember_config *cfg;
+	struct targets *targets;
+	struct service_slot *svc;
+	size_t nsvc;
+	struct proctable procs;
+	struct refresh_sched refresh;
+	struct symbolizer *sym;
+	struct unwmode *unw; /* --unwind auto; NULL otherwise */
+	struct cpu_collector *cc;
+	struct alloc_collector *ac;
+	struct gpu_receiver *gpu;
+	struct metrics *metrics;
+	bool want_cpu;
+	int64_t period;
+	int64_t interval_start_real;
+	unsigned selected;
+	/* PIPELINE_COMMAND */
+	pid_t child;
+	int child_status;
+	/* self-metrics: written by the loop, read by the metrics thread */
+	_Atomic uint64_t m_samples, m_procs, m_misses, m_gpu_unselected, m_services_full;
+	void (*sink_metrics)(void *ctx, struct metrics_writer *w);
+	void *sink_ctx;
+	const struct pipeline_hooks *hooks;
+	int64_t stop_mono; /* when the loop ended */
+};
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+/* SIGCHLD only interrupts the wait: the command's exit is collected by child_done(). */
+static void on_child(int sig)
+{
+	(void)sig;
+}
+
+static bool has_family(const char *list, const char *family)
+{
+	size_t n = strlen(family);
+
+	for (const char *p = list; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+		if (!strncmp(p, family, n) && (p[n] == ',' || p[n] == '\0'))
+			return true;
+	return false;
+}
+
+/* --- services ------------------------------------------------------------------------- */
+
+static int service_index(struct pipeline *pl, const char *name)
+{
+	struct service_slot *ns;
+
+	for (size_t i = 0; i < pl->nsvc; i++)
+		if (!strcmp(pl->svc[i].name, name))
+			return (int)i;
+	if (pl->nsvc >= MAX_SERVICES) {
+		atomic_fetch_add_explicit(&pl->m_services_full, 1, memory_order_relaxed);
+		return -ENOSPC;
+	}
+	ns = realloc(pl->svc, (pl->nsvc + 1) * sizeof(*ns));
+	if (!ns)
+		return -ENOMEM;
+	pl->svc = ns;
+	pl->svc[pl->nsvc] = (struct service_slot){ .name = strdup(name) };
+	if (!pl->svc[pl->nsvc].name)
+		return -ENOMEM;
+	return (int)pl->nsvc++;
+}
+
+/* A service name from a file or command name: its basename in [A-Za-z0-9_.-]. */
+static void service_name_of(const char *path, char *buf, size_t n, const char *fallback)
+{
+	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+	size_t i;
+
+	for (i = 0; base[i] && i + 1 < n; i++)
+		buf[i] = (isalnum((unsigned char)base[i]) || strchr("_.-", base[i])) ? base[i] : '_';
+	buf[i] = '\0';
+	if (!i)
+		snprintf(buf, n, "%s", fallback);
+}
+
+/* PIPELINE_EVERY_PROCESS: the service of a process is its executable's name. */
+static int auto_service(struct pipeline *pl, pid_t pid, const char *comm)
+{
+	char path[64], exe[PATH_MAX], name[128];
+	const char *base = comm && *comm ? comm : "unknown";
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	n = readlink(path, exe, sizeof(exe) - 1);
+	if (n > 0) {
+		exe[n] = '\0';
+		if (n > 10 && !strcmp(exe + n - 10, " (deleted)"))
+			exe[n - 10] = '\0';
+		base = exe;
+	}
+	service_name_of(base, name, sizeof(name), "unknown");
+	return service_index(pl, name);
+}
+
+/* --- processes ------------------------------------------------------------------------ */
+
+static struct proc_entry *proc_get(struct pipeline *pl, pid_t pid)
+{
+	return proctable_get(&pl->procs, pid);
+}
+
+static void proc_put(struct pipeline *pl, pid_t pid, uint64_t cookie, uint32_t service)
+{
+	(void)proctable_put(&pl->procs, pid, cookie, service);
+	atomic_store_explicit(&pl->m_procs, pl->procs.n, memory_order_relaxed);
+}
+
+/* After exec, fork or dlopen: attach the allocator probes to libraries not seen yet. */
+static void alloc_rescan(struct pipeline *pl, pid_t pid)
+{
+	struct proc_entry *p;
+	uint64_t start;
+
+	if (!pl->ac || procmaps_start_time(pid, &start))
+		return;
+	p = proc_get(pl, pid);
+	if (p && p->cookie == start && !p->exited)
+		(void)alloc_collector_add_target(pl->ac, pid, start);
+}
+
+/* Every process, preload mode: a process that execs with libember_alloc.so in its LD_PRELOAD
+ * gets the probes armed on that file now, before ld.so maps it, so even a short-lived process's
+ * first allocations are seen. */
+static void preload_check(struct pipeline *pl, pid_t pid)
+{
+	char path[64], env[32768], lib[PATH_MAX];
+	uint64_t start;
+	ssize_t n;
+	int fd, id;
+
+	snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = read(fd, env, sizeof(env) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	env[n] = '\0';
+	for (char *v = env; v < env + n; v += strlen(v) + 1) {
+		char *hit, *begin, *end;
+
+		if (strncmp(v, "LD_PRELOAD=", 11) || !(hit = strstr(v, "libember_alloc.so")))
+			continue;
+		/* The entry holding it, in a list separated by ':' or spaces. */
+		for (begin = hit; begin > v + 11 && begin[-1] != ':' && begin[-1] != ' '; begin--)
+			;
+		end = hit + strcspn(hit, ": ");
+		if (*begin != '/' || procmaps_start_time(pid, &start))
+			return;
+		snprintf(lib, sizeof(lib), "/proc/%d/root%.*s", (int)pid, (int)(end - begin), begin);
+		id = auto_service(pl, pid, NULL);
+		if (id >= 0)
+			proc_put(pl, pid, start, (uint32_t)id);
+		(void)alloc_collector_attach_path(pl->ac, pid, start, lib);
+		return;
+	}
+}
+
+static void on_alloc_first_sample(void *ctx, pid_t pid)
+{
+	struct pipeline *pl = ctx;
+
+	(void)symbolizer_refresh(pl->sym, pid);
+}
+
+static void run_due_refreshes(struct pipeline *pl)
+{
+	int64_t now = util_now_ns(CLOCK_MONOTONIC);
+	pid_t pid;
+
+	while ((pid = refresh_take_due(&pl->refresh, now))) {
+		(void)symbolizer_refresh(pl->sym, pid);
+		alloc_rescan(pl, pid);
+	}
+}
+
+/* Re-reads pid's maps after a change, now or on the schedule; at once if it is full. */
+static void schedule_refresh(struct pipeline *pl, pid_t pid, int64_t delay_ns)
+{
+	if (!refresh_schedule(&pl->refresh, pid, delay_ns))
+		(void)symbolizer_refresh(pl->sym, pid);
+}
+
+/* Selects pid for service. Returns 0 or -errno. */
+static int add_target(struct pipeline *pl, pid_t pid, uint32_t service)
+{
+	uint64_t start;
+	int err;
+
+	if (pid == getpid())
+		return -EINVAL;
+	err = procmaps_start_time(pid, &start);
+	if (err)
+		return err;
+	err = cpu_collector_add_target(pl->cc, pid, service, start);
+	if (err)
+		return err;
+	pl->selected++;
+	proc_put(pl, pid, start, service);
+	/* Capture maps now: a process idle at first may exit right after its first samples. */
+	(void)symbolizer_track(pl->sym, pid);
+	if (pl->ac)
+		(void)alloc_collector_add_target(pl->ac, pid, start);
+	log_debug("%s: pid %d selected for service %s", pl->o.name, (int)pid,
+		  pl->svc[pl->o.one_service ? 0 : service].name);
+	return 0;
+}
+
+static void on_scan_match(void *ctx, pid_t pid, uint32_t service)
+{
+	(void)add_target(ctx, pid, service);
+}
+
+static void on_event(void *ctx, const struct ember_event *e)
+{
+	struct pipeline *pl = ctx;
+	pid_t pid = (pid_t)e->tgid;
+	struct proc_entry *p;
+	int id;
+
+	switch (e->type) {
+	case EMBER_EVENT_FIRST_SAMPLE:
+		/* After exec the first sample comes with ld.so's work done or under way. */
+		(void)symbolizer_refresh(pl->sym, pid);
+		if (pl->unw)
+			cpuprof_unwmode_first_sample(pl->unw, pl->cc, pid);
+		if (pl->o.policy == PIPELINE_EVERY_PROCESS) {
+			id = pl->o.one_service ? 0 : auto_service(pl, pid, e->comm);
+			if (id >= 0)
+				proc_put(pl, pid, e->cookie, (uint32_t)id);
+			/* Preload mode: attaches when the process maps libember_alloc.so. */
+			if (pl->ac && pl->o.alloc_mode == ALLOC_MODE_PRELOAD)
+				(void)alloc_collector_add_target(pl->ac, pid, e->cookie);
+		}
+		break;
+	case EMBER_EVENT_MMAP:
+		schedule_refresh(pl, pid, 0);
+		break;
+	case EMBER_EVENT_EXEC:
+		if (e->cookie) {
+			/* A target ran exec: maps change; selected by a selector, it may no longer
+			 * belong to one (a worker exec'ing a shell). */
+			if (!refresh_after_exec(&pl->refresh, pid))
+				(void)symbolizer_refresh(pl->sym, pid);
+			if (pl->o.policy == PIPELINE_SELECTORS) {
+				id = targets_match(pl->targets, pid);
+				if (id < 0) {
+					(void)cpu_collector_remove_target(pl->cc, pid);
+					p = proc_get(pl, pid);
+					if (p)
+						p->exited = true;
+				} else if ((uint32_t)id != e->service_id) {
+					(void)add_target(pl, pid, (uint32_t)id);
+				}
+			}
+			break;
+		}
+		if (pl->o.policy == PIPELINE_EVERY_PROCESS && pl->ac && pl->o.alloc_mode == ALLOC_MODE_PRELOAD) {
+			preload_check(pl, pid);
+			break;
+		}
+		/* Not a target yet: does it match now? */
+		__attribute__((fallthrough));
+	case EMBER_EVENT_CGROUP:
+		if (pl->o.policy != PIPELINE_SELECTORS)
+			break;
+		id = targets_match(pl->targets, pid);
+		if (id >= 0 && (!e->cookie || (uint32_t)id != e->service_id))
+			(void)add_target(pl, pid, (uint32_t)id);
+		break;
+	case EMBER_EVENT_FORK:
+		pl->selected++;
+		proc_put(pl, pid, e->cookie, e->service_id);
+		if (pl->ac)
+			(void)alloc_collector_add_target(pl->ac, pid, e->cookie);
+		break;
+	case EMBER_EVENT_EXIT:
+		p = proc_get(pl, pid);
+		if (p && p->cookie == e->cookie)
+			p->exited = true; /* forgotten after the next drain has used its maps */
+		if (pl->hooks && pl->hooks->exited)
+			pl->hooks->exited(pl->hooks->ctx, pid);
+		break;
+	}
+}
+
+/* --- aggregation ---------------------------------------------------------------------- */
+
+static struct stackagg *slot_agg(struct pipeline *pl, int id, int fam)
+{
+	struct service_slot *svc;
+
+	if (pl->o.one_service)
+		id = 0;
+	if (id < 0 || (size_t)id >= pl->nsvc)
+		return NULL;
+	svc = &pl->svc[id];
+	if (!svc->agg[fam] && stackagg_new(family_values[fam], &svc->agg[fam]))
+		return NULL;
+	return svc->agg[fam];
+}
+
+static void on_stack(void *ctx, const struct cpu_stack *s)
+{
+	struct pipeline *pl = ctx;
+	struct sym_frame frames[CPUPROF_MAX_FRAMES];
+	int64_t value = (int64_t)s->count * pl->period;
+	struct stackagg *agg;
+	struct proc_entry *p;
+	size_t n;
+	int id;
+
+	if (pl->o.policy == PIPELINE_EVERY_PROCESS && !pl->o.one_service) {
+		p = proc_get(pl, (pid_t)s->key->tgid);
+		if (p && p->cookie == s->key->cookie) {
+			id = (int)p->service;
+		} else {
+			/* Its FIRST_SAMPLE event was lost or not handled yet. */
+			id = auto_service(pl, (pid_t)s->key->tgid, NULL);
+			if (id >= 0 && !p)
+				proc_put(pl, (pid_t)s->key->tgid, s->key->cookie, (uint32_t)id);
+		}
+	} else {
+		id = (int)s->key->service_id;
+	}
+	agg = slot_agg(pl, id, FAM_CPU);
+	if (!agg)
+		return;
+	n = cpuprof_frames(pl->sym, s, frames);
+	if (pl->unw)
+		cpuprof_unwmode_observe(pl->unw, pl->cc, s, frames, n);
+	if (stackagg_add(agg, frames, n, &value) == 0)
+		atomic_fetch_add_explicit(&pl->m_samples, s->count, memory_order_relaxed);
+	else
+		log_warn("%s: out of memory, dropping a stack", pl->o.name);
+}
+
+/* Drops exited processes once their last samples are symbolized. */
+static void forget_exited(struct pipeline *pl)
+{
+	pid_t pid;
+
+	while ((pid = proctable_take_exited(&pl->procs))) {
+		symbolizer_forget(pl->sym, pid);
+		cpu_collector_forget(pl->cc, pid);
+		if (pl->unw)
+			unwmode_forget(pl->unw, pid);
+		if (pl->ac)
+			(void)alloc_collector_remove_target(pl->ac, pid);
+	}
+	atomic_store_explicit(&pl->m_procs, pl->procs.n, memory_order_relaxed);
+}
+
+static void on_alloc_stack(void *ctx, const struct alloc_stack *s)
+{
+	struct pipeline *pl = ctx;
+	struct sym_frame frames[ALLOCPROF_MAX_FRAMES];
+	struct proc_entry *p = proc_get(pl, (pid_t)s->tgid);
+	struct stackagg *agg;
+	size_t n;
+
+	if (!p || p->cookie != s->cookie || !(agg = slot_agg(pl, (int)p->service, FAM_ALLOC)))
+		return;
+	n = allocprof_frames(pl->sym, s, frames);
+	(void)stackagg_add(agg, frames, n, s->values);
+}
+
+/* A GPU sample from libember_cupti.so in process s->pid: the service that process belongs to
+ * (a command's; its selected service, or its executable's). Samples of processes no service
+ * selects are counted and dropped. */
+static void on_gpu_sample(void *ctx, const struct gpu_sample *s)
+{
+	struct pipeline *pl = ctx;
+	struct sym_frame frames[GPUPROF_MAX_FRAMES];
+	struct proc_entry *p = proc_get(pl, s->pid);
+	struct stackagg *agg;
+	int64_t values[2];
+	size_t n;
+	int id;
+
+	if (pl->o.policy == PIPELINE_COMMAND)
+		id = 0;
+	else if (p && (!s->start_time || p->cookie == s->start_time))
+		id = (int)p->service;
+	else if (pl->o.policy == PIPELINE_EVERY_PROCESS)
+		id = auto_service(pl, s->pid, NULL);
+	else
+		id = targets_match(pl->targets, s->pid);
+	agg = id >= 0 ? slot_agg(pl, id, FAM_GPU) : NULL;
+	if (!agg) {
+		atomic_fetch_add_explicit(&pl->m_gpu_unselected, 1, memory_order_relaxed);
+		return;
+	}
+	n = gpuprof_frames(pl->sym, s, frames);
+	gpuprof_values(s, values);
+	(void)stackagg_add(agg, frames, n, values);
+}
+
+static void drain(struct pipeline *pl)
+{
+	struct symbolizer_stats ss;
+
+	(void)cpu_collector_drain(pl->cc, on_stack, pl);
+	/* Allocation samples are symbolized at the interval's end: keep exited processes' maps
+	 * until then. */
+	if (!pl->ac)
+		forget_exited(pl);
+	symbolizer_get_stats(pl->sym, &ss);
+	atomic_store_explicit(&pl->m_misses, ss.misses, memory_order_relaxed);
+}
+
+/* The pprof header of family fam for the interval [from, until). */
+static void describe(struct pipeline *pl, int fam, int64_t from, int64_t until,
+		     struct pprof_value_type types[4], struct pprof_value_type *period_type,
+		     struct stackagg_profile *p, char *comment, size_t comment_size)
+{
+	const struct profile_family *f = profile_family_find(family_names[fam]);
+
+	memset(p, 0, sizeof(*p));
+	for (size_t i = 0; i < f->ntypes; i++)
+		types[i] = (struct pprof_value_type){ f->types[i][0], f->types[i][1] };
+	*period_type = (struct pprof_value_type){ f->period[0], f->period[1] };
+	p->types = types;
+	p->period_type = period_type;
+	p->time_nanos = from;
+	p->duration_nanos = until - from;
+	switch (fam) {
+	case FAM_CPU:
+		p->period = pl->period;
+		if (pl->o.one_service) {
+			pipeline_loss_report(pl, comment, comment_size);
+			p->comment = comment;
+		}
+		break;
+	case FAM_ALLOC:
+		p->period = (int64_t)alloc_collector_interval(pl->ac);
+		allocprof_comment(pl->ac, comment, comment_size);
+		p->comment = comment;
+		break;
+	default:
+		p->period = 1;
+	}
+}
+
+static bool family_on(const struct pipeline *pl, int fam)
+{
+	return fam == FAM_CPU ? pl->want_cpu : fam == FAM_ALLOC ? pl->ac != NULL : pl->gpu != NULL;
+}
+
+static void flush_interval(struct pipeline *pl)
+{
+	int64_t until = util_now_ns(CLOCK_REALTIME);
+	struct pprof_value_type types[4], period_type;
+	struct stackagg_profile desc;
+	char comment[512];
+
+	if (pl->gpu)
+		(void)gpu_receiver_drain(pl->gpu, on_gpu_sample, pl);
+	if (pl->ac) {
+		/* Allocations of the interval and the live set at its end, then the processes that
+		 * exited can go. */
+		(void)alloc_collector_drain(pl->ac, on_alloc_stack, pl);
+		forget_exited(pl);
+	}
+	for (size_t i = 0; i < pl->nsvc; i++) {
+		for (int fam = 0; fam < FAM_COUNT; fam++) {
+			struct stackagg **agg = &pl->svc[i].agg[fam];
+			struct pipeline_profile prof;
+
+			/* One profile for the whole run (record): each family asked for is written,
+			 * empty or not; otherwise only what has samples. */
+			if (pl->o.one_service && i == 0 && family_on(pl, fam) && !*agg)
+				(void)stackagg_new(family_values[fam], agg);
+			if (!*agg || (stackagg_count(*agg) == 0 && !pl->o.one_service))
+				continue;
+			describe(pl, fam, pl->interval_start_real, until, types, &period_type, &desc,
+				 comment, sizeof(comment));
+			prof = (struct pipeline_profile){
+				.service = pl->svc[i].name,
+				.fam = profile_family_find(family_names[fam]),
+				.agg = *agg,
+				.desc = &desc,
+				.until = until,
+			};
+			if (pl->hooks && pl->hooks->profile)
+				pl->hooks->profile(pl->hooks->ctx, &prof);
+			stackagg_free(*agg);
+			*agg = NULL;
+		}
+	}
+	pl->interval_start_real = until;
+}
+
+/* --- self-metrics --------------------------------------------------------------------- */
+
+static void collect_metrics(void *ctx, struct metrics_writer *w)
+{
+	struct pipeline *pl = ctx;
+
+	metrics_counter(w, "ember_samples_total", "CPU samples aggregated into profiles", NULL,
+			(double)atomic_load_explicit(&pl->m_samples, memory_order_relaxed));
+	cpu_collector_write_metrics(pl->cc, w);
+	metrics_gauge(w, "ember_processes_tracked", "Processes currently profiled", NULL,
+		      (double)atomic_load_explicit(&pl->m_procs, memory_order_relaxed));
+	metrics_counter(w, "ember_services_refused_total",
+			"Processes left unprofiled because the service table was full", NULL,
+			(double)atomic_load_explicit(&pl->m_services_full, memory_order_relaxed));
+	metrics_counter(w, "ember_symbolization_misses_total",
+			"Frames that got module+offset or [unknown] instead of a symbol", NULL,
+			(double)atomic_load_explicit(&pl->m_misses, memory_order_relaxed));
+	if (pl->ac)
+		alloc_collector_write_metrics(pl->ac, w);
+	if (pl->gpu) {
+		gpu_receiver_write_metrics(pl->gpu, w);
+		metrics_counter(w, "ember_gpu_dropped_total", "GPU entries dropped, by reason",
+				(const char *[]){ "reason", "unselected_process", NULL },
+				(double)atomic_load_explicit(&pl->m_gpu_unselected, memory_order_relaxed));
+	}
+	if (pl->sink_metrics)
+		pl->sink_metrics(pl->sink_ctx, w);
+}
+
+/* --- start-up ------------------------------------------------------------------------- */
+
+static int open_alloc(struct pipeline *pl)
+{
+	struct alloc_collector_opts o = {
+		.mode = pl->o.alloc_mode,
+		.sample_bytes = (__u64)pl->cfg->alloc_sample_bytes,
+	};
+	int err = alloc_collector_open(&o, &pl->ac);
+
+	if (err) {
+		fprintf(stderr, "ember: cannot load the BPF allocation sampler: %s\n", strerror(-err));
+		return 2;
+	}
+	alloc_collector_on_first_sample(pl->ac, on_alloc_first_sample, pl);
+	if (pl->o.policy == PIPELINE_EVERY_PROCESS && pl->o.alloc_mode == ALLOC_MODE_PRELOAD) {
+		char lib[PATH_MAX];
+
+		/* Our own copy of the library, the one a service on this host preloads: its probes
+		 * are armed for every process before any maps it. Copies elsewhere (inside a
+		 * container image) are attached per process when one execs with them. */
+		err = allocprof_preload_path(lib, sizeof(lib));
+		if (!err)
+			err = alloc_collector_attach_everyone(pl->ac, lib);
+		if (err)
+			log_warn("alloc: cannot arm libember_alloc.so for every process (%s); "
+				 "processes that preload it are attached when they start",
+				 strerror(-err));
+	}
+	return 0;
+}
+
+int pipeline_new(const struct pipeline_opts *opts, struct pipeline **ret_pl)
+{
+	const struct ember_config *cfg = opts->cfg;
+	struct cpu_collector_opts copts = { 0 };
+	struct pipeline *pl;
+	int err, status = 1;
+
+	/* Privileges and kernel features first, for every command and family: one line naming
+	 * what is missing rather than a libbpf error from whichever collector loads first. */
+	if (preflight_check())
+		return 2;
+	pl = calloc(1, sizeof(*pl));
+	if (!pl)
+		return 1;
+	pl->o = *opts;
+	pl->cfg = cfg;
+	pl->child_status = -1;
+	pl->want_cpu = has_family(cfg->profiles, "cpu");
+	pl->period = NS / cfg->sample_rate;
+
+	err = targets_new(opts->policy == PIPELINE_SELECTORS ? opts->services : &(struct strlist){ 0 },
+			  &pl->targets);
+	if (err) {
+		fprintf(stderr, "ember: cannot set up targets: %s\n", strerror(-err));
+		goto fail;
+	}
+	if (opts->policy == PIPELINE_COMMAND || opts->one_service) {
+		if (service_index(pl, opts->command_service ? opts->command_service : "all") != 0)
+			goto fail;
+	} else {
+		for (size_t i = 0; i < targets_count(pl->targets); i++)
+			if (service_index(pl, targets_service_name(pl->targets, (uint32_t)i)) != (int)i) {
+				fprintf(stderr, "ember: invalid value for --service: '%s' is given twice\n",
+					targets_service_name(pl->targets, (uint32_t)i));
+				status = 2;
+				goto fail;
+			}
+	}
+	err = symbolizer_new(&pl->sym);
+	if (err) {
+		fprintf(stderr, "ember: cannot create the symbolizer: %s\n", strerror(-err));
+		goto fail;
+	}
+	if (opts->kernel_symbols_at_start && pl->want_cpu)
+		(void)symbolizer_load_kernel(pl->sym);
+	if (!strcmp(cfg->unwind, "auto") && unwmode_new(&pl->unw))
+		goto fail;
+
+	copts.sample_rate = (unsigned)cfg->sample_rate;
+	copts.dwarf_all = !strcmp(cfg->unwind, "dwarf");
+	copts.dwarf_first = !strcmp(cfg->unwind, "auto");
+	copts.stack_size = (unsigned)cfg->stack_size;
+	copts.select_all = opts->policy == PIPELINE_EVERY_PROCESS;
+	copts.follow_children = opts->policy != PIPELINE_EVERY_PROCESS;
+	copts.report_execs = opts->policy == PIPELINE_SELECTORS ? targets_need_execs(pl->targets) :
+			     opts->policy == PIPELINE_EVERY_PROCESS && has_family(cfg->profiles, "alloc");
+	copts.report_cgroups = opts->policy == PIPELINE_SELECTORS && targets_need_cgroups(pl->targets);
+	err = cpu_collector_open(&copts, &pl->cc);
+	if (err) {
+		if (err == -EPERM)
+			fprintf(stderr, "ember: the kernel refused to load the BPF sampler (EPERM): "
+					"needs root, or CAP_BPF and CAP_PERFMON\n");
+		else
+			fprintf(stderr, "ember: cannot load the BPF sampler: %s\n", strerror(-err));
+		status = 2;
+		goto fail;
+	}
+	if (has_family(cfg->profiles, "alloc") && (status = open_alloc(pl)))
+		goto fail;
+	status = 1;
+	if (has_family(cfg->profiles, "gpu")) {
+		err = gpu_receiver_start(cfg->gpu_socket, &pl->gpu);
+		if (err) {
+			fprintf(stderr, "ember: invalid value for --gpu-socket: cannot listen on %s: %s\n",
+				cfg->gpu_socket, strerror(-err));
+			status = 2;
+			goto fail;
+		}
+	}
+	*ret_pl = pl;
+	return 0;
+fail:
+	pipeline_free(pl);
+	return status;
+}
+
+/* Starts the self-metrics endpoint; sink_fn adds the sink's series. */
+int pipeline_serve_metrics(struct pipeline *pl, void (*sink_fn)(void *ctx, struct metrics_writer *w),
+			   void *sink_ctx)
+{
+	int err;
+
+	pl->sink_metrics = sink_fn;
+	pl->sink_ctx = sink_ctx;
+	if (!pl->cfg->metrics_addr)
+		return 0;
+	err = metrics_start(pl->cfg->metrics_addr, collect_metrics, pl, &pl->metrics);
+	if (err) {
+		fprintf(stderr, "ember: invalid value for --metrics-addr: cannot listen on %s: %s\n",
+			pl->cfg->metrics_addr, strerror(-err));
+		return 2;
+	}
+	return 0;
+}
+
+/* The preloaded library is mapped only after exec: attach to its file for the command now, so
+ * its first sampled allocations are seen too. */
+static void arm_preload(struct pipeline *pl, pid_t pid)
+{
+	char lib[PATH_MAX];
+	uint64_t start;
+
+	if (allocprof_preload_path(lib, sizeof(lib)) == 0 && procmaps_start_time(pid, &start) == 0)
+		(void)alloc_collector_attach_path(pl->ac, pid, start, lib);
+}
+
+int pipeline_start(struct pipeline *pl, char **argv)
+{
+	int go_fd = -1, err_fd = -1, err;
+
+	if (pl->o.policy == PIPELINE_COMMAND) {
+		err = spawn_stopped(argv, &pl->child, &go_fd, &err_fd);
+		if (!err) {
+			err = add_target(pl, pl->child, 0);
+			if (!err && pl->ac && pl->o.alloc_mode == ALLOC_MODE_PRELOAD)
+				arm_preload(pl, pl->child);
+			if (err) {
+				close(go_fd); /* the child sees EOF and exits without running CMD */
+				close(err_fd);
+				spawn_terminate(pl->child);
+			} else {
+				err = spawn_release(pl->child, go_fd, err_fd);
+			}
+			if (err)
+				pl->child = 0;
+		}
+		if (err) {
+			fprintf(stderr, "ember: cannot start '%s': %s\n", argv[0], strerror(-err));
+			return 2;
+		}
+	} else if (pl->o.policy == PIPELINE_SELECTORS) {
+		(void)targets_scan(pl->targets, on_scan_match, pl);
+	}
+	err = pl->want_cpu ? cpu_collector_start(pl->cc) : 0;
+	if (err) {
+		if (err == -ENODEV)
+			fprintf(stderr, "ember: the kernel has no usable cpu-clock perf event "
+					"(CONFIG_PERF_EVENTS)\n");
+		else
+			fprintf(stderr, "ember: cannot open perf events: %s\n", strerror(-err));
+		return 2;
+	}
+	return 0;
+}
+
+/* Collects the command's exit; true once it has exited. */
+static bool child_done(struct pipeline *pl)
+{
+	int st;
+
+	if (!pl->child)
+		return true;
+	if (waitpid(pl->child, &st, WNOHANG) != pl->child)
+		return false;
+	pl->child_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	log_debug("%s: command exited (status 0x%x)", pl->o.name, st);
+	pl->child = 0;
+	return true;
+}
+
+/* One wait for whichever comes first: a process event, a sampled allocation, a due refresh,
+ * the next drain, the command's exit (checked every 100 ms). */
+static int wait_events(struct pipeline *pl, int64_t next_drain)
+{
+	int64_t now = util_now_ns(CLOCK_MONOTONIC), wait = next_drain - now;
+	int due = refresh_wait_ms(&pl->refresh, now), ms;
+
+	if (pl->o.policy == PIPELINE_COMMAND && wait > 100 * 1000000LL)
+		wait = 100 * 1000000LL;
+	if (due >= 0 && wait > due * 1000000LL)
+		wait = due * 1000000LL;
+	ms = wait > 0 ? (int)(wait / 1000000) + 1 : 0;
+	if (pl->ac) {
+		/* Sampled allocations wake the loop too: a short-lived process's maps are read
+		 * while it still runs. */
+		struct pollfd pf[2] = {
+			{ .fd = cpu_collector_epoll_fd(pl->cc), .events = POLLIN },
+			{ .fd = alloc_collector_epoll_fd(pl->ac), .events = POLLIN },
+		};
+
+		if (poll(pf, 2, ms) < 0 && errno != EINTR)
+			log_warn("%s: poll: %s", pl->o.name, strerror(errno));
+		ms = 0;
+	}
+	return cpu_collector_poll(pl->cc, ms, on_event, pl);
+}
+
+int pipeline_run(struct pipeline *pl, const struct pipeline_hooks *hooks)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+	int64_t interval_ns = (int64_t)(pl->o.interval_s * 1e9);
+	int64_t next_drain, interval_end, stop_at = 0, term_sent = 0;
+	int status = 0;
+
+	pl->hooks = hooks;
+	stop_requested = 0;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	if (pl->o.policy == PIPELINE_COMMAND) {
+		struct sigaction sc = { .sa_handler = on_child, .sa_flags = SA_NOCLDSTOP };
+
+		sigaction(SIGCHLD, &sc, NULL); /* wakes the poll; the command is collected below */
+	}
+	signal(SIGPIPE, SIG_IGN);
+	stop_requested = 0;
+	pl->interval_start_real = util_now_ns(CLOCK_REALTIME);
+	next_drain = util_now_ns(CLOCK_MONOTONIC) + DRAIN_PERIOD_NS;
+	interval_end = interval_ns > 0 ? util_now_ns(CLOCK_MONOTONIC) + interval_ns : INT64_MAX;
+	for (;;) {
+		int64_t now = util_now_ns(CLOCK_MONOTONIC);
+		int n;
+
+		if (pl->o.policy == PIPELINE_COMMAND) {
+			/* The command's end ends the run; a signal to us is passed on to it. */
+			if (child_done(pl))
+				break;
+			if (stop_requested && !stop_at)
+				stop_at = now;
+			if (stop_at && !term_sent && now - stop_at >= pl->o.child_term_grace_ns) {
+				kill(pl->child, SIGTERM);
+				term_sent = now;
+			} else if (term_sent && now - term_sent > CHILD_KILL_AFTER_NS) {
+				kill(pl->child, SIGKILL);
+			}
+			stop_requested = 0;
+		} else if (stop_requested) {
+			break;
+		}
+		if (hooks && hooks->done && hooks->done(hooks->ctx, now))
+			break;
+		n = wait_events(pl, next_drain);
+		if (n < 0 && n != -EINTR) {
+			log_error("%s: event poll failed: %s", pl->o.name, strerror(-n));
+			status = 1;
+			break;
+		}
+		run_due_refreshes(pl);
+		if (pl->ac)
+			(void)alloc_collector_poll(pl->ac, 0);
+		now = util_now_ns(CLOCK_MONOTONIC);
+		if (now >= next_drain) {
+			drain(pl);
+			next_drain = now + DRAIN_PERIOD_NS;
+		}
+		if (now >= interval_end) {
+			flush_interval(pl);
+			interval_end += interval_ns;
+			if (interval_end < now)
+				interval_end = now + interval_ns;
+		}
+		if (hooks && hooks->tick)
+			hooks->tick(hooks->ctx, now);
+	}
+	/* Two drains: the second takes what raced into the other buffer during the first. Then
+	 * the last, partial interval. */
+	pl->stop_mono = util_now_ns(CLOCK_MONOTONIC);
+	if (interval_ns > 0)
+		log_info("%s: stopping; sending the last partial interval", pl->o.name);
+	drain(pl);
+	drain(pl);
+	flush_interval(pl);
+	return status;
+}
+
+void pipeline_free(struct pipeline *pl)
+{
+	if (!pl)
+		return;
+	metrics_stop(pl->metrics); /* its thread reads the collectors */
+	if (pl->child > 0)
+		spawn_terminate(pl->child); /* e.g. --duration ended a recording of a command */
+	cpu_collector_free(pl->cc);
+	alloc_collector_free(pl->ac);
+	gpu_receiver_stop(pl->gpu);
+	symbolizer_free(pl->sym);
+	unwmode_free(pl->unw);
+	targets_free(pl->targets);
+	for (size_t i = 0; i < pl->nsvc; i++) {
+		free(pl->svc[i].name);
+		for (int fam = 0; fam < FAM_COUNT; fam++)
+			stackagg_free(pl->svc[i].agg[fam]);
+	}
+	free(pl->svc);
+	proctable_fini(&pl->procs);
+	free(pl);
+}
+
+double pipeline_stopping_for(const struct pipeline *pl)
+{
+	return (double)(util_now_ns(CLOCK_MONOTONIC) - pl->stop_mono) / 1e9;
+}
+
+int pipeline_command_status(const struct pipeline *pl)
+{
+	return pl->child_status;
+}
+
+unsigned pipeline_targets_selected(const struct pipeline *pl)
+{
+	return pl->selected;
+}
+
+uint64_t pipeline_samples_seen(struct pipeline *pl)
+{
+	__u64 st[EMBER_STAT_MAX] = { 0 };
+
+	(void)cpu_collector_read_stats(pl->cc, st);
+	return st[EMBER_STAT_SAMPLES];
+}
+
+uint64_t pipeline_cpu_samples(const struct pipeline *pl)
+{
+	return atomic_load_explicit(&pl->m_samples, memory_order_relaxed);
+}
+
+const char *pipeline_alloc_mode(const struct pipeline *pl)
+{
+	return pl->ac ? alloc_collector_mode_name(pl->ac) : NULL;
+}
+
+void pipeline_loss_report(struct pipeline *pl, char *buf, size_t size)
+{
+	__u64 st[EMBER_STAT_MAX] = { 0 };
+	__u64 ulost, klost;
+
+	(void)cpu_collector_read_stats(pl->cc, st);
+	ulost = st[EMBER_STAT_USTACK_COLLISION] + st[EMBER_STAT_USTACK_FAULT] + st[EMBER_STAT_USTACK_ERROR];
+	klost = st[EMBER_STAT_KSTACK_COLLISION] + st[EMBER_STAT_KSTACK_FAULT] + st[EMBER_STAT_KSTACK_ERROR];
+	snprintf(buf, size,
+		 "samples %llu; user stacks lost %llu (collision %llu, fault %llu, other %llu); "
+		 "kernel stacks lost %llu (collision %llu, fault %llu, other %llu); "
+		 "samples lost (map full) %llu; process events lost %llu",
+		 (unsigned long long)st[EMBER_STAT_SAMPLES], (unsigned long long)ulost,
+		 (unsigned long long)st[EMBER_STAT_USTACK_COLLISION],
+		 (unsigned long long)st[EMBER_STAT_USTACK_FAULT],
+		 (unsigned long long)st[EMBER_STAT_USTACK_ERROR], (unsigned long long)klost,
+		 (unsigned long long)st[EMBER_STAT_KSTACK_COLLISION],
+		 (unsigned long long)st[EMBER_STAT_KSTACK_FAULT],
+		 (unsigned long long)st[EMBER_STAT_KSTACK_ERROR],
+		 (unsigned long long)st[EMBER_STAT_COUNTS_FULL],
+		 (unsigned long long)st[EMBER_STAT_EVENTS_LOST]);
+	if (ulost || klost || st[EMBER_STAT_COUNTS_FULL] || st[EMBER_STAT_EVENTS_LOST])
+		log_warn("%s", buf);
+	else
+		log_debug("%s", buf);
+}
+
+void pipeline_log_costs(struct pipeline *pl)
+{
+	struct cpu_dwarf_stats ds;
+	__u64 runs = 0, run_ns = 0;
+	struct rusage ru;
+
+	cpu_collector_dwarf_stats(pl->cc, &ds);
+	if (ds.snapshots)
+		log_debug("dwarf: %llu snapshots, %llu unwound, %llu truncated, %llu over budget, "
+			  "%.0f stack bytes per snapshot, %.1f us per unwind",
+			  (unsigned long long)ds.snapshots, (unsigned long long)ds.unwound,
+			  (unsigned long long)ds.truncated, (unsigned long long)ds.skipped_budget,
+			  (double)ds.bytes / (double)ds.snapshots,
+			  ds.unwound ? (double)ds.unwind_ns / (double)ds.unwound / 1e3 : 0.0);
+	if (getrusage(RUSAGE_SELF, &ru) == 0)
+		log_debug("cpu: ember used %.6f s of CPU (user + system)",
+			  (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+			  (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6);
+	if (cpu_collector_prog_stats(pl->cc, &runs, &run_ns) == 0 && runs)
+		log_debug("bpf: sampler ran %llu times, %llu ns in total, %.0f ns per run",
+			  (unsigned long long)runs, (unsigned long long)run_ns,
+			  (double)run_ns / (double)runs);
+}

@@ -1,0 +1,167 @@
+/* run: `ember run [options] -- CMD ARGS...`.
+ *
+ * The pipeline (pipeline.h) over one command: CMD is started held before exec, selected, then
+ * released, so its first instruction is profiled; its children follow. The command's
+ * environment carries the instrumentation: LD_PRELOAD=libember_alloc.so for --profiles alloc
+ * (the in-process sampler, so no uprobe taxes every malloc) and CUDA_INJECTION64_PATH=
+ * libember_cupti.so for --profiles gpu. Profiles go where the agent's go (sink.h), every
+ * --interval and when the command exits. */
+#include "run.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "allocprof.h"
+#include "log.h"
+#include "options.h"
+#include "pipeline.h"
+#include "sink.h"
+
+#define PUSH_STOP_DEADLINE_S 8.0
+
+static bool has_family(const char *list, const char *family)
+{
+	size_t n = strlen(family);
+
+	for (const char *p = list; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+		if (!strncmp(p, family, n) && (p[n] == ',' || p[n] == '\0'))
+			return true;
+	return false;
+}
+
+/* The command, and what it execs, inherit libember_alloc.so and its sampling interval. */
+static int setup_alloc_env(const struct ember_config *cfg)
+{
+	const char *old = getenv("LD_PRELOAD");
+	char lib[PATH_MAX], sb[32], *pre;
+
+	if (allocprof_preload_path(lib, sizeof(lib))) {
+		fprintf(stderr, "ember: cannot find libember_alloc.so next to ember "
+				"(set EMBER_ALLOC_PRELOAD)\n");
+		return 2;
+	}
+	if (asprintf(&pre, "%s%s%s", lib, old && *old ? ":" : "", old ? old : "") < 0)
+		return 1;
+	setenv("LD_PRELOAD", pre, 1);
+	free(pre);
+	snprintf(sb, sizeof(sb), "%ld", cfg->alloc_sample_bytes);
+	setenv("EMBER_ALLOC_SAMPLE_BYTES", sb, 1);
+	return 0;
+}
+
+/* The command loads libember_cupti.so (CUDA_INJECTION64_PATH) and finds the socket. */
+static int setup_gpu_env(const struct ember_config *cfg)
+{
+	const char *env = getenv("EMBER_CUPTI_LIB"), *old = getenv("CUDA_INJECTION64_PATH");
+	char exe[PATH_MAX], lib[PATH_MAX + 32];
+	ssize_t n;
+
+	if (env && *env) {
+		snprintf(lib, sizeof(lib), "%s", env);
+	} else {
+		n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+		exe[n > 0 ? n : 0] = '\0';
+		if (strrchr(exe, '/'))
+			*strrchr(exe, '/') = '\0';
+		snprintf(lib, sizeof(lib), "%.*s/libember_cupti.so", PATH_MAX - 1, exe);
+		if (access(lib, R_OK))
+			snprintf(lib, sizeof(lib), "/usr/lib/ember/libember_cupti.so");
+	}
+	if (access(lib, R_OK)) {
+		fprintf(stderr, "ember: invalid value for --profiles: gpu needs libember_cupti.so "
+				"(not found next to ember nor in /usr/lib/ember; set EMBER_CUPTI_LIB; "
+				"it is built only where the CUDA toolkit with CUPTI is installed)\n");
+		return 2;
+	}
+	if (old && *old && strcmp(old, lib))
+		log_warn("run: CUDA_INJECTION64_PATH was %s; replacing it with %s", old, lib);
+	setenv("CUDA_INJECTION64_PATH", lib, 1);
+	setenv("EMBER_GPU_SOCKET", cfg->gpu_socket, 1);
+	setenv("EMBER_GPU_GRAPH_TRACE", cfg->gpu_graph_trace, 1);
+	return 0;
+}
+
+/* The service `ember run` reports: the command's basename, as a service name. */
+static void command_service_name(const char *cmd, char *buf, size_t n)
+{
+	const char *base = strrchr(cmd, '/') ? strrchr(cmd, '/') + 1 : cmd;
+	size_t i;
+
+	for (i = 0; base[i] && i + 1 < n; i++)
+		buf[i] = (isalnum((unsigned char)base[i]) || strchr("_.-", base[i])) ? base[i] : '_';
+	buf[i] = '\0';
+	if (!i)
+		snprintf(buf, n, "command");
+}
+
+int run_main(int argc, char **argv)
+{
+	struct ember_config cfg = { 0 };
+	struct pipeline_opts o = { .cfg = &cfg, .name = "run", .policy = PIPELINE_COMMAND };
+	struct pipeline_hooks h = { .profile = sink_profile };
+	struct pipeline *pl = NULL;
+	struct sink *sink = NULL;
+	enum log_level level;
+	char service[128];
+	int err, status;
+
+	err = options_parse(CMD_RUN, argc, argv, &cfg);
+	if (err == 1) {
+		options_print_help(CMD_RUN, "ember run [options] -- CMD ARGS...");
+		options_free(&cfg);
+		return 0;
+	}
+	if (err) {
+		fprintf(stderr, "ember: see 'ember help run'\n");
+		options_free(&cfg);
+		return 2;
+	}
+	if (log_parse_level(cfg.log_level, &level) == 0)
+		log_set_level(level);
+	if (cfg.cmd_argc == 0) {
+		fprintf(stderr, "ember: run needs a command: ember run [options] -- CMD ARGS...\n");
+		status = 2;
+		goto out;
+	}
+	if (cfg.services.n) {
+		fprintf(stderr, "ember: invalid value for --service: run profiles the command it starts; "
+				"use `ember agent` to select services\n");
+		status = 2;
+		goto out;
+	}
+	command_service_name(cfg.cmd_argv[0], service, sizeof(service));
+	o.command_service = service;
+	o.alloc_mode = ALLOC_MODE_PRELOAD;
+	o.interval_s = cfg.interval;
+	status = pipeline_new(&o, &pl);
+	if (!status)
+		status = sink_new(&cfg, &sink);
+	if (!status && has_family(cfg.profiles, "alloc"))
+		status = setup_alloc_env(&cfg);
+	if (!status && has_family(cfg.profiles, "gpu"))
+		status = setup_gpu_env(&cfg);
+	if (!status)
+		status = pipeline_serve_metrics(pl, sink_write_metrics, sink);
+	if (!status)
+		status = pipeline_start(pl, cfg.cmd_argv);
+	if (status)
+		goto out;
+	h.ctx = sink;
+	log_info("run: profiling %s at %ld Hz, %s every %.0f s", service, cfg.sample_rate,
+		 sink_describe(sink), cfg.interval);
+	if (pipeline_run(pl, &h) == 0)
+		status = pipeline_command_status(pl);
+	else
+		status = 1;
+	sink_stop(sink, PUSH_STOP_DEADLINE_S - pipeline_stopping_for(pl));
+out:
+	pipeline_free(pl);
+	sink_free(sink);
+	options_free(&cfg);
+	return status;
+}

@@ -1,0 +1,231 @@
+/* sink: push or local directory for agent and run (sink.h). */
+#include "sink.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fileio.h"
+#include "localsink.h"
+#include "log.h"
+#include "metrics.h"
+#include "push.h"
+#include "series.h"
+#include "upload.h"
+
+/* Pyroscope's limits (PYROSCOPE.md §4): 16000 samples per profile, and a 2 MiB ingestion burst
+ * per series counted on the uncompressed profile plus its labels: keep a margin for labels. */
+#define PROFILE_MAX_SAMPLES 16000
+#define PROFILE_MAX_BYTES (2 * 1024 * 1024 - 64 * 1024)
+
+struct sink {
+	const struct ember_config *cfg;
+	struct push *push;
+	struct localsink *local;
+	struct series_labels labels; /* hostname + the user's labels, sorted by name */
+	_Atomic uint64_t m_local_written, m_local_errors, m_folded;
+};
+
+static void wipe_free(char *secret)
+{
+	if (secret) {
+		memset(secret, 0, strlen(secret));
+		free(secret);
+	}
+}
+
+static int open_push(struct sink *s)
+{
+	const struct ember_config *cfg = s->cfg;
+	struct push_opts po = { 0 };
+	char *password = NULL, *token = NULL;
+	int err;
+
+	if (cfg->basic_auth_user) {
+		const char *env = getenv("EMBER_BASIC_AUTH_PASSWORD");
+
+		if (cfg->basic_auth_password_file) {
+			err = fileio_read_secret(cfg->basic_auth_password_file, 4096, &password);
+			if (err) {
+				fprintf(stderr, "ember: invalid value for --basic-auth-password-file: %s: %s\n",
+					cfg->basic_auth_password_file, strerror(-err));
+				return err;
+			}
+		} else if (env) {
+			password = strdup(env);
+			if (!password)
+				return -ENOMEM;
+		} else {
+			fprintf(stderr, "ember: invalid value for --basic-auth-user: no password: set "
+					"EMBER_BASIC_AUTH_PASSWORD or --basic-auth-password-file\n");
+			return -EINVAL;
+		}
+	}
+	/* The secret stays out of the environment of anything we start and of /proc/PID/environ
+	 * readers that come later. */
+	unsetenv("EMBER_BASIC_AUTH_PASSWORD");
+	if (cfg->bearer_token_file) {
+		err = fileio_read_secret(cfg->bearer_token_file, 16384, &token);
+		if (err) {
+			fprintf(stderr, "ember: invalid value for --bearer-token-file: %s: %s\n",
+				cfg->bearer_token_file, strerror(-err));
+			wipe_free(password);
+			return err;
+		}
+	}
+	if (cfg->ca_file && access(cfg->ca_file, R_OK)) {
+		fprintf(stderr, "ember: invalid value for --ca-file: %s: %s\n", cfg->ca_file,
+			strerror(errno));
+		wipe_free(password);
+		wipe_free(token);
+		return -EINVAL;
+	}
+	po.server = cfg->server;
+	po.protocol = !strcmp(cfg->protocol, "ingest") ? PUSH_PROTO_INGEST : PUSH_PROTO_PUSH;
+	po.tenant_id = cfg->tenant_id;
+	po.basic_user = cfg->basic_auth_user;
+	po.basic_password = password;
+	po.bearer_token = token;
+	po.ca_file = cfg->ca_file;
+	err = push_new(&po, &s->push);
+	wipe_free(password);
+	wipe_free(token);
+	if (err)
+		fprintf(stderr, "ember: invalid value for --server: %s: %s\n", cfg->server,
+			strerror(-err));
+	return err;
+}
+
+int sink_new(const struct ember_config *cfg, struct sink **ret)
+{
+	struct sink *s = calloc(1, sizeof(*s));
+	int err;
+
+	if (!s)
+		return 1;
+	s->cfg = cfg;
+	if (series_labels_init(&s->labels, &cfg->labels))
+		goto fail;
+	if (cfg->server) {
+		if (open_push(s))
+			goto fail;
+	} else {
+		err = localsink_new(cfg->output, (uint64_t)cfg->output_max_mb * 1024 * 1024, &s->local);
+		if (err) {
+			fprintf(stderr, "ember: invalid value for --output: cannot write to %s: %s\n",
+				cfg->output, strerror(-err));
+			goto fail;
+		}
+	}
+	*ret = s;
+	return 0;
+fail:
+	sink_free(s);
+	return 2;
+}
+
+/* The local directory's flame graph: what each family's graph counts. */
+static void flamegraph_view(const struct pipeline_profile *p, struct stackagg_profile *d, char *title,
+			    size_t size)
+{
+	if (!strcmp(p->fam->family, "cpu")) {
+		snprintf(title, size, "CPU: %s", p->service);
+		d->fg_unit = "samples";
+		d->fg_divisor = p->desc->period;
+	} else if (!strcmp(p->fam->family, "gpu")) {
+		snprintf(title, size, "GPU time: %s", p->service);
+		d->fg_unit = "ns";
+		d->fg_value = 0;
+		d->fg_divisor = 1;
+	} else {
+		snprintf(title, size, "Allocated bytes: %s", p->service);
+		d->fg_unit = "bytes";
+		d->fg_value = 1; /* alloc_space */
+		d->fg_divisor = 1;
+	}
+	d->fg_title = title;
+}
+
+void sink_profile(void *ctx, const struct pipeline_profile *p)
+{
+	struct sink *s = ctx;
+	struct stackagg_profile d = *p->desc;
+	struct stackagg_result res = { 0 };
+	struct upload *u = NULL;
+	char title[300];
+	int err;
+
+	d.max_samples = PROFILE_MAX_SAMPLES;
+	d.max_bytes = PROFILE_MAX_BYTES;
+	if (s->local)
+		flamegraph_view(p, &d, title, sizeof(title));
+	err = stackagg_build(p->agg, &d, &res);
+	if (err) {
+		log_warn("agent: cannot encode the %s %s profile: %s", p->service, p->fam->family,
+			 strerror(-err));
+		return;
+	}
+	if (res.folded) {
+		atomic_fetch_add_explicit(&s->m_folded, res.folded, memory_order_relaxed);
+		log_debug("agent: %s: %zu cold stacks folded into [other]", p->service, res.folded);
+	}
+	err = series_make_upload(&s->labels, p->service, p->fam, &res, p->desc->time_nanos, p->until, &u);
+	stackagg_result_fini(&res);
+	if (err)
+		return;
+	if (s->push) {
+		(void)push_submit(s->push, u); /* takes ownership */
+		return;
+	}
+	err = localsink_write(s->local, u);
+	if (err) {
+		atomic_fetch_add_explicit(&s->m_local_errors, 1, memory_order_relaxed);
+		log_warn("agent: cannot write the %s profile under %s: %s", p->service, s->cfg->output,
+			 strerror(-err));
+	} else {
+		atomic_fetch_add_explicit(&s->m_local_written, 1, memory_order_relaxed);
+	}
+	upload_free(u);
+}
+
+void sink_write_metrics(void *ctx, struct metrics_writer *w)
+{
+	struct sink *s = ctx;
+
+	metrics_counter(w, "ember_stacks_folded_total",
+			"Cold stacks folded into [other] to respect the server's limits", NULL,
+			(double)atomic_load_explicit(&s->m_folded, memory_order_relaxed));
+	if (s->push) {
+		push_write_metrics(s->push, w);
+		return;
+	}
+	metrics_counter(w, "ember_profiles_sent_total", "Profiles written to the local directory",
+			NULL, (double)atomic_load_explicit(&s->m_local_written, memory_order_relaxed));
+	metrics_counter(w, "ember_profiles_failed_total", "Profiles that could not be written",
+			NULL, (double)atomic_load_explicit(&s->m_local_errors, memory_order_relaxed));
+	metrics_gauge(w, "ember_upload_queue_bytes", "Bytes waiting in the upload queue", NULL, 0);
+}
+
+const char *sink_describe(const struct sink *s)
+{
+	return s->push ? s->cfg->server : s->cfg->output;
+}
+
+void sink_stop(struct sink *s, double timeout_s)
+{
+	if (s && s->push)
+		push_stop(s->push, timeout_s);
+}
+
+void sink_free(struct sink *s)
+{
+	if (!s)
+		return;
+	push_free(s->push);
+	localsink_free(s->local);
+	series_labels_fini(&s->labels);
+	free(s);
+}
