@@ -675,8 +675,7 @@ static int setup_sink(struct agent *a)
 	if (!a->cfg.server) {
 		err = localsink_new(a->cfg.output, (uint64_t)a->cfg.output_max_mb * 1024 * 1024, &a->local);
 		if (err)
-			fprintf(stderr, "ember: invalid value for --output: cannot write to %s: %s\n",
-				a->cfg.output, strerror(-err));
+			options_invalid("output", "cannot write to %s: %s", a->cfg.output, strerror(-err));
 		return err;
 	}
 	if (a->cfg.basic_auth_user) {
@@ -685,8 +684,8 @@ static int setup_sink(struct agent *a)
 		if (a->cfg.basic_auth_password_file) {
 			err = fileio_read_secret(a->cfg.basic_auth_password_file, 4096, &password);
 			if (err) {
-				fprintf(stderr, "ember: invalid value for --basic-auth-password-file: %s: %s\n",
-					a->cfg.basic_auth_password_file, strerror(-err));
+				options_invalid("basic-auth-password-file", "%s: %s",
+						a->cfg.basic_auth_password_file, strerror(-err));
 				return err;
 			}
 		} else if (env) {
@@ -694,8 +693,8 @@ static int setup_sink(struct agent *a)
 			if (!password)
 				return -ENOMEM;
 		} else {
-			fprintf(stderr, "ember: invalid value for --basic-auth-user: no password: set "
-					"EMBER_BASIC_AUTH_PASSWORD or --basic-auth-password-file\n");
+			options_invalid("basic-auth-user", "no password: set "
+					"EMBER_BASIC_AUTH_PASSWORD or --basic-auth-password-file");
 			return -EINVAL;
 		}
 	}
@@ -705,21 +704,20 @@ static int setup_sink(struct agent *a)
 	if (a->cfg.bearer_token_file) {
 		err = fileio_read_secret(a->cfg.bearer_token_file, 16384, &token);
 		if (err) {
-			fprintf(stderr, "ember: invalid value for --bearer-token-file: %s: %s\n",
-				a->cfg.bearer_token_file, strerror(-err));
+			options_invalid("bearer-token-file", "%s: %s", a->cfg.bearer_token_file,
+					strerror(-err));
 			free(password);
 			return err;
 		}
 	}
 	if (a->cfg.ca_file && access(a->cfg.ca_file, R_OK)) {
-		fprintf(stderr, "ember: invalid value for --ca-file: %s: %s\n", a->cfg.ca_file,
-			strerror(errno));
+		options_invalid("ca-file", "%s: %s", a->cfg.ca_file, strerror(errno));
 		free(password);
 		free(token);
 		return -EINVAL;
 	}
 	po.server = a->cfg.server;
-	po.protocol = !strcmp(a->cfg.protocol, "ingest") ? PUSH_PROTO_INGEST : PUSH_PROTO_PUSH;
+	po.protocol = a->cfg.protocol == PROTOCOL_INGEST ? PUSH_PROTO_INGEST : PUSH_PROTO_PUSH;
 	po.tenant_id = a->cfg.tenant_id;
 	po.basic_user = a->cfg.basic_auth_user;
 	po.basic_password = password;
@@ -735,8 +733,7 @@ static int setup_sink(struct agent *a)
 		free(token);
 	}
 	if (err)
-		fprintf(stderr, "ember: invalid value for --server: %s: %s\n", a->cfg.server,
-			strerror(-err));
+		options_invalid("server", "%s: %s", a->cfg.server, strerror(-err));
 	return err;
 }
 
@@ -816,9 +813,9 @@ static int setup_gpu(struct agent *a)
 				snprintf(lib, sizeof(lib), "/usr/lib/ember/libember_cupti.so");
 		}
 		if (access(lib, R_OK)) {
-			fprintf(stderr, "ember: invalid value for --profiles: gpu needs libember_cupti.so "
-					"(not found next to ember nor in /usr/lib/ember; set EMBER_CUPTI_LIB; "
-					"it is built only where the CUDA toolkit with CUPTI is installed)\n");
+			options_invalid("profiles", "gpu needs libember_cupti.so (not found next to "
+					"ember nor in /usr/lib/ember; set EMBER_CUPTI_LIB; it is built only "
+					"where the CUDA toolkit with CUPTI is installed)");
 			return -ENOENT;
 		}
 		if (old && *old && strcmp(old, lib))
@@ -829,8 +826,8 @@ static int setup_gpu(struct agent *a)
 	}
 	err = gpu_receiver_start(a->cfg.gpu_socket, &a->gpu);
 	if (err)
-		fprintf(stderr, "ember: invalid value for --gpu-socket: cannot listen on %s: %s\n",
-			a->cfg.gpu_socket, strerror(-err));
+		options_invalid("gpu-socket", "cannot listen on %s: %s", a->cfg.gpu_socket,
+				strerror(-err));
 	return err;
 }
 
@@ -867,17 +864,6 @@ static void agent_free(struct agent *a)
 	proctable_fini(&a->procs);
 	options_free(&a->cfg);
 	free(a);
-}
-
-/* Is family (cpu, alloc, gpu) in the comma-separated list? */
-static bool has_family(const char *list, const char *family)
-{
-	size_t n = strlen(family);
-
-	for (const char *p = list; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
-		if (!strncmp(p, family, n) && (p[n] == ',' || p[n] == '\0'))
-			return true;
-	return false;
 }
 
 /* Name of the service `ember run` reports: the command's basename, as a service name. */
@@ -933,20 +919,7 @@ static int agent_common(enum ember_command cmd, int argc, char **argv)
 	}
 	if (log_parse_level(a->cfg.log_level, &level) == 0)
 		log_set_level(level);
-	if (!a->run_mode && (a->cfg.cmd_argc || a->cfg.cmd_argv)) {
-		fprintf(stderr, "ember: agent takes no command; use `ember run -- CMD`\n");
-		goto out;
-	}
-	if (a->run_mode && a->cfg.cmd_argc == 0) {
-		fprintf(stderr, "ember: run needs a command: ember run [options] -- CMD ARGS...\n");
-		goto out;
-	}
-	if (a->run_mode && a->cfg.services.n) {
-		fprintf(stderr, "ember: invalid value for --service: run profiles the command it starts; "
-				"use `ember agent` to select services\n");
-		goto out;
-	}
-	a->want_cpu = has_family(a->cfg.profiles, "cpu");
+	a->want_cpu = a->cfg.profiles & PROFILE_CPU;
 
 
 	if (series_labels_init(&a->labels, &a->cfg.labels) || preflight_check())
@@ -966,8 +939,8 @@ static int agent_common(enum ember_command cmd, int argc, char **argv)
 	}
 	for (size_t i = 0; i < targets_count(a->targets); i++)
 		if (service_index(a, targets_service_name(a->targets, (uint32_t)i)) != (int)i) {
-			fprintf(stderr, "ember: invalid value for --service: '%s' is given twice\n",
-				targets_service_name(a->targets, (uint32_t)i));
+			options_invalid("service", "'%s' is given twice",
+					targets_service_name(a->targets, (uint32_t)i));
 			goto out;
 		}
 	if (setup_sink(a))
@@ -975,8 +948,8 @@ static int agent_common(enum ember_command cmd, int argc, char **argv)
 	if (a->cfg.metrics_addr) {
 		err = metrics_start(a->cfg.metrics_addr, collect_metrics, a, &a->metrics);
 		if (err) {
-			fprintf(stderr, "ember: invalid value for --metrics-addr: cannot listen on %s: %s\n",
-				a->cfg.metrics_addr, strerror(-err));
+			options_invalid("metrics-addr", "cannot listen on %s: %s", a->cfg.metrics_addr,
+					strerror(-err));
 			goto out;
 		}
 	}
@@ -988,26 +961,26 @@ static int agent_common(enum ember_command cmd, int argc, char **argv)
 	}
 	a->period = NS / a->cfg.sample_rate;
 	copts.sample_rate = (unsigned)a->cfg.sample_rate;
-	copts.dwarf_all = !strcmp(a->cfg.unwind, "dwarf");
-	copts.dwarf_first = !strcmp(a->cfg.unwind, "auto");
+	copts.dwarf_all = a->cfg.unwind == UNWIND_DWARF;
+	copts.dwarf_first = a->cfg.unwind == UNWIND_AUTO;
 	copts.stack_size = (unsigned)a->cfg.stack_size;
-	if (!strcmp(a->cfg.unwind, "auto") && unwmode_new(&a->unw)) {
+	if (a->cfg.unwind == UNWIND_AUTO && unwmode_new(&a->unw)) {
 		status = 1;
 		goto out;
 	}
 	copts.select_all = a->auto_services;
 	copts.follow_children = !a->auto_services; /* run: the command's children too */
 	copts.report_execs = (!a->auto_services && targets_need_execs(a->targets)) ||
-			     (a->auto_services && has_family(a->cfg.profiles, "alloc"));
+			     (a->auto_services && (a->cfg.profiles & PROFILE_ALLOC));
 	copts.report_cgroups = !a->auto_services && targets_need_cgroups(a->targets);
 	err = cpu_collector_open(&copts, &a->cc);
 	if (err) {
 		fprintf(stderr, "ember: cannot load the BPF sampler: %s\n", strerror(-err));
 		goto out;
 	}
-	if (has_family(a->cfg.profiles, "alloc") && setup_alloc(a))
+	if ((a->cfg.profiles & PROFILE_ALLOC) && setup_alloc(a))
 		goto out;
-	if (has_family(a->cfg.profiles, "gpu") && setup_gpu(a))
+	if ((a->cfg.profiles & PROFILE_GPU) && setup_gpu(a))
 		goto out;
 	if (a->run_mode) {
 		err = spawn_stopped(a->cfg.cmd_argv, &a->child, &go_fd, &err_fd);

@@ -357,24 +357,8 @@ int record_main(int argc, char **argv)
 	}
 	if (log_parse_level(r.cfg.log_level, &level) == 0)
 		log_set_level(level);
-	if ((r.cfg.pid != 0) + (r.cfg.services.n != 0) + (r.cfg.cmd_argc != 0) > 1) {
-		fprintf(stderr, "ember: give only one of --pid, --service and -- CMD\n");
-		status = 2;
-		goto out;
-	}
-	if (r.cfg.cmd_argv && r.cfg.cmd_argc == 0) {
-		fprintf(stderr, "ember: no command after --\n");
-		status = 2;
-		goto out;
-	}
-	if (strcmp(r.cfg.profiles, "cpu") && strcmp(r.cfg.profiles, "alloc") &&
-	    strcmp(r.cfg.profiles, "cpu,alloc") && strcmp(r.cfg.profiles, "alloc,cpu")) {
-		fprintf(stderr, "ember: invalid value for --profiles: record takes cpu and alloc; for gpu use ember run --profiles gpu\n");
-		status = 2;
-		goto out;
-	}
-	r.want_cpu = strstr(r.cfg.profiles, "cpu") != NULL;
-	if (strstr(r.cfg.profiles, "alloc")) {
+	r.want_cpu = r.cfg.profiles & PROFILE_CPU;
+	if (r.cfg.profiles & PROFILE_ALLOC) {
 		struct alloc_collector_opts aopts = {
 			.mode = ALLOC_MODE_UPROBE,
 			.sample_bytes = (__u64)r.cfg.alloc_sample_bytes,
@@ -389,7 +373,7 @@ int record_main(int argc, char **argv)
 		alloc_collector_on_first_sample(allocprof_collector(r.ap), on_alloc_first_sample, &r);
 	}
 	if (r.cfg.pid && kill((pid_t)r.cfg.pid, 0) && errno == ESRCH) {
-		fprintf(stderr, "ember: invalid value for --pid: no process %ld\n", r.cfg.pid);
+		options_invalid("pid", "no process %ld", r.cfg.pid);
 		status = 2;
 		goto out;
 	}
@@ -454,10 +438,10 @@ int record_main(int argc, char **argv)
 		goto out;
 
 	copts.sample_rate = (unsigned)r.cfg.sample_rate;
-	copts.dwarf_all = !strcmp(r.cfg.unwind, "dwarf");
-	copts.dwarf_first = !strcmp(r.cfg.unwind, "auto");
+	copts.dwarf_all = r.cfg.unwind == UNWIND_DWARF;
+	copts.dwarf_first = r.cfg.unwind == UNWIND_AUTO;
 	copts.stack_size = (unsigned)r.cfg.stack_size;
-	if (!strcmp(r.cfg.unwind, "auto") && unwmode_new(&r.unw)) {
+	if (r.cfg.unwind == UNWIND_AUTO && unwmode_new(&r.unw)) {
 		status = 1;
 		goto out;
 	}
@@ -489,7 +473,7 @@ int record_main(int argc, char **argv)
 	} else if (r.watch_pid) {
 		err = add_target(&r, r.watch_pid, 0);
 		if (err) {
-			fprintf(stderr, "ember: invalid value for --pid: no process %d\n", (int)r.watch_pid);
+			options_invalid("pid", "no process %d", (int)r.watch_pid);
 			status = 2;
 			goto out;
 		}
