@@ -610,9 +610,17 @@ static size_t edit_distance(const char *a, size_t la, const char *b)
 	return d[la][lb];
 }
 
+/* Options only the command line takes: --config names the file; presets and habits are flags. */
+static bool flag_only(const struct opt_def *o)
+{
+	return o->type == T_PRESET || o->type == T_REFUSE || !strcmp(o->name, "config");
+}
+
 /* The option of cmd whose name is closest to name[0..len), if it is close enough to be a typo:
- * one edit per four letters, at most three, and fewer than the name has letters. */
-static const struct opt_def *suggest(enum ember_command cmd, const char *name, size_t len)
+ * one edit per four letters, at most three, and fewer than the name has letters. in_file:
+ * leave out the options a file cannot set. */
+static const struct opt_def *suggest(enum ember_command cmd, const char *name, size_t len,
+				     bool in_file)
 {
 	const struct opt_def *best = NULL;
 	size_t best_d = SIZE_MAX, limit = 1 + len / 4;
@@ -622,7 +630,7 @@ static const struct opt_def *suggest(enum ember_command cmd, const char *name, s
 	for (size_t i = 0; i < NOPTS; i++) {
 		size_t d;
 
-		if (!(opts[i].cmds & cmd))
+		if (!(opts[i].cmds & cmd) || (in_file && flag_only(&opts[i])))
 			continue;
 		d = edit_distance(name, len, opts[i].name);
 		if (d < best_d) {
@@ -654,7 +662,7 @@ static int refuse_option(enum ember_command cmd, const struct opt_def *o, const 
 		name++;
 		len--;
 	}
-	near = suggest(cmd, name, len);
+	near = suggest(cmd, name, len, !*dashes);
 	if (near)
 		fprintf(stderr, "ember: %sunknown option '%.*s'; did you mean %s%s?\n", prefix,
 			(int)shown_len, shown, dashes, near->name);
@@ -725,8 +733,8 @@ static int load_file(enum ember_command cmd, const char *path, struct ember_conf
 		key = trim(s);
 		o = find_long(key, strlen(key));
 		snprintf(where, sizeof(where), "%s:%u: ", path, lineno);
-		if (o && (o->type == T_PRESET || o->type == T_REFUSE || !strcmp(o->name, "config")))
-			o = NULL; /* flags only */
+		if (o && flag_only(o))
+			o = NULL;
 		if (!o || !parsed_by(o, cmd)) {
 			err = refuse_option(cmd, o, where, key, strlen(key), "");
 			break;
@@ -762,8 +770,7 @@ static int load_env(enum ember_command cmd, struct ember_config *cfg, enum opt_s
 		const struct opt_def *o = &opts[i];
 		const char *val;
 
-		if (!(o->cmds & cmd) || o->type == T_PRESET || o->type == T_REFUSE ||
-		    !strcmp(o->name, "config"))
+		if (!(o->cmds & cmd) || flag_only(o))
 			continue;
 		env_name(o, name, sizeof(name));
 		val = getenv(name);
