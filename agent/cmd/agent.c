@@ -46,11 +46,6 @@ int agent_main(int argc, char **argv)
 	 * every malloc on it); selected services: uprobes, no restart. */
 	o.alloc_mode = cfg.services.n ? ALLOC_MODE_UPROBE : ALLOC_MODE_PRELOAD;
 	o.interval_s = cfg.interval;
-	if (cfg.cmd_argc || cfg.cmd_argv) {
-		fprintf(stderr, "ember: agent takes no command; use `ember run -- CMD`\n");
-		status = 2;
-		goto out;
-	}
 	status = pipeline_new(&o, &pl);
 	if (!status)
 		status = sink_new(&cfg, &sink);

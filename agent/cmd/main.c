@@ -64,6 +64,11 @@ int main(int argc, char **argv)
 			}
 			return 0;
 		}
+		if (argc > 2 && strcmp(argv[2], "help") && strcmp(argv[2], "version")) {
+			fprintf(stderr, "ember: help: unknown command '%s' (commands: record, agent, run, "
+					"version, help; help profiles lists the profile types)\n", argv[2]);
+			return 2;
+		}
 		usage(stdout);
 		return 0;
 	}

@@ -92,16 +92,6 @@ static void on_child(int sig)
 	(void)sig;
 }
 
-static bool has_family(const char *list, const char *family)
-{
-	size_t n = strlen(family);
-
-	for (const char *p = list; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
-		if (!strncmp(p, family, n) && (p[n] == ',' || p[n] == '\0'))
-			return true;
-	return false;
-}
-
 /* --- services ------------------------------------------------------------------------- */
 
 static int service_index(struct pipeline *pl, const char *name)
@@ -635,7 +625,7 @@ int pipeline_new(const struct pipeline_opts *opts, struct pipeline **ret_pl)
 	pl->o = *opts;
 	pl->cfg = cfg;
 	pl->child_status = -1;
-	pl->want_cpu = has_family(cfg->profiles, "cpu");
+	pl->want_cpu = (cfg->profiles & PROFILE_CPU) != 0;
 	pl->period = NS / cfg->sample_rate;
 
 	err = targets_new(opts->policy == PIPELINE_SELECTORS ? opts->services : &(struct strlist){ 0 },
@@ -650,8 +640,8 @@ int pipeline_new(const struct pipeline_opts *opts, struct pipeline **ret_pl)
 	} else {
 		for (size_t i = 0; i < targets_count(pl->targets); i++)
 			if (service_index(pl, targets_service_name(pl->targets, (uint32_t)i)) != (int)i) {
-				fprintf(stderr, "ember: invalid value for --service: '%s' is given twice\n",
-					targets_service_name(pl->targets, (uint32_t)i));
+				options_invalid("service", "'%s' is given twice",
+						targets_service_name(pl->targets, (uint32_t)i));
 				status = 2;
 				goto fail;
 			}
@@ -663,17 +653,17 @@ int pipeline_new(const struct pipeline_opts *opts, struct pipeline **ret_pl)
 	}
 	if (opts->kernel_symbols_at_start && pl->want_cpu)
 		(void)symbolizer_load_kernel(pl->sym);
-	if (!strcmp(cfg->unwind, "auto") && unwmode_new(&pl->unw))
+	if (cfg->unwind == UNWIND_AUTO && unwmode_new(&pl->unw))
 		goto fail;
 
 	copts.sample_rate = (unsigned)cfg->sample_rate;
-	copts.dwarf_all = !strcmp(cfg->unwind, "dwarf");
-	copts.dwarf_first = !strcmp(cfg->unwind, "auto");
+	copts.dwarf_all = cfg->unwind == UNWIND_DWARF;
+	copts.dwarf_first = cfg->unwind == UNWIND_AUTO;
 	copts.stack_size = (unsigned)cfg->stack_size;
 	copts.select_all = opts->policy == PIPELINE_EVERY_PROCESS;
 	copts.follow_children = opts->policy != PIPELINE_EVERY_PROCESS;
 	copts.report_execs = opts->policy == PIPELINE_SELECTORS ? targets_need_execs(pl->targets) :
-			     opts->policy == PIPELINE_EVERY_PROCESS && has_family(cfg->profiles, "alloc");
+			     opts->policy == PIPELINE_EVERY_PROCESS && (cfg->profiles & PROFILE_ALLOC);
 	copts.report_cgroups = opts->policy == PIPELINE_SELECTORS && targets_need_cgroups(pl->targets);
 	err = cpu_collector_open(&copts, &pl->cc);
 	if (err) {
@@ -685,14 +675,14 @@ int pipeline_new(const struct pipeline_opts *opts, struct pipeline **ret_pl)
 		status = 2;
 		goto fail;
 	}
-	if (has_family(cfg->profiles, "alloc") && (status = open_alloc(pl)))
+	if ((cfg->profiles & PROFILE_ALLOC) && (status = open_alloc(pl)))
 		goto fail;
 	status = 1;
-	if (has_family(cfg->profiles, "gpu")) {
+	if ((cfg->profiles & PROFILE_GPU)) {
 		err = gpu_receiver_start(cfg->gpu_socket, &pl->gpu);
 		if (err) {
-			fprintf(stderr, "ember: invalid value for --gpu-socket: cannot listen on %s: %s\n",
-				cfg->gpu_socket, strerror(-err));
+			options_invalid("gpu-socket", "cannot listen on %s: %s", cfg->gpu_socket,
+					strerror(-err));
 			status = 2;
 			goto fail;
 		}
@@ -716,8 +706,8 @@ int pipeline_serve_metrics(struct pipeline *pl, void (*sink_fn)(void *ctx, struc
 		return 0;
 	err = metrics_start(pl->cfg->metrics_addr, collect_metrics, pl, &pl->metrics);
 	if (err) {
-		fprintf(stderr, "ember: invalid value for --metrics-addr: cannot listen on %s: %s\n",
-			pl->cfg->metrics_addr, strerror(-err));
+		options_invalid("metrics-addr", "cannot listen on %s: %s", pl->cfg->metrics_addr,
+				strerror(-err));
 		return 2;
 	}
 	return 0;

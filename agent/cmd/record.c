@@ -35,16 +35,6 @@ struct recorder {
 	bool wrote_cpu;
 };
 
-static bool has_family(const char *list, const char *family)
-{
-	size_t n = strlen(family);
-
-	for (const char *p = list; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
-		if (!strncmp(p, family, n) && (p[n] == ',' || p[n] == '\0'))
-			return true;
-	return false;
-}
-
 /* The memory profile goes to -o when it is the only family, else next to it as
  * NAME.alloc.pb.gz (and NAME.alloc.svg). */
 static char *alloc_path(const char *path, bool alone, const char *ext)
@@ -200,22 +190,9 @@ int record_main(int argc, char **argv)
 	}
 	if (log_parse_level(r.cfg.log_level, &level) == 0)
 		log_set_level(level);
-	if ((r.cfg.pid != 0) + (r.cfg.services.n != 0) + (r.cfg.cmd_argc != 0) > 1) {
-		fprintf(stderr, "ember: give only one of --pid, --service and -- CMD\n");
-		goto out;
-	}
-	if (r.cfg.cmd_argv && r.cfg.cmd_argc == 0) {
-		fprintf(stderr, "ember: no command after --\n");
-		goto out;
-	}
-	if (strcmp(r.cfg.profiles, "cpu") && strcmp(r.cfg.profiles, "alloc") &&
-	    strcmp(r.cfg.profiles, "cpu,alloc") && strcmp(r.cfg.profiles, "alloc,cpu")) {
-		fprintf(stderr, "ember: invalid value for --profiles: record takes cpu and alloc; for gpu use ember run --profiles gpu\n");
-		goto out;
-	}
-	r.want_cpu = has_family(r.cfg.profiles, "cpu");
+	r.want_cpu = (r.cfg.profiles & PROFILE_CPU) != 0;
 	if (r.cfg.pid && kill((pid_t)r.cfg.pid, 0) && errno == ESRCH) {
-		fprintf(stderr, "ember: invalid value for --pid: no process %ld\n", r.cfg.pid);
+		options_invalid("pid", "no process %ld", r.cfg.pid);
 		goto out;
 	}
 
@@ -251,7 +228,7 @@ int record_main(int argc, char **argv)
 	if (status)
 		goto out;
 	if (r.watch_pid && pipeline_targets_selected(r.pl) == 0) {
-		fprintf(stderr, "ember: invalid value for --pid: no process %d\n", (int)r.watch_pid);
+		options_invalid("pid", "no process %d", (int)r.watch_pid);
 		status = 2;
 		goto out;
 	}

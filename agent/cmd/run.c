@@ -24,16 +24,6 @@
 
 #define PUSH_STOP_DEADLINE_S 8.0
 
-static bool has_family(const char *list, const char *family)
-{
-	size_t n = strlen(family);
-
-	for (const char *p = list; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
-		if (!strncmp(p, family, n) && (p[n] == ',' || p[n] == '\0'))
-			return true;
-	return false;
-}
-
 /* The command, and what it execs, inherit libember_alloc.so and its sampling interval. */
 static int setup_alloc_env(const struct ember_config *cfg)
 {
@@ -73,9 +63,9 @@ static int setup_gpu_env(const struct ember_config *cfg)
 			snprintf(lib, sizeof(lib), "/usr/lib/ember/libember_cupti.so");
 	}
 	if (access(lib, R_OK)) {
-		fprintf(stderr, "ember: invalid value for --profiles: gpu needs libember_cupti.so "
-				"(not found next to ember nor in /usr/lib/ember; set EMBER_CUPTI_LIB; "
-				"it is built only where the CUDA toolkit with CUPTI is installed)\n");
+		options_invalid("profiles", "gpu needs libember_cupti.so (not found next to ember nor "
+				"in /usr/lib/ember; set EMBER_CUPTI_LIB; it is built only where the CUDA "
+				"toolkit with CUPTI is installed)");
 		return 2;
 	}
 	if (old && *old && strcmp(old, lib))
@@ -123,17 +113,6 @@ int run_main(int argc, char **argv)
 	}
 	if (log_parse_level(cfg.log_level, &level) == 0)
 		log_set_level(level);
-	if (cfg.cmd_argc == 0) {
-		fprintf(stderr, "ember: run needs a command: ember run [options] -- CMD ARGS...\n");
-		status = 2;
-		goto out;
-	}
-	if (cfg.services.n) {
-		fprintf(stderr, "ember: invalid value for --service: run profiles the command it starts; "
-				"use `ember agent` to select services\n");
-		status = 2;
-		goto out;
-	}
 	command_service_name(cfg.cmd_argv[0], service, sizeof(service));
 	o.command_service = service;
 	o.alloc_mode = ALLOC_MODE_PRELOAD;
@@ -141,9 +120,9 @@ int run_main(int argc, char **argv)
 	status = pipeline_new(&o, &pl);
 	if (!status)
 		status = sink_new(&cfg, &sink);
-	if (!status && has_family(cfg.profiles, "alloc"))
+	if (!status && (cfg.profiles & PROFILE_ALLOC))
 		status = setup_alloc_env(&cfg);
-	if (!status && has_family(cfg.profiles, "gpu"))
+	if (!status && (cfg.profiles & PROFILE_GPU))
 		status = setup_gpu_env(&cfg);
 	if (!status)
 		status = pipeline_serve_metrics(pl, sink_write_metrics, sink);

@@ -50,8 +50,8 @@ static int open_push(struct sink *s)
 		if (cfg->basic_auth_password_file) {
 			err = fileio_read_secret(cfg->basic_auth_password_file, 4096, &password);
 			if (err) {
-				fprintf(stderr, "ember: invalid value for --basic-auth-password-file: %s: %s\n",
-					cfg->basic_auth_password_file, strerror(-err));
+				options_invalid("basic-auth-password-file", "%s: %s",
+						cfg->basic_auth_password_file, strerror(-err));
 				return err;
 			}
 		} else if (env) {
@@ -59,8 +59,8 @@ static int open_push(struct sink *s)
 			if (!password)
 				return -ENOMEM;
 		} else {
-			fprintf(stderr, "ember: invalid value for --basic-auth-user: no password: set "
-					"EMBER_BASIC_AUTH_PASSWORD or --basic-auth-password-file\n");
+			options_invalid("basic-auth-user", "no password: set EMBER_BASIC_AUTH_PASSWORD "
+					"or --basic-auth-password-file");
 			return -EINVAL;
 		}
 	}
@@ -70,21 +70,20 @@ static int open_push(struct sink *s)
 	if (cfg->bearer_token_file) {
 		err = fileio_read_secret(cfg->bearer_token_file, 16384, &token);
 		if (err) {
-			fprintf(stderr, "ember: invalid value for --bearer-token-file: %s: %s\n",
-				cfg->bearer_token_file, strerror(-err));
+			options_invalid("bearer-token-file", "%s: %s", cfg->bearer_token_file,
+					strerror(-err));
 			wipe_free(password);
 			return err;
 		}
 	}
 	if (cfg->ca_file && access(cfg->ca_file, R_OK)) {
-		fprintf(stderr, "ember: invalid value for --ca-file: %s: %s\n", cfg->ca_file,
-			strerror(errno));
+		options_invalid("ca-file", "%s: %s", cfg->ca_file, strerror(errno));
 		wipe_free(password);
 		wipe_free(token);
 		return -EINVAL;
 	}
 	po.server = cfg->server;
-	po.protocol = !strcmp(cfg->protocol, "ingest") ? PUSH_PROTO_INGEST : PUSH_PROTO_PUSH;
+	po.protocol = cfg->protocol == PROTOCOL_INGEST ? PUSH_PROTO_INGEST : PUSH_PROTO_PUSH;
 	po.tenant_id = cfg->tenant_id;
 	po.basic_user = cfg->basic_auth_user;
 	po.basic_password = password;
@@ -94,8 +93,7 @@ static int open_push(struct sink *s)
 	wipe_free(password);
 	wipe_free(token);
 	if (err)
-		fprintf(stderr, "ember: invalid value for --server: %s: %s\n", cfg->server,
-			strerror(-err));
+		options_invalid("server", "%s: %s", cfg->server, strerror(-err));
 	return err;
 }
 
@@ -115,8 +113,7 @@ int sink_new(const struct ember_config *cfg, struct sink **ret)
 	} else {
 		err = localsink_new(cfg->output, (uint64_t)cfg->output_max_mb * 1024 * 1024, &s->local);
 		if (err) {
-			fprintf(stderr, "ember: invalid value for --output: cannot write to %s: %s\n",
-				cfg->output, strerror(-err));
+			options_invalid("output", "cannot write to %s: %s", cfg->output, strerror(-err));
 			goto fail;
 		}
 	}

@@ -29,6 +29,18 @@ with tempfile.TemporaryDirectory() as d:
     expect2(["record", "-o", d, "--", "true"], "is a directory")
     expect2(["record", "--pid", "1", "-o", out, "--", "true"], "only one of")
     expect2(["nosuchcommand"], "unknown command")
+    expect2(["help", "bogus"], "unknown command 'bogus'")
+    expect2(["record", "--interval", "5", "-o", out, "--", "true"],
+            "--interval is an option of `ember agent` and `ember run`, not of `ember record`")
+    expect2(["record", "--server", "http://127.0.0.1:4040", "-o", out, "--", "true"],
+            "--server is an option of")
+    expect2(["record", "--sampel-rate", "5", "-o", out, "--", "true"], "did you mean --sample-rate?")
+    expect2(["record", "-g", "-o", out, "--", "true"], "-g/--call-graph: Ember always records call graphs")
+    expect2(["record", "--profiles", "cpu,cpu", "-o", out, "--", "true"], "cpu is given twice")
+    expect2(["record", "--profiles", "gpu", "-o", out, "--", "true"], "record takes cpu and alloc")
+    expect2(["run", "--service", "web=comm:x", "--", "true"], "run profiles the command it starts")
+    expect2(["run"], "run needs a command")
+    expect2(["agent", "--", "true"], "agent takes no command")
     env = dict(os.environ, EMBER_SAMPLE_RATE="-5")
     expect2(["record", "-o", out, "--", "true"], "EMBER_SAMPLE_RATE", env=env)
     cfg = os.path.join(d, "bad.conf")
@@ -57,6 +69,16 @@ with tempfile.TemporaryDirectory() as d:
         period = decode(out)["period"] if p.returncode == 0 else None
         c.check(period == 1000000000 // want,
                 f"file=5 env={env_rate} flag={flag_rate}: period {period} (want 1e9/{want})")
+
+    # An EMBER_ variable of another command (the agent's EMBER_SERVER) is ignored; -F is perf's
+    # --sample-rate.
+    env = dict(os.environ, EMBER_SERVER="http://127.0.0.1:1", EMBER_INTERVAL="bogus")
+    p = subprocess.run([EMBER, "record", "--quiet", "-F", "50", "-o", out, "--", "true"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    period = decode(out)["period"] if p.returncode == 0 else None
+    c.check(period == 1000000000 // 50,
+            f"EMBER_SERVER and EMBER_INTERVAL ignored by record, -F 50: exit {p.returncode}, "
+            f"period {period}, stderr {p.stderr.strip()[:200]!r}")
 
     # A command that runs and exits non-zero is still a normal end of recording.
     p = subprocess.run([EMBER, "record", "--quiet", "-o", out, "--", "sh", "-c", "exit 3"],
