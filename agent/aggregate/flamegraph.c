@@ -6,15 +6,13 @@
 #include "flamegraph.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "fileio.h"
 #include "log.h"
 
 /* Layout in SVG user units (px). The script repeats FG_WIDTH, FG_PAD, FG_CHAR_W, FG_TEXT_PAD
@@ -760,61 +758,22 @@ cleanup:
 
 int flamegraph_write_file(const struct flamegraph *fg, const char *path)
 {
-	char *tmp = NULL;
-	FILE *f = NULL;
-	int fd = -1, err;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+	int err;
 
 	if (!fg || !path)
 		return -EINVAL;
-	if (asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0) {
-		tmp = NULL;
-		err = -ENOMEM;
-		goto cleanup;
-	}
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		err = -errno;
-		free(tmp);
-		tmp = NULL;
-		goto cleanup;
-	}
-	/* mkostemp creates 0600; a flame graph is meant to be shared like any report. */
-	if (fchmod(fd, 0644)) {
-		err = -errno;
-		goto cleanup;
-	}
-	f = fdopen(fd, "w");
-	if (!f) {
-		err = -errno;
-		goto cleanup;
-	}
-	fd = -1;
+	/* Rendered in memory, then written by the one atomic writer (fileio). */
+	f = open_memstream(&buf, &len);
+	if (!f)
+		return -errno;
 	err = flamegraph_write(fg, f);
-	if (err)
-		goto cleanup;
-	if (fsync(fileno(f))) {
-		err = -errno;
-		goto cleanup;
-	}
-	err = fclose(f) ? -EIO : 0;
-	f = NULL;
-	if (err)
-		goto cleanup;
-	if (rename(tmp, path)) {
-		err = -errno;
-		goto cleanup;
-	}
-	free(tmp);
-	return 0;
-
-cleanup:
-	if (f)
-		fclose(f);
-	if (fd >= 0)
-		close(fd);
-	if (tmp) {
-		(void)unlink(tmp);
-		free(tmp);
-	}
+	if (fclose(f) && !err)
+		err = -ENOMEM;
+	if (!err)
+		err = fileio_write_atomic(path, buf, len);
+	free(buf);
 	return err;
 }
