@@ -43,7 +43,9 @@ struct pprof_sample {
 };
 
 struct pprof_builder {
-	/* string table; strings[0] is "" (pprof requires it) */
+	/* The profile's string_table (profile.proto field 6), part of the format: strings[0] is ""
+	 * (pprof requires it) and ids are what the message refers to. Not agent/lib's strset on
+	 * purpose: pprof/ includes nothing from agent/. */
 	char **strings;
 	size_t nstrings, strings_cap;
 	struct pprof_index string_ix;
@@ -124,7 +126,8 @@ static uint64_t mix64(uint64_t x)
 	return x;
 }
 
-/* FNV-1a over the bytes of s; also returns its length. */
+/* FNV-1a over the bytes of s; also returns its length. pprof/ keeps its own copy of the hash
+ * (agent/lib/hash.h is out of reach: pprof/ includes nothing from agent/). */
 static uint64_t hash_str(const char *s, size_t *ret_len)
 {
 	uint64_t h = 0xcbf29ce484222325ULL;
