@@ -94,7 +94,7 @@ int main(int argc, char **argv)
 	e = open_elf("/lib/x86_64-linux-gnu/libc.so.6", &fd);
 	CHECK(e != NULL);
 	if (e) {
-		/* Debian's libc is stripped: .dynsym only; memcpy & co. are IFUNCs. */
+		/* Debian's libc is stripped: .dynsym only; strlen & co. are IFUNCs. */
 		s = (struct seen){ .want = "malloc", .table = SHT_DYNSYM };
 		CHECK_INT(elffile_for_each_symbol(e, ELFFILE_SYM_SYMTAB | ELFFILE_SYM_DYNSYM, look,
 						  &s), 0);
