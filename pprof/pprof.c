@@ -115,7 +115,8 @@ static int grow(void **arr, size_t *cap, size_t need, size_t elem_size)
 
 #define GROW(arr, cap, need) grow((void **)&(arr), &(cap), (need), sizeof(*(arr)))
 
-/* 64-bit finalizer (from splitmix64): spreads every input bit over the whole word. */
+/* 64-bit finalizer (from splitmix64): spreads every input bit over the whole word. The same as
+ * agent/lib/hash.h's hash_mix64(), kept here because pprof/ includes nothing from agent/. */
 static uint64_t mix64(uint64_t x)
 {
 	x ^= x >> 30;
