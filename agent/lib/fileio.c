@@ -98,7 +98,8 @@ int fileio_write_atomic_at(int dirfd, const char *name, const void *buf, size_t 
 	char tmp[FILEIO_TMP_NAME_MAX];
 	int err;
 
-	if (!name || !*name)
+	/* The temporary file must sit in the same directory as name for rename to be atomic. */
+	if (!name || !*name || strchr(name, '/'))
 		return -EINVAL;
 	err = fileio_write_tmp_at(dirfd, buf, len, mode, tmp);
 	if (err)

@@ -32,9 +32,9 @@
 int fileio_write_tmp_at(int dirfd, const void *buf, size_t len, mode_t mode,
 			char ret_name[FILEIO_TMP_NAME_MAX]);
 
-/* Writes buf as name (one path component or a relative path) in directory dirfd: a temporary
- * file from fileio_write_tmp_at(), then renameat(2) over name (an existing name, even a symlink,
- * is replaced, never followed). Returns 0 or -errno; on failure nothing is left. */
+/* Writes buf as name (one path component: -EINVAL for one with a '/') in directory dirfd: a
+ * temporary file from fileio_write_tmp_at(), then renameat(2) over name (an existing name, even
+ * a symlink, is replaced, never followed). Returns 0 or -errno; on failure nothing is left. */
 int fileio_write_atomic_at(int dirfd, const char *name, const void *buf, size_t len, mode_t mode);
 
 /* fileio_write_atomic_at() in the directory of path (".", when path has no '/'). The directory

@@ -223,6 +223,7 @@ static void test_rename_noreplace(void)
 	CHECK_INT(put(path_of("r1"), "1"), 0);
 	CHECK_INT(put(path_of("r2"), "2"), 0);
 	CHECK_INT(fileio_rename_noreplace_at(dfd, "r1", "r2"), -EEXIST);
+	CHECK_INT(fileio_write_atomic_at(dfd, "m/x", "x", 1, 0644), -EINVAL); /* one component */
 	CHECK_INT(fileio_rename_noreplace_at(dfd, "r1", "r3"), 0);
 	CHECK(access(path_of("r1"), F_OK) < 0);
 	close(dfd);
