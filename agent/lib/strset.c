@@ -159,8 +159,8 @@ int strset_intern(struct strset *set, const char *str, size_t len, uint32_t *ret
 			return 0;
 		}
 	}
-	if (set->n >= set->max_entries || len >= set->max_bytes - set->bytes ||
-	    set->bytes >= set->max_bytes) {
+	/* bytes <= max_bytes always holds, so the subtraction cannot wrap */
+	if (set->n >= set->max_entries || len >= set->max_bytes - set->bytes) {
 		set->refused++;
 		return -ENOSPC;
 	}

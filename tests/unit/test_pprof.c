@@ -3,8 +3,8 @@
  * check_pprof.py, which reads them back with independent decoders (pprofdump, protoc).
  *
  * Usage: unit_pprof OUTDIR
- * Files: cpu.pb.gz (pprof_encode + fileio_write_atomic), cpu.pb (pprof_encode without gzip), mem.pb.gz,
- *        big.pb.gz (16000 distinct stacks of 64 frames). */
+ * Files: cpu.pb.gz (pprof_encode + fileio_write_atomic), cpu.pb (pprof_encode without gzip),
+ *        mem.pb.gz, big.pb.gz (16000 distinct stacks of 64 frames). */
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/stat.h>
