@@ -195,6 +195,8 @@ void inject_deactivate(void)
 	__atomic_store_n(&active, 0, __ATOMIC_RELEASE);
 }
 
+/* FNV-1a of the callback and symbol, never 0. cupti/ includes nothing from agent/, so not
+ * agent/lib/hash.h. */
 static uint64_t key_of(CUpti_CallbackDomain domain, CUpti_CallbackId cbid, const char *sym)
 {
 	uint64_t h = 0xcbf29ce484222325ull ^ ((uint64_t)domain << 32 | cbid);

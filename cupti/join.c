@@ -273,7 +273,9 @@ void join_graph_node_clone(struct join *j, uint64_t orig_id, uint64_t clone_id)
 	pthread_mutex_unlock(&j->lock);
 }
 
-/* Interned copy of name (NUL-terminated, at most EMBER_GPU_MAX_NAME bytes). */
+/* Interned copy of name (NUL-terminated, at most EMBER_GPU_MAX_NAME bytes). The library's own
+ * bounded, lock-held table with FNV-1a: libember_cupti.so is loaded into the profiled process and
+ * includes nothing from agent/, so agent/lib's strset and hash.h are out of reach on purpose. */
 static const char *name_intern(struct join *j, const char *name)
 {
 	uint32_t mask = j->cfg.name_cap - 1;

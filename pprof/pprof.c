@@ -8,13 +8,10 @@
 #include "pprof.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <zlib.h>
 
@@ -46,7 +43,9 @@ struct pprof_sample {
 };
 
 struct pprof_builder {
-	/* string table; strings[0] is "" (pprof requires it) */
+	/* The profile's string_table (profile.proto field 6), part of the format: strings[0] is ""
+	 * (pprof requires it) and ids are what the message refers to. Not agent/lib's strset on
+	 * purpose: pprof/ includes nothing from agent/. */
 	char **strings;
 	size_t nstrings, strings_cap;
 	struct pprof_index string_ix;
@@ -116,7 +115,8 @@ static int grow(void **arr, size_t *cap, size_t need, size_t elem_size)
 
 #define GROW(arr, cap, need) grow((void **)&(arr), &(cap), (need), sizeof(*(arr)))
 
-/* 64-bit finalizer (from splitmix64): spreads every input bit over the whole word. */
+/* 64-bit finalizer (from splitmix64): spreads every input bit over the whole word. The same as
+ * agent/lib/hash.h's hash_mix64(), kept here because pprof/ includes nothing from agent/. */
 static uint64_t mix64(uint64_t x)
 {
 	x ^= x >> 30;
@@ -127,7 +127,8 @@ static uint64_t mix64(uint64_t x)
 	return x;
 }
 
-/* FNV-1a over the bytes of s; also returns its length. */
+/* FNV-1a over the bytes of s; also returns its length. pprof/ keeps its own copy of the hash
+ * (agent/lib/hash.h is out of reach: pprof/ includes nothing from agent/). */
 static uint64_t hash_str(const char *s, size_t *ret_len)
 {
 	uint64_t h = 0xcbf29ce484222325ULL;
@@ -816,76 +817,5 @@ cleanup:
 	free(sample_ptrs);
 	free(samples);
 	free(type_ptrs);
-	return err;
-}
-
-/* Writes all of buf to fd, retrying short writes and EINTR. Returns 0 or -errno. */
-static int write_all(int fd, const uint8_t *buf, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, buf, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-int pprof_write_file(struct pprof_builder *b, const char *path)
-{
-	char *tmp = NULL;
-	uint8_t *buf = NULL;
-	size_t len;
-	int fd = -1;
-	int err;
-
-	err = pprof_encode(b, true, &buf, &len);
-	if (err)
-		return err;
-	/* the temp file sits next to the target so that rename() is atomic (same filesystem) */
-	if (asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0) {
-		tmp = NULL;
-		err = -ENOMEM;
-		goto cleanup_buf;
-	}
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		err = -errno;
-		goto cleanup_tmp;
-	}
-	/* mkostemp creates 0600; a profile is meant to be read by people other than root */
-	if (fchmod(fd, 0644) < 0) {
-		err = -errno;
-		goto cleanup_unlink;
-	}
-	err = write_all(fd, buf, len);
-	if (err)
-		goto cleanup_unlink;
-	if (close(fd) < 0) {
-		fd = -1;
-		err = -errno;
-		goto cleanup_unlink;
-	}
-	fd = -1;
-	if (rename(tmp, path) < 0) {
-		err = -errno;
-		goto cleanup_unlink;
-	}
-	err = 0;
-	goto cleanup_tmp;
-
-cleanup_unlink:
-	if (fd >= 0)
-		close(fd);
-	(void)unlink(tmp);
-cleanup_tmp:
-	free(tmp);
-cleanup_buf:
-	free(buf);
 	return err;
 }

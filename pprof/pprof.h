@@ -64,8 +64,4 @@ size_t pprof_sample_count(const struct pprof_builder *b);
  * *ret_buf is malloc'd and owned by the caller. Returns 0, -ENOMEM or -EIO (zlib). */
 int pprof_encode(struct pprof_builder *b, bool gzip, uint8_t **ret_buf, size_t *ret_len);
 
-/* Writes pprof_encode(b, gzip=true) to path atomically (temp file + rename).
- * Returns 0 or -errno. */
-int pprof_write_file(struct pprof_builder *b, const char *path);
-
 #endif

@@ -6,16 +6,16 @@
 #include "flamegraph.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "fileio.h"
+#include "hash.h"
 #include "log.h"
+#include "strset.h"
 
 /* Layout in SVG user units (px). The script repeats FG_WIDTH, FG_PAD, FG_CHAR_W, FG_TEXT_PAD
  * and FG_TEXT_DY so that labels are cut the same way after a zoom. */
@@ -50,36 +50,14 @@ struct flamegraph {
 	uint32_t nr_nodes, cap_nodes;
 	uint32_t *node_tab;	/* node index; 0 = empty slot (the root is nobody's child) */
 	uint32_t node_tab_size;	/* power of two */
-	char **names;
-	uint32_t *name_hash;	/* FNV-1a of names[i], also picks the colour */
-	uint32_t nr_names, cap_names;
-	uint32_t *name_tab;	/* name index + 1; 0 = empty slot */
-	uint32_t name_tab_size;	/* power of two */
+	struct strset *names;	/* frame names; a name's hash also picks its colour */
+	uint32_t nr_names;	/* strset_count(names) */
 	uint64_t dropped;	/* stacks cut short at FG_MAX_NODES */
 };
 
-static uint32_t fg_hash_str(const char *s)
-{
-	uint32_t h = 2166136261u;
-
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 16777619u;
-	}
-	return h;
-}
-
 static uint32_t fg_hash_pair(uint32_t a, uint32_t b)
 {
-	uint64_t x = ((uint64_t)a << 32) | b;
-
-	/* splitmix64 finaliser */
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ull;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebull;
-	x ^= x >> 31;
-	return (uint32_t)x;
+	return (uint32_t)hash_mix64(((uint64_t)a << 32) | b);
 }
 
 /* Grows *p (of *cap elements) to hold at least need elements. */
@@ -104,72 +82,18 @@ static int fg_grow(void **p, uint32_t *cap, size_t elem, uint32_t need)
 	return 0;
 }
 
-/* Rebuilds the name table at twice its size. */
-static int fg_name_tab_grow(struct flamegraph *fg)
-{
-	uint32_t size = fg->name_tab_size ? fg->name_tab_size * 2 : 256;
-	uint32_t *tab, i, slot;
-
-	tab = calloc(size, sizeof(*tab));
-	if (!tab)
-		return -ENOMEM;
-	for (i = 0; i < fg->nr_names; i++) {
-		slot = fg->name_hash[i] & (size - 1);
-		while (tab[slot])
-			slot = (slot + 1) & (size - 1);
-		tab[slot] = i + 1;
-	}
-	free(fg->name_tab);
-	fg->name_tab = tab;
-	fg->name_tab_size = size;
-	return 0;
-}
-
 /* Finds name, or adds it if create is set (else -ENOENT). */
 static int fg_intern(struct flamegraph *fg, const char *name, bool create, uint32_t *ret_id)
 {
-	uint32_t h = fg_hash_str(name), slot, id;
-	char *copy;
+	size_t len = strlen(name);
 	int err;
 
-	if ((uint64_t)(fg->nr_names + 1) * 2 > fg->name_tab_size) {
-		err = fg_name_tab_grow(fg);
-		if (err)
-			return err;
-	}
-	slot = h & (fg->name_tab_size - 1);
-	while ((id = fg->name_tab[slot])) {
-		id--;
-		if (fg->name_hash[id] == h && strcmp(fg->names[id], name) == 0) {
-			*ret_id = id;
-			return 0;
-		}
-		slot = (slot + 1) & (fg->name_tab_size - 1);
-	}
-
 	if (!create)
-		return -ENOENT;
-	/* names and name_hash always share one capacity */
-	if (fg->nr_names == fg->cap_names) {
-		uint32_t cap = fg->cap_names;
-
-		err = fg_grow((void **)&fg->names, &cap, sizeof(*fg->names), fg->nr_names + 1);
-		if (err)
-			return err;
-		cap = fg->cap_names;
-		err = fg_grow((void **)&fg->name_hash, &cap, sizeof(*fg->name_hash), fg->nr_names + 1);
-		if (err)
-			return err;
-		fg->cap_names = cap;
-	}
-	copy = strdup(name);
-	if (!copy)
-		return -ENOMEM;
-	id = fg->nr_names++;
-	fg->names[id] = copy;
-	fg->name_hash[id] = h;
-	fg->name_tab[slot] = id + 1;
-	*ret_id = id;
+		return strset_find(fg->names, name, len, ret_id);
+	err = strset_intern(fg->names, name, len, ret_id);
+	if (err)
+		return err == -ENOSPC ? -E2BIG : err;
+	fg->nr_names = (uint32_t)strset_count(fg->names);
 	return 0;
 }
 
@@ -242,6 +166,9 @@ struct flamegraph *flamegraph_new(const char *title, const char *unit)
 	fg->unit = strdup(unit ? unit : "samples");
 	if (!fg->title || !fg->unit)
 		goto err_free;
+	/* A new name means a new node, so FG_MAX_NODES bounds the names too. */
+	if (strset_new(FG_MAX_NODES, STRSET_UNBOUNDED, &fg->names))
+		goto err_free;
 	if (fg_intern(fg, "all", true, &root_name))
 		goto err_free;
 	if (fg_grow((void **)&fg->nodes, &fg->cap_nodes, sizeof(*fg->nodes), 1))
@@ -257,15 +184,9 @@ err_free:
 
 void flamegraph_free(struct flamegraph *fg)
 {
-	uint32_t i;
-
 	if (!fg)
 		return;
-	for (i = 0; i < fg->nr_names; i++)
-		free(fg->names[i]);
-	free(fg->names);
-	free(fg->name_hash);
-	free(fg->name_tab);
+	strset_free(fg->names);
 	free(fg->nodes);
 	free(fg->node_tab);
 	free(fg->title);
@@ -336,9 +257,9 @@ static void fg_layout_fini(struct fg_layout *lay)
 
 static int fg_cmp_name(const void *a, const void *b, void *arg)
 {
-	char **names = arg;
+	const struct strset *names = arg;
 
-	return strcmp(names[*(const uint32_t *)a], names[*(const uint32_t *)b]);
+	return strcmp(strset_str(names, *(const uint32_t *)a), strset_str(names, *(const uint32_t *)b));
 }
 
 struct fg_key {
@@ -692,7 +613,7 @@ static void fg_write_frame(const struct flamegraph *fg, const struct fg_layout *
 			   uint32_t idx, int height)
 {
 	const struct fg_node *n = &fg->nodes[idx];
-	const char *name = fg->names[n->name];
+	const char *name = strset_str(fg->names, n->name);
 	double x = FG_PAD + (double)lay->offset[idx] * lay->scale;
 	double w = (double)n->total * lay->scale;
 	double pct = 100.0 * (double)n->total / (double)fg->nodes[0].total;
@@ -702,7 +623,7 @@ static void fg_write_frame(const struct flamegraph *fg, const struct fg_layout *
 	unsigned rgb[3];
 	char count[32];
 
-	fg_colour(name, fg->name_hash[n->name], rgb);
+	fg_colour(name, hash_fold32(strset_hash(fg->names, n->name)), rgb);
 	fputs("<g class=\"f\"><title>", out);
 	fg_put_text(out, name, SIZE_MAX);
 	fprintf(out, " (%s ", fg_fmt_count(n->total, count));
@@ -760,61 +681,22 @@ cleanup:
 
 int flamegraph_write_file(const struct flamegraph *fg, const char *path)
 {
-	char *tmp = NULL;
-	FILE *f = NULL;
-	int fd = -1, err;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+	int err;
 
 	if (!fg || !path)
 		return -EINVAL;
-	if (asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0) {
-		tmp = NULL;
-		err = -ENOMEM;
-		goto cleanup;
-	}
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		err = -errno;
-		free(tmp);
-		tmp = NULL;
-		goto cleanup;
-	}
-	/* mkostemp creates 0600; a flame graph is meant to be shared like any report. */
-	if (fchmod(fd, 0644)) {
-		err = -errno;
-		goto cleanup;
-	}
-	f = fdopen(fd, "w");
-	if (!f) {
-		err = -errno;
-		goto cleanup;
-	}
-	fd = -1;
+	/* Rendered in memory, then written by the one atomic writer (fileio). */
+	f = open_memstream(&buf, &len);
+	if (!f)
+		return -errno;
 	err = flamegraph_write(fg, f);
-	if (err)
-		goto cleanup;
-	if (fsync(fileno(f))) {
-		err = -errno;
-		goto cleanup;
-	}
-	err = fclose(f) ? -EIO : 0;
-	f = NULL;
-	if (err)
-		goto cleanup;
-	if (rename(tmp, path)) {
-		err = -errno;
-		goto cleanup;
-	}
-	free(tmp);
-	return 0;
-
-cleanup:
-	if (f)
-		fclose(f);
-	if (fd >= 0)
-		close(fd);
-	if (tmp) {
-		(void)unlink(tmp);
-		free(tmp);
-	}
+	if (fclose(f) && !err)
+		err = -ENOMEM;
+	if (!err)
+		err = fileio_write_atomic(path, buf, len);
+	free(buf);
 	return err;
 }

@@ -24,7 +24,7 @@ uint64_t flamegraph_total(const struct flamegraph *fg);
 
 /* Writes the SVG. Returns 0 or -errno (-EIO on a write error). */
 int flamegraph_write(const struct flamegraph *fg, FILE *out);
-/* Writes to path atomically (temp file + rename). Returns 0 or -errno. */
+/* Writes to path with fileio_write_atomic() (mode 0644). Returns 0 or -errno. */
 int flamegraph_write_file(const struct flamegraph *fg, const char *path);
 
 #endif

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "flamegraph.h"
+#include "hash.h"
+#include "strset.h"
 #include "util.h"
 
 /* Open-addressing index: slots hold (item index + 1), 0 is empty. Items live in the caller's
@@ -18,20 +20,6 @@ struct idx_table {
 };
 
 typedef bool (*idx_eq_fn)(const void *ctx, uint32_t item);
-
-static uint64_t hash_bytes(uint64_t h, const void *data, size_t len)
-{
-	const unsigned char *p = data;
-
-	/* FNV-1a, 64-bit */
-	for (size_t i = 0; i < len; i++) {
-		h ^= p[i];
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
-
-#define HASH_SEED 1469598103934665603ULL
 
 static int idx_grow(struct idx_table *t, const uint64_t *hashes)
 {
@@ -89,11 +77,7 @@ struct stack {
 
 struct stackagg {
 	size_t nvalues;
-	/* interned strings */
-	char **strs;
-	uint64_t *str_hash;
-	size_t nstrs, cap_strs;
-	struct idx_table str_idx;
+	struct strset *strs;  /* names, modules, build-ids */
 	/* frames */
 	struct interned_frame *frames;
 	uint64_t *frame_hash;
@@ -125,46 +109,10 @@ static int grow2(void **arr, uint64_t **hashes, size_t *cap, size_t need, size_t
 	return 0;
 }
 
-struct str_key {
-	const struct stackagg *a;
-	const char *s;
-};
-
-static bool str_eq(const void *ctx, uint32_t it)
-{
-	const struct str_key *k = ctx;
-
-	return !strcmp(k->a->strs[it], k->s);
-}
-
+/* The stored copy of s, NULL for NULL or when out of memory. */
 static const char *intern(struct stackagg *a, const char *s)
 {
-	struct str_key k = { a, s };
-	uint64_t h;
-	size_t slot;
-	long it;
-
-	if (!s)
-		return NULL;
-	h = hash_bytes(HASH_SEED, s, strlen(s));
-	it = idx_find(&a->str_idx, h, a->str_hash, str_eq, &k, &slot);
-	if (it >= 0)
-		return a->strs[it];
-	if (grow2((void **)&a->strs, &a->str_hash, &a->cap_strs, a->nstrs + 1, sizeof(char *)))
-		return NULL;
-	a->strs[a->nstrs] = strdup(s);
-	if (!a->strs[a->nstrs])
-		return NULL;
-	a->str_hash[a->nstrs] = h;
-	a->nstrs++;
-	if ((a->str_idx.n + 1) * 10 > a->str_idx.cap * 7) {
-		if (idx_grow(&a->str_idx, a->str_hash))
-			return NULL;
-		(void)idx_find(&a->str_idx, h, a->str_hash, str_eq, &k, &slot);
-	}
-	a->str_idx.slots[slot] = (uint32_t)a->nstrs;
-	a->str_idx.n++;
-	return a->strs[a->nstrs - 1];
+	return s ? strset_intern_str(a->strs, s) : NULL;
 }
 
 struct frame_key {
@@ -201,7 +149,7 @@ static long intern_frame(struct stackagg *a, const struct sym_frame *in)
 
 	if (!f.name || (in->module && !f.module) || (in->build_id && !f.build_id))
 		return -ENOMEM;
-	h = hash_bytes(HASH_SEED, &f, sizeof(f));
+	h = hash_fnv1a64(HASH_FNV1A64_INIT, &f, sizeof(f));
 	it = idx_find(&a->frame_idx, h, a->frame_hash, frame_eq, &k, &slot);
 	if (it >= 0)
 		return it;
@@ -244,6 +192,11 @@ int stackagg_new(size_t nvalues, struct stackagg **ret_agg)
 	if (!a)
 		return -ENOMEM;
 	a->nvalues = nvalues;
+	/* Unbounded for now; strset_refused() will count what a later cap refuses. */
+	if (strset_new(STRSET_UNBOUNDED, STRSET_UNBOUNDED, &a->strs)) {
+		free(a);
+		return -ENOMEM;
+	}
 	*ret_agg = a;
 	return 0;
 }
@@ -252,15 +205,11 @@ void stackagg_free(struct stackagg *a)
 {
 	if (!a)
 		return;
-	for (size_t i = 0; i < a->nstrs; i++)
-		free(a->strs[i]);
 	for (size_t i = 0; i < a->nstacks; i++) {
 		free(a->stacks[i].frames);
 		free(a->stacks[i].values);
 	}
-	free(a->strs);
-	free(a->str_hash);
-	free(a->str_idx.slots);
+	strset_free(a->strs);
 	free(a->frames);
 	free(a->frame_hash);
 	free(a->frame_idx.slots);
@@ -290,7 +239,7 @@ int stackagg_add(struct stackagg *a, const struct sym_frame *frames, size_t n,
 		ids[i] = (uint32_t)id;
 	}
 	k.n = (uint32_t)n;
-	h = hash_bytes(HASH_SEED, ids, n * sizeof(ids[0]));
+	h = hash_fnv1a64(HASH_FNV1A64_INIT, ids, n * sizeof(ids[0]));
 	it = idx_find(&a->stack_idx, h, a->stack_hash, stack_eq, &k, &slot);
 	if (it < 0) {
 		if (grow2((void **)&a->stacks, &a->stack_hash, &a->cap_stacks, a->nstacks + 1,

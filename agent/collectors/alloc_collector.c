@@ -17,9 +17,11 @@
 
 #include "bpfutil.h"
 #include "alloc.skel.h"
+#include "elffile.h"
 #include "log.h"
 #include "metrics.h"
 #include "procmaps.h"
+#include "x86insn.h"
 
 /* Not in Debian 12's uapi headers (kernel 6.1): uprobe_multi links (6.6) and their session
  * attach type (6.13). Layout from include/uapi/linux/bpf.h. */
@@ -117,62 +119,6 @@ double alloc_collector_weight(__u64 size, __u64 interval)
 	return p > 0 ? 1.0 / p : 1.0;
 }
 
-/* ---- instruction walk for the probe offset ---- */
-
-static bool is_rex_w(uint8_t b)
-{
-	return (b & 0xf0) == 0x40;
-}
-
-int alloc_collector_probe_offset(const uint8_t *code, size_t len, size_t *ret_off)
-{
-	size_t pos = 0;
-
-	for (int insn = 0; insn < 6 && pos < len; insn++) {
-		const uint8_t *p = code + pos;
-		size_t left = len - pos;
-
-		/* Emulated by arch/x86/kernel/uprobes.c: probe here. */
-		if ((p[0] >= 0x50 && p[0] <= 0x57) ||                 /* push %reg */
-		    (left >= 2 && p[0] == 0x41 && p[1] >= 0x50 && p[1] <= 0x57) || /* push %r8-15 */
-		    (p[0] >= 0x70 && p[0] <= 0x7f) ||                 /* jcc rel8 */
-		    (left >= 2 && p[0] == 0x0f && p[1] >= 0x80 && p[1] <= 0x8f) ||  /* jcc rel32 */
-		    p[0] == 0xeb || p[0] == 0xe9 || p[0] == 0xe8 ||   /* jmp, call */
-		    p[0] == 0x90 || (left >= 2 && p[0] == 0x66 && p[1] == 0x90)) { /* nop */
-			*ret_off = pos;
-			return 0;
-		}
-		/* Flags-only instructions that may precede: step over them. */
-		if (left >= 4 && p[0] == 0xf3 && p[1] == 0x0f && p[2] == 0x1e && p[3] == 0xfa) {
-			pos += 4; /* endbr64 */
-			continue;
-		}
-		if (left >= 3 && is_rex_w(p[0]) && (p[1] == 0x85 || p[1] == 0x39 || p[1] == 0x3b) &&
-		    (p[2] & 0xc0) == 0xc0) {
-			pos += 3; /* test/cmp %r64,%r64 */
-			continue;
-		}
-		if (left >= 2 && (p[0] == 0x85 || p[0] == 0x39 || p[0] == 0x3b) && (p[1] & 0xc0) == 0xc0) {
-			pos += 2; /* test/cmp %r32,%r32 */
-			continue;
-		}
-		if (left >= 4 && is_rex_w(p[0]) && p[1] == 0x83 && (p[2] & 0xf8) == 0xf8) {
-			pos += 4; /* cmp $imm8,%r64 */
-			continue;
-		}
-		if (left >= 7 && p[0] == 0x80 && p[1] == 0x3d) {
-			pos += 7; /* cmpb $imm8,disp32(%rip) */
-			continue;
-		}
-		if (left >= 7 && p[0] == 0x83 && p[1] == 0x3d) {
-			pos += 7; /* cmpl $imm8,disp32(%rip) */
-			continue;
-		}
-		break;
-	}
-	return -ENOEXEC;
-}
-
 /* ---- allocator symbols ---- */
 
 static const struct {
@@ -191,48 +137,39 @@ static const struct {
 };
 #define NFUNCS (sizeof(alloc_funcs) / sizeof(alloc_funcs[0]))
 
+struct alloc_syms {
+	__u64 vaddr[NFUNCS];
+};
+
+/* Keeps the first definition of each allocator function. */
+static int find_alloc_func(const struct elffile_sym *sym, void *arg)
+{
+	struct alloc_syms *as = arg;
+
+	for (size_t f = 0; f < NFUNCS; f++)
+		if (!as->vaddr[f] && !strcmp(sym->name, alloc_funcs[f].name))
+			as->vaddr[f] = sym->value;
+	return 0;
+}
+
 /* Fills li with the probe points of the allocator functions the ELF file on fd defines.
  * Returns 0 (li->nprobes may be 0) or -errno. */
 static int read_allocator(int fd, const char *path, bool free_at_entry, struct libinfo *li)
 {
-	__u64 vaddr[NFUNCS] = { 0 };
+	struct alloc_syms as = { { 0 } };
+	__u64 *vaddr = as.vaddr;
 	Elf *elf = NULL;
-	Elf_Scn *scn = NULL;
-	GElf_Shdr sh;
 	size_t nph;
 	int err = 0;
 
-	elf_version(EV_CURRENT);
+	elffile_init();
 	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
 	if (!elf || elf_kind(elf) != ELF_K_ELF) {
 		err = -ENOEXEC;
 		goto out;
 	}
-	while ((scn = elf_nextscn(elf, scn))) {
-		Elf_Data *d;
-
-		if (!gelf_getshdr(scn, &sh) || (sh.sh_type != SHT_DYNSYM && sh.sh_type != SHT_SYMTAB))
-			continue;
-		d = elf_getdata(scn, NULL);
-		if (!d || !sh.sh_entsize)
-			continue;
-		for (size_t i = 0; i < sh.sh_size / sh.sh_entsize; i++) {
-			GElf_Sym s;
-			const char *name;
-
-			if (!gelf_getsym(d, (int)i, &s) || s.st_shndx == SHN_UNDEF ||
-			    GELF_ST_TYPE(s.st_info) != STT_FUNC || !s.st_value)
-				continue;
-			if (GELF_ST_BIND(s.st_info) == STB_LOCAL)
-				continue;
-			name = elf_strptr(elf, sh.sh_link, s.st_name);
-			if (!name)
-				continue;
-			for (size_t f = 0; f < NFUNCS; f++)
-				if (!vaddr[f] && !strcmp(name, alloc_funcs[f].name))
-					vaddr[f] = s.st_value;
-		}
-	}
+	(void)elffile_for_each_symbol(elf, ELFFILE_SYM_SYMTAB | ELFFILE_SYM_DYNSYM |
+					     ELFFILE_SYM_NO_LOCAL, find_alloc_func, &as);
 	if (!vaddr[0] || elf_getphdrnum(elf, &nph)) /* no malloc: not an allocator */
 		goto out;
 	for (size_t f = 0; f < NFUNCS && li->nprobes < ALLOC_MAX_PROBES; f++) {
@@ -258,7 +195,7 @@ static int read_allocator(int fd, const char *path, bool free_at_entry, struct l
 			size_t skip = 0;
 			ssize_t n = pread(fd, code, sizeof(code), (off_t)off);
 
-			if (n > 0 && alloc_collector_probe_offset(code, (size_t)n, &skip) == 0) {
+			if (n > 0 && x86insn_uprobe_offset(code, (size_t)n, &skip) == 0) {
 				if (skip && !(free_at_entry && alloc_funcs[f].kind == EMBER_ALLOC_FREE))
 					log_debug("alloc: %s: probing %s at +%zu (first emulated instruction)",
 						  path, alloc_funcs[f].name, skip);

@@ -7,7 +7,7 @@
  * posix_memalign, aligned_alloc, memalign, valloc and pvalloc where present. Sampling is decided
  * at entry in BPF; with session uprobes (kernel >= 6.13) only sampled calls pay for a return
  * probe. free is not probed at its first instruction when that one would be single-stepped
- * (glibc's `test %rdi,%rdi`: ~22 us per call here): alloc_collector_probe_offset() walks over
+ * (glibc's `test %rdi,%rdi`: ~22 us per call here): x86insn_uprobe_offset() walks over
  * leading instructions that only set flags to the first one the kernel emulates (push, jcc,
  * jmp, call, nop), where the arguments are still intact; unknown code falls back to the entry.
  * ALLOC_MODE_PRELOAD attaches to the USDT probes of libember_alloc.so (LD_PRELOAD), which
@@ -115,13 +115,6 @@ void alloc_collector_write_metrics(struct alloc_collector *c, struct metrics_wri
 
 /* Run count and run time of the allocator programs (kernel.bpf_stats_enabled=1). */
 int alloc_collector_prog_stats(struct alloc_collector *c, __u64 *ret_run_cnt, __u64 *ret_run_time_ns);
-
-/* Where to probe a function whose first bytes are code[0..len): the offset of the first
- * instruction the x86 uprobe code emulates (push, jcc, jmp, call, nop), after leading
- * instructions that change nothing but flags (endbr64, test/cmp reg,reg, cmp imm to a register
- * or rip-relative memory). Returns 0 and sets *ret_off, or -ENOEXEC for code it does not know
- * (the caller probes the entry). Pure function, exported for unit tests. */
-int alloc_collector_probe_offset(const uint8_t *code, size_t len, size_t *ret_off);
 
 /* The estimate weight of one sample: 1 / (1 - exp(-size / interval)). */
 double alloc_collector_weight(__u64 size, __u64 interval);

@@ -13,6 +13,7 @@
 
 #include "bpfutil.h"
 #include "cpu.skel.h"
+#include "hash.h"
 #include "unwind.h"
 #include "util.h"
 #include "log.h"
@@ -157,20 +158,13 @@ static int handle_snapshot(void *ctx, void *data, size_t size)
 			.service_id = snap->service_id,
 			.cookie = snap->cookie,
 		};
-		__u64 h = 1469598103934665603ULL;
-		const unsigned char *bytes;
+		__u64 h;
 		size_t slot;
 
-		/* FNV-1a over the key and both stacks. */
-		bytes = (const unsigned char *)&key;
-		for (size_t i = 0; i < sizeof(key); i++)
-			h = (h ^ bytes[i]) * 1099511628211ULL;
-		bytes = (const unsigned char *)pcs;
-		for (size_t i = 0; i < n * sizeof(*pcs); i++)
-			h = (h ^ bytes[i]) * 1099511628211ULL;
-		bytes = (const unsigned char *)kst;
-		for (size_t i = 0; i < nk * sizeof(*kst); i++)
-			h = (h ^ bytes[i]) * 1099511628211ULL;
+		/* One hash over the key and both stacks. */
+		h = hash_fnv1a64(HASH_FNV1A64_INIT, &key, sizeof(key));
+		h = hash_fnv1a64(h, pcs, n * sizeof(*pcs));
+		h = hash_fnv1a64(h, kst, nk * sizeof(*kst));
 		h ^= truncated;
 		for (slot = h & (PENDING_INDEX - 1); c->pending_index[slot]; slot = (slot + 1) & (PENDING_INDEX - 1)) {
 			ps = &c->pending[c->pending_index[slot] - 1];

@@ -13,15 +13,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "log.h"
 
 /* Longest sanitised service or family name, so that "<family>-<ts>-<seq>.pb.gz" fits NAME_MAX. */
 #define LOCALSINK_NAME_MAX 128
 /* Same-second suffixes tried before giving up (-EEXIST). */
 #define LOCALSINK_MAX_SEQ 1000
-/* Prefix of our temp files; a scan deletes those left by a crash. */
-#define LOCALSINK_TMP_PREFIX ".ember-"
-#define LOCALSINK_TMP_SUFFIX ".tmp"
 #define LOCALSINK_PB_SUFFIX ".pb.gz"
 /* "YYYYMMDDTHHMMSSZ" */
 #define LOCALSINK_TS_LEN 16
@@ -41,7 +39,6 @@ struct localsink {
 	uint64_t total;                /* sum of files[head..n).size */
 	struct localsink_file *files;  /* sorted; live entries are [head, n) */
 	size_t head, n, cap;
-	uint64_t tmp_counter;
 	struct localsink_stats stats;
 };
 
@@ -193,73 +190,11 @@ static void localsink_enforce(struct localsink *sink)
 		sink->head = sink->n = 0;
 }
 
-static int localsink_write_all(int fd, const uint8_t *buf, size_t len)
-{
-	while (len > 0) {
-		ssize_t w = write(fd, buf, len);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		buf += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
-/* Writes buf to a new temp file in directory dfd and fsyncs it; its name goes to tmp. */
-static int localsink_write_tmp(struct localsink *sink, int dfd, const uint8_t *buf, size_t len,
-			       char *tmp, size_t tmpsz)
-{
-	int fd = -1, err;
-
-	snprintf(tmp, tmpsz, LOCALSINK_TMP_PREFIX "%ld-%llu" LOCALSINK_TMP_SUFFIX, (long)getpid(),
-		 (unsigned long long)sink->tmp_counter++);
-	fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-	if (fd < 0)
-		return -errno;
-	err = localsink_write_all(fd, buf, len);
-	if (err)
-		goto err_unlink;
-	if (fsync(fd) < 0) {
-		err = -errno;
-		goto err_unlink;
-	}
-	if (close(fd) < 0) {
-		fd = -1;
-		err = -errno;
-		goto err_unlink;
-	}
-	return 0;
-
-err_unlink:
-	if (fd >= 0)
-		close(fd);
-	(void)unlinkat(dfd, tmp, 0);
-	return err;
-}
-
-/* Renames tmp to name unless name exists (-EEXIST); falls back to link+unlink where the
- * filesystem has no RENAME_NOREPLACE. */
-static int localsink_rename_noreplace(int dfd, const char *tmp, const char *name)
-{
-	if (renameat2(dfd, tmp, dfd, name, RENAME_NOREPLACE) == 0)
-		return 0;
-	if (errno != EINVAL && errno != ENOSYS)
-		return -errno;
-	if (linkat(dfd, tmp, dfd, name, 0) < 0)
-		return -errno;
-	(void)unlinkat(dfd, tmp, 0);
-	return 0;
-}
-
 static int localsink_open_service(struct localsink *sink, const char *svc)
 {
 	int fd;
 
-	if (mkdirat(sink->dirfd, svc, 0755) < 0 && errno != EEXIST)
+	if (mkdirat(sink->dirfd, svc, FILEIO_DIR_MODE_DEFAULT) < 0 && errno != EEXIST)
 		return -errno;
 	fd = openat(sink->dirfd, svc, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
@@ -268,7 +203,7 @@ static int localsink_open_service(struct localsink *sink, const char *svc)
 static int localsink_write_pprof(struct localsink *sink, int sfd, const char *svc,
 				 const char *fam, const struct upload *u)
 {
-	char tmp[64], ts[32], name[NAME_MAX + 1];
+	char tmp[FILEIO_TMP_NAME_MAX], ts[32], name[NAME_MAX + 1];
 	int64_t sec = u->from_ns / 1000000000;
 	time_t t = (time_t)sec;
 	struct tm tm;
@@ -278,7 +213,7 @@ static int localsink_write_pprof(struct localsink *sink, int sfd, const char *sv
 
 	if (!gmtime_r(&t, &tm) || strftime(ts, sizeof(ts), "%Y%m%dT%H%M%SZ", &tm) != LOCALSINK_TS_LEN)
 		return -EINVAL;
-	err = localsink_write_tmp(sink, sfd, u->pprof_gz, u->pprof_len, tmp, sizeof(tmp));
+	err = fileio_write_tmp_at(sfd, u->pprof_gz, u->pprof_len, FILEIO_MODE_DEFAULT, tmp);
 	if (err)
 		return err;
 	for (seq = 0; seq < LOCALSINK_MAX_SEQ; seq++) {
@@ -286,7 +221,7 @@ static int localsink_write_pprof(struct localsink *sink, int sfd, const char *sv
 			snprintf(name, sizeof(name), "%s-%s-%u" LOCALSINK_PB_SUFFIX, fam, ts, seq);
 		else
 			snprintf(name, sizeof(name), "%s-%s" LOCALSINK_PB_SUFFIX, fam, ts);
-		err = localsink_rename_noreplace(sfd, tmp, name);
+		err = fileio_rename_noreplace_at(sfd, tmp, name);
 		if (err != -EEXIST)
 			break;
 	}
@@ -308,22 +243,12 @@ static int localsink_write_pprof(struct localsink *sink, int sfd, const char *sv
 	return 0;
 }
 
-static int localsink_write_svg(struct localsink *sink, int sfd, const char *fam,
-			       const struct upload *u)
+static int localsink_write_svg(int sfd, const char *fam, const struct upload *u)
 {
-	char tmp[64], name[NAME_MAX + 1];
-	int err;
+	char name[NAME_MAX + 1];
 
 	snprintf(name, sizeof(name), "%s.svg", fam);
-	err = localsink_write_tmp(sink, sfd, u->svg, u->svg_len, tmp, sizeof(tmp));
-	if (err)
-		return err;
-	if (renameat(sfd, tmp, sfd, name) < 0) {
-		err = -errno;
-		(void)unlinkat(sfd, tmp, 0);
-		return err;
-	}
-	return 0;
+	return fileio_write_atomic_at(sfd, name, u->svg, u->svg_len, FILEIO_MODE_DEFAULT);
 }
 
 int localsink_write(struct localsink *sink, const struct upload *u)
@@ -353,7 +278,7 @@ int localsink_write(struct localsink *sink, const struct upload *u)
 		goto out;
 	localsink_enforce(sink);
 	if (u->svg)
-		err = localsink_write_svg(sink, sfd, fam, u);
+		err = localsink_write_svg(sfd, fam, u);
 
 out:
 	if (sfd >= 0)
@@ -386,15 +311,12 @@ static int localsink_scan_service(struct localsink *sink, const char *svc)
 	}
 	while ((errno = 0, de = readdir(d))) {
 		const char *name = de->d_name;
-		size_t len = strlen(name);
 		struct stat st;
 		int64_t sec;
 		uint32_t seq;
 		char *path;
 
-		if (!strncmp(name, LOCALSINK_TMP_PREFIX, strlen(LOCALSINK_TMP_PREFIX)) &&
-		    len > strlen(LOCALSINK_TMP_SUFFIX) &&
-		    !strcmp(name + len - strlen(LOCALSINK_TMP_SUFFIX), LOCALSINK_TMP_SUFFIX)) {
+		if (fileio_is_tmp_name(name)) {
 			(void)unlinkat(dirfd(d), name, 0);
 			continue;
 		}
@@ -451,44 +373,15 @@ cleanup:
 	return err;
 }
 
-/* mkdir -p with mode 0755. */
-static int localsink_mkdirs(const char *dir)
-{
-	char *p = NULL, *s, c;
-	int err = 0;
-
-	p = strdup(dir);
-	if (!p)
-		return -ENOMEM;
-	for (s = p + 1; ; s++) {
-		if (*s != '/' && *s != '\0')
-			continue;
-		c = *s;
-		*s = '\0';
-		if (mkdir(p, 0755) < 0 && errno != EEXIST) {
-			err = -errno;
-			break;
-		}
-		*s = c;
-		if (!c)
-			break;
-	}
-	free(p);
-	return err;
-}
-
 /* Creates and deletes a file, so that an unwritable DIR is refused at start. */
 static int localsink_probe(struct localsink *sink)
 {
-	char name[64];
-	int fd;
+	char name[FILEIO_TMP_NAME_MAX];
+	int err;
 
-	snprintf(name, sizeof(name), LOCALSINK_TMP_PREFIX "probe-%ld" LOCALSINK_TMP_SUFFIX,
-		 (long)getpid());
-	fd = openat(sink->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-	if (fd < 0)
-		return -errno;
-	close(fd);
+	err = fileio_write_tmp_at(sink->dirfd, NULL, 0, FILEIO_MODE_DEFAULT, name);
+	if (err)
+		return err;
 	(void)unlinkat(sink->dirfd, name, 0);
 	return 0;
 }
@@ -510,7 +403,7 @@ int localsink_new(const char *dir, uint64_t max_bytes, struct localsink **ret_si
 		err = -ENOMEM;
 		goto err_free;
 	}
-	err = localsink_mkdirs(dir);
+	err = fileio_mkdir_p(dir, FILEIO_DIR_MODE_DEFAULT);
 	if (err) {
 		log_debug("localsink: %s: cannot create directory: %s", dir, strerror(-err));
 		goto err_free;

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hash.h"
 #include "log.h"
 #include "metrics.h"
 #include "push.pb-c.h"
@@ -575,19 +576,10 @@ static void error_message(const char *body, char *out, size_t outlen)
 	out[n] = '\0';
 }
 
-static uint64_t fnv1a(const char *s)
-{
-	uint64_t h = 0xcbf29ce484222325ULL;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
-	return h;
-}
-
 /* A refused upload is a warning the first time a status and message are seen, debug after. */
 static void warn_rejected(struct push *p, long status, const char *msg)
 {
-	uint64_t h = fnv1a(msg);
+	uint64_t h = hash_fnv1a64_str(msg);
 
 	for (unsigned i = 0; i < p->nwarned && i < PUSH_WARNED_MAX; i++) {
 		if (p->warned[i].status == status && p->warned[i].hash == h) {

@@ -111,6 +111,75 @@ bool elffile_has_symtab(Elf *e)
 	return scn && gelf_getshdr(scn, &shdr) && shdr.sh_size > 0;
 }
 
+/* Walks one symbol table section, its data already read. */
+static int for_each_in_table(Elf *e, Elf_Data *data, const GElf_Shdr *sh, unsigned int flags,
+			     elffile_sym_fn cb, void *ctx)
+{
+	size_t n;
+
+	n = sh->sh_size / sh->sh_entsize;
+	if (n > data->d_size / sh->sh_entsize)
+		n = data->d_size / sh->sh_entsize;
+	if (n > ELFFILE_MAX_SYMBOLS) {
+		log_debug("elffile: symbol table of %zu entries, reading the first %u", n,
+			  ELFFILE_MAX_SYMBOLS);
+		n = ELFFILE_MAX_SYMBOLS;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct elffile_sym es;
+		GElf_Sym sym;
+		int type, bind, ret;
+
+		if (!gelf_getsym(data, (int)i, &sym))
+			break;
+		type = GELF_ST_TYPE(sym.st_info);
+		bind = GELF_ST_BIND(sym.st_info);
+		if (type != STT_FUNC && !(type == STT_GNU_IFUNC && (flags & ELFFILE_SYM_IFUNC)))
+			continue;
+		if (sym.st_shndx == SHN_UNDEF || !sym.st_value)
+			continue;
+		if (bind == STB_LOCAL && (flags & ELFFILE_SYM_NO_LOCAL))
+			continue;
+		es.name = elf_strptr(e, sh->sh_link, sym.st_name);
+		if (!es.name || !*es.name)
+			continue;
+		es.value = sym.st_value;
+		es.size = sym.st_size;
+		es.shndx = sym.st_shndx;
+		es.type = (uint8_t)type;
+		es.bind = (uint8_t)bind;
+		es.table = sh->sh_type;
+		ret = cb(&es, ctx);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+int elffile_for_each_symbol(Elf *e, unsigned int flags, elffile_sym_fn cb, void *ctx)
+{
+	Elf_Scn *scn = NULL;
+
+	while ((scn = elf_nextscn(e, scn))) {
+		Elf_Data *data;
+		GElf_Shdr sh;
+		int ret;
+
+		if (!gelf_getshdr(scn, &sh))
+			continue;
+		if (!((sh.sh_type == SHT_SYMTAB && (flags & ELFFILE_SYM_SYMTAB)) ||
+		      (sh.sh_type == SHT_DYNSYM && (flags & ELFFILE_SYM_DYNSYM))))
+			continue;
+		data = elf_getdata(scn, NULL);
+		if (!data || !sh.sh_entsize)
+			continue;
+		ret = for_each_in_table(e, data, &sh, flags, cb, ctx);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 int elffile_section_bytes(Elf *e, const char *name, size_t max, const uint8_t **ret_buf,
 			  size_t *ret_len, bool *ret_owned)
 {

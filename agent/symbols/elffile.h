@@ -1,7 +1,8 @@
 /* elffile: what the symbolizer and the unwinder both read from ELF files, with libelf: the
  * GNU build-id, sections by name (decompressed when SHF_COMPRESSED), and the separate debug
  * file of a stripped file (.gnu_debuglink, checked by CRC, or /usr/lib/debug/.build-id,
- * checked by build-id), looked up under a process's root first. */
+ * checked by build-id), looked up under a process's root first, and the one walk over the
+ * function symbols of .symtab/.dynsym (symbols, frame-pointer detection, allocator probes). */
 #ifndef EMBER_ELFFILE_H
 #define EMBER_ELFFILE_H
 
@@ -33,6 +34,38 @@ bool elffile_has_symtab(Elf *e);
  * (another compression, or larger than max), -EINVAL or -ENOMEM. */
 int elffile_section_bytes(Elf *e, const char *name, size_t max, const uint8_t **ret_buf,
 			  size_t *ret_len, bool *ret_owned);
+
+/* What elffile_for_each_symbol() walks and reports. It always skips undefined symbols
+ * (SHN_UNDEF), symbols at address 0 and nameless ones. */
+enum elffile_sym_flags {
+	ELFFILE_SYM_SYMTAB = 1u << 0,  /* walk the SHT_SYMTAB sections */
+	ELFFILE_SYM_DYNSYM = 1u << 1,  /* walk the SHT_DYNSYM sections */
+	ELFFILE_SYM_IFUNC = 1u << 2,   /* report STT_GNU_IFUNC as well as STT_FUNC */
+	ELFFILE_SYM_NO_LOCAL = 1u << 3, /* skip STB_LOCAL symbols */
+};
+
+/* Longest symbol table walked, in entries: more than any real binary has (a debug build of
+ * Chromium is ~2M), so a corrupt or hostile sh_size cannot make a walk run for minutes. */
+#define ELFFILE_MAX_SYMBOLS (1u << 24)
+
+/* One function symbol. name points into e's data: valid until elf_end(e). */
+struct elffile_sym {
+	const char *name;    /* with any "@VERSION" suffix, as stored */
+	uint64_t value;      /* st_value: the virtual address in an executable or DSO */
+	uint64_t size;       /* st_size, bytes (0 when unknown) */
+	uint32_t shndx;      /* st_shndx: the section it lies in (or SHN_ABS...) */
+	uint8_t type;        /* STT_FUNC or STT_GNU_IFUNC */
+	uint8_t bind;        /* STB_GLOBAL, STB_WEAK, STB_LOCAL... */
+	Elf64_Word table;    /* SHT_SYMTAB or SHT_DYNSYM */
+};
+
+/* Returns 0 to continue, anything else to stop the walk (which then returns it). */
+typedef int (*elffile_sym_fn)(const struct elffile_sym *sym, void *ctx);
+
+/* Calls cb for each function symbol of the tables chosen by flags (enum elffile_sym_flags), in
+ * section order, then table order; at most ELFFILE_MAX_SYMBOLS entries of each table are read.
+ * Returns 0 (also when e has none of those tables) or the callback's non-zero return. */
+int elffile_for_each_symbol(Elf *e, unsigned int flags, elffile_sym_fn cb, void *ctx);
 
 /* A separate debug file, open. */
 struct elffile_debug {

@@ -79,54 +79,30 @@ static int raw_push(struct raw_vec *vec, const struct raw_sym *s)
 	return 0;
 }
 
-/* Appends the function symbols of every section of type (SHT_SYMTAB or SHT_DYNSYM). */
+static int collect_one(const struct elffile_sym *sym, void *ctx)
+{
+	struct raw_vec *vec = ctx;
+	struct raw_sym rs = {
+		.addr = sym->value,
+		.size = sym->size,
+		.name = sym->name,
+		/* "memcpy@@GLIBC_2.14": the version is not part of the function's name */
+		.name_len = strcspn(sym->name, "@"),
+		.rank = sym->bind == STB_WEAK ? 1 : sym->bind == STB_LOCAL ? 2 : 0,
+		.underscores = (uint32_t)strspn(sym->name, "_"),
+		.seq = (uint32_t)vec->nr,
+	};
+
+	return raw_push(vec, &rs);
+}
+
+/* Appends the function symbols (and IFUNCs) of every section of type (SHT_SYMTAB or
+ * SHT_DYNSYM). */
 static int collect_syms(Elf *e, Elf64_Word type, struct raw_vec *vec)
 {
-	Elf_Scn *scn = NULL;
-	GElf_Shdr shdr;
-	int err;
+	unsigned int table = type == SHT_SYMTAB ? ELFFILE_SYM_SYMTAB : ELFFILE_SYM_DYNSYM;
 
-	while ((scn = elf_nextscn(e, scn))) {
-		Elf_Data *data;
-		size_t n;
-
-		if (!gelf_getshdr(scn, &shdr) || shdr.sh_type != type || !shdr.sh_entsize)
-			continue;
-		data = elf_getdata(scn, NULL);
-		if (!data)
-			continue;
-		n = shdr.sh_size / shdr.sh_entsize;
-		for (size_t i = 0; i < n; i++) {
-			struct raw_sym rs;
-			const char *name;
-			GElf_Sym sym;
-			int st_type, bind;
-
-			if (!gelf_getsym(data, (int)i, &sym))
-				break;
-			st_type = GELF_ST_TYPE(sym.st_info);
-			if (st_type != STT_FUNC && st_type != STT_GNU_IFUNC)
-				continue;
-			if (sym.st_shndx == SHN_UNDEF || !sym.st_value)
-				continue;
-			name = elf_strptr(e, shdr.sh_link, sym.st_name);
-			if (!name || !*name)
-				continue;
-			bind = GELF_ST_BIND(sym.st_info);
-			rs.addr = sym.st_value;
-			rs.size = sym.st_size;
-			rs.name = name;
-			/* "memcpy@@GLIBC_2.14": the version is not part of the function's name */
-			rs.name_len = strcspn(name, "@");
-			rs.rank = bind == STB_WEAK ? 1 : bind == STB_LOCAL ? 2 : 0;
-			rs.underscores = (uint32_t)strspn(name, "_");
-			rs.seq = (uint32_t)vec->nr;
-			err = raw_push(vec, &rs);
-			if (err)
-				return err;
-		}
-	}
-	return 0;
+	return elffile_for_each_symbol(e, table | ELFFILE_SYM_IFUNC, collect_one, vec);
 }
 
 static int raw_cmp(const void *a, const void *b)

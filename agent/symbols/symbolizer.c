@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "elfsyms.h"
+#include "hash.h"
 #include "ksyms.h"
 #include "log.h"
 #include "perfmap.h"
@@ -108,11 +109,7 @@ struct symbolizer {
 
 static uint64_t str_hash(const char *s)
 {
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
-
-	while (*s)
-		h = (h ^ (unsigned char)*s++) * 1099511628211ull;
-	return h;
+	return hash_fnv1a64_str(s);
 }
 
 static int strset_grow(struct strset *set)

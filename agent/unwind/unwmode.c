@@ -47,10 +47,12 @@ void unwmode_free(struct unwmode *u)
 
 bool unwmode_initial_dwarf(struct unwmode *u, pid_t pid)
 {
+	enum fpdetect_result r = FPDETECT_UNKNOWN;
 	struct exe_verdict *v;
+	double share = -1;
 	char path[64];
 	struct stat st;
-	int fd, r;
+	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -66,13 +68,14 @@ bool unwmode_initial_dwarf(struct unwmode *u, pid_t pid)
 		close(fd);
 		return v->dwarf;
 	}
-	r = fpdetect_fd(fd);
+	if (fpdetect_fd(fd, &r, &share))
+		r = FPDETECT_UNKNOWN; /* not readable as ELF: DWARF works either way */
 	close(fd);
 	*v = (struct exe_verdict){ .dev = st.st_dev, .ino = st.st_ino, .size = st.st_size,
 				   .mtime = st.st_mtime, .used = true, .dwarf = r != FPDETECT_FP };
 	log_debug("unwind: pid %d: executable %s frame pointers (share %.2f): %s", (int)pid,
 		  r == FPDETECT_FP ? "keeps" : r == FPDETECT_NO_FP ? "omits" : "cannot tell",
-		  fpdetect_last_share(), v->dwarf ? "dwarf" : "frame pointers");
+		  share, v->dwarf ? "dwarf" : "frame pointers");
 	return v->dwarf;
 }
 

@@ -10,6 +10,7 @@
 #include "alloc_collector.h"
 #include "alloc_sample.h"
 #include "check.h"
+#include "x86insn.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ULL;
 
@@ -96,12 +97,12 @@ static void test_probe_offset(void)
 	static const uint8_t truncated[] = { 0x48, 0x85 };
 	size_t off = 99;
 
-	CHECK(alloc_collector_probe_offset(glibc_free, sizeof(glibc_free), &off) == 0 && off == 3);
-	CHECK(alloc_collector_probe_offset(glibc_malloc, sizeof(glibc_malloc), &off) == 0 && off == 0);
-	CHECK(alloc_collector_probe_offset(glibc_pm, sizeof(glibc_pm), &off) == 0 && off == 7);
-	CHECK(alloc_collector_probe_offset(cet, sizeof(cet), &off) == 0 && off == 7);
-	CHECK(alloc_collector_probe_offset(unknown, sizeof(unknown), &off) == -ENOEXEC);
-	CHECK(alloc_collector_probe_offset(truncated, sizeof(truncated), &off) == -ENOEXEC);
+	CHECK(x86insn_uprobe_offset(glibc_free, sizeof(glibc_free), &off) == 0 && off == 3);
+	CHECK(x86insn_uprobe_offset(glibc_malloc, sizeof(glibc_malloc), &off) == 0 && off == 0);
+	CHECK(x86insn_uprobe_offset(glibc_pm, sizeof(glibc_pm), &off) == 0 && off == 7);
+	CHECK(x86insn_uprobe_offset(cet, sizeof(cet), &off) == 0 && off == 7);
+	CHECK(x86insn_uprobe_offset(unknown, sizeof(unknown), &off) == -ENOEXEC);
+	CHECK(x86insn_uprobe_offset(truncated, sizeof(truncated), &off) == -ENOEXEC);
 }
 
 int main(void)

@@ -3,14 +3,15 @@
  * check_pprof.py, which reads them back with independent decoders (pprofdump, protoc).
  *
  * Usage: unit_pprof OUTDIR
- * Files: cpu.pb.gz (pprof_write_file), cpu.pb (pprof_encode without gzip), mem.pb.gz,
- *        big.pb.gz (16000 distinct stacks of 64 frames). */
+ * Files: cpu.pb.gz (pprof_encode + fileio_write_atomic), cpu.pb (pprof_encode without gzip),
+ *        mem.pb.gz, big.pb.gz (16000 distinct stacks of 64 frames). */
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
+#include "fileio.h"
 #include "pprof.h"
 
 #define CPU_PERIOD (1000000000LL / 97) /* 97 Hz sampling, the eBPF CPU collector's default */
@@ -30,22 +31,26 @@ static char *out_path(const char *name)
 static int write_bytes(const char *name, const uint8_t *buf, size_t len)
 {
 	char *path = out_path(name);
-	FILE *f;
-	int err = 0;
+	int err;
 
 	if (!path)
 		return -ENOMEM;
-	f = fopen(path, "wbe");
-	if (!f) {
-		err = -errno;
-		goto cleanup;
-	}
-	if (fwrite(buf, 1, len, f) != len)
-		err = -EIO;
-	if (fclose(f) != 0 && !err)
-		err = -EIO;
-cleanup:
+	err = fileio_write_atomic(path, buf, len);
 	free(path);
+	return err;
+}
+
+/* What pprof_write_file() did before pprof/ stopped writing files: encode, gzip, write. */
+static int write_profile(struct pprof_builder *b, const char *path)
+{
+	uint8_t *buf = NULL;
+	size_t len;
+	int err;
+
+	err = pprof_encode(b, true, &buf, &len);
+	if (!err)
+		err = fileio_write_atomic(path, buf, len);
+	free(buf);
 	return err;
 }
 
@@ -145,10 +150,10 @@ static void test_cpu(void)
 
 	path = out_path("cpu.pb.gz");
 	CHECK(path != NULL);
-	CHECK_INT(pprof_write_file(b, path), 0);
+	CHECK_INT(write_profile(b, path), 0);
 	free(path);
 	path = out_path("no-such-dir/cpu.pb.gz");
-	CHECK_INT(pprof_write_file(b, path), -ENOENT);
+	CHECK_INT(write_profile(b, path), -ENOENT);
 	free(path);
 
 	free(buf2);
@@ -202,7 +207,7 @@ static void test_memory(void)
 	CHECK_INT(pprof_sample_count(b), 2);
 	path = out_path("mem.pb.gz");
 	CHECK(path != NULL);
-	CHECK_INT(pprof_write_file(b, path), 0);
+	CHECK_INT(write_profile(b, path), 0);
 	free(path);
 	pprof_builder_free(b);
 }
@@ -245,7 +250,7 @@ static void test_big(void)
 	CHECK_INT(pprof_sample_count(b), 16000);
 	path = out_path("big.pb.gz");
 	CHECK(path != NULL);
-	CHECK_INT(pprof_write_file(b, path), 0);
+	CHECK_INT(write_profile(b, path), 0);
 	free(path);
 	pprof_builder_free(b);
 }
