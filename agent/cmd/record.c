@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fileio.h"
@@ -140,26 +139,18 @@ static void tick(void *ctx, int64_t now)
 	r->last_progress = now;
 }
 
-/* Creates the directories above path if missing (as `make run` writes into ./ember-profiles/),
- * then checks the file can be written. Prints one line naming `what` on failure. */
+/* Creates the directories above path if missing (`record -o a/b/x.pb.gz` creates a/b, as
+ * `agent --output` does), then checks the file can be written. Prints one line naming `what`
+ * on failure. */
 static int prepare_output(const char *path, const char *what)
 {
-	char *copy = strdup(path), *slash;
-	int err = 0;
+	int err = fileio_mkdir_parents(path, FILEIO_DIR_MODE_DEFAULT);
 
-	if (!copy)
-		return -ENOMEM;
-	slash = strrchr(copy, '/');
-	if (slash && slash != copy) {
-		*slash = '\0';
-		if (mkdir(copy, 0755) && errno != EEXIST) {
-			err = -errno;
-			fprintf(stderr, "ember: cannot write %s '%s': %s: %s\n", what, path, copy,
-				strerror(-err));
-		}
+	if (err) {
+		fprintf(stderr, "ember: cannot write %s '%s': %s\n", what, path, strerror(-err));
+		return err;
 	}
-	free(copy);
-	return err ? err : preflight_writable(path, what);
+	return preflight_writable(path, what);
 }
 
 int record_main(int argc, char **argv)

@@ -25,7 +25,17 @@ with tempfile.TemporaryDirectory() as d:
     expect2(["record", "--service", "web=port:80", "-o", out], "--service")
     expect2(["record", "--pid", "999999", "-o", out], "no process 999999")
     expect2(["record", "-o", out, "--", "/nonexistent/cmd"], "cannot start '/nonexistent/cmd'")
-    expect2(["record", "-o", "/nonexistent-dir/sub/x.pb.gz", "--", "true"], "/nonexistent-dir/sub/x.pb.gz")
+    # A directory that cannot be created (a plain file stands where it would go) is refused,
+    # naming the path; one that is merely missing is created, as agent --output does.
+    plain = os.path.join(d, "plain")
+    open(plain, "w").close()
+    expect2(["record", "-o", plain + "/sub/x.pb.gz", "--", "true"], plain + "/sub/x.pb.gz")
+    deep = os.path.join(d, "new", "sub", "x.pb.gz")
+    p = subprocess.run([EMBER, "record", "--quiet", "-o", deep, "--", "true"], capture_output=True,
+                       text=True, timeout=60)
+    c.check(p.returncode == 0 and os.path.getsize(deep) > 0,
+            f"record -o into missing directories creates them: exit {p.returncode}, "
+            f"stderr {p.stderr.strip()[:200]!r}")
     expect2(["record", "-o", d, "--", "true"], "is a directory")
     expect2(["record", "--pid", "1", "-o", out, "--", "true"], "only one of")
     expect2(["nosuchcommand"], "unknown command")
