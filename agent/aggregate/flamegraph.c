@@ -154,6 +154,20 @@ static int fg_child(struct flamegraph *fg, uint32_t parent, uint32_t name, uint3
 	return 0;
 }
 
+void flamegraph_view_of(const char *family, int64_t period, const char *title,
+			struct flamegraph_view *ret)
+{
+	*ret = (struct flamegraph_view){ .title = title, .unit = "samples", .divisor = 1 };
+	if (!strcmp(family, "cpu")) {
+		ret->divisor = period > 0 ? period : 1;
+	} else if (!strcmp(family, "alloc")) {
+		ret->unit = "bytes";
+		ret->value = 1; /* alloc_space */
+	} else if (!strcmp(family, "gpu")) {
+		ret->unit = "ns"; /* gpu_time */
+	}
+}
+
 struct flamegraph *flamegraph_new(const char *title, const char *unit)
 {
 	struct flamegraph *fg;

@@ -13,6 +13,20 @@
 
 struct flamegraph;
 
+/* How a profile is shown as a flame graph: its title, what a count means, which of the
+ * profile's values it shows and a divisor (the CPU period, so that the graph counts samples). */
+struct flamegraph_view {
+	const char *title;
+	const char *unit;
+	size_t value;
+	int64_t divisor;
+};
+
+/* The usual view of family ("cpu": samples; "alloc": allocated bytes; "gpu": GPU ns; others:
+ * value 0 as is) for a profile of that period, titled title. */
+void flamegraph_view_of(const char *family, int64_t period, const char *title,
+			struct flamegraph_view *ret);
+
 /* unit names what a count means in hover text, e.g. "samples" or "bytes". */
 struct flamegraph *flamegraph_new(const char *title, const char *unit);
 void flamegraph_free(struct flamegraph *fg);

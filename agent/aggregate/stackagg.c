@@ -363,12 +363,12 @@ out:
 	return err;
 }
 
-static int build_svg(struct stackagg *a, const struct stackagg_profile *p, const uint32_t *order,
+static int build_svg(struct stackagg *a, const struct flamegraph_view *view, const uint32_t *order,
 		     size_t keep, struct stackagg_result *r)
 {
-	struct flamegraph *fg = flamegraph_new(p->fg_title, p->fg_unit ? p->fg_unit : "samples");
+	struct flamegraph *fg = flamegraph_new(view->title, view->unit ? view->unit : "samples");
 	const char *names[512];
-	int64_t div = p->fg_divisor > 0 ? p->fg_divisor : 1, other = 0;
+	int64_t div = view->divisor > 0 ? view->divisor : 1, other = 0;
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f;
@@ -378,7 +378,7 @@ static int build_svg(struct stackagg *a, const struct stackagg_profile *p, const
 		return -ENOMEM;
 	for (size_t i = 0; i < a->nstacks && !err; i++) {
 		const struct stack *s = &a->stacks[order[i]];
-		int64_t v = s->values[p->fg_value] / div;
+		int64_t v = view->value < a->nvalues ? s->values[view->value] / div : 0;
 
 		if (i >= keep) {
 			other += v;
@@ -415,7 +415,7 @@ static int build_svg(struct stackagg *a, const struct stackagg_profile *p, const
 }
 
 int stackagg_build(struct stackagg *a, const struct stackagg_profile *p,
-		   struct stackagg_result *ret)
+		   const struct flamegraph_view *fg, struct stackagg_result *ret)
 {
 	struct stackagg_result r = { 0 };
 	uint32_t *order;
@@ -454,8 +454,8 @@ int stackagg_build(struct stackagg *a, const struct stackagg_profile *p,
 		goto out;
 	r.samples = keep + (keep < a->nstacks);
 	r.folded = a->nstacks - keep;
-	if (p->fg_title) {
-		err = build_svg(a, p, order, keep, &r);
+	if (fg) {
+		err = build_svg(a, fg, order, keep, &r);
 		if (err)
 			goto out;
 	}

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "flamegraph.h"
 #include "pprof.h"
 #include "symframe.h"
 
@@ -25,19 +26,13 @@ struct stackagg_profile {
 	size_t max_samples;   /* 0: no limit */
 	size_t max_bytes;     /* uncompressed pprof; 0: no limit */
 	const char *comment;  /* optional pprof comment */
-	/* Flame graph (optional): title, unit, which value it shows and a divisor (e.g. the CPU
-	 * period, so the graph counts samples). */
-	const char *fg_title;
-	const char *fg_unit;
-	size_t fg_value;
-	int64_t fg_divisor;
 };
 
 struct stackagg_result {
 	uint8_t *pprof_gz;    /* malloc'd gzipped pprof */
 	size_t pprof_len;
 	size_t pprof_raw_len; /* uncompressed size */
-	uint8_t *svg;         /* malloc'd SVG, or NULL when fg_title is NULL */
+	uint8_t *svg;         /* malloc'd SVG, or NULL without a flame graph view */
 	size_t svg_len;
 	size_t samples;       /* distinct stacks written, "[other]" included */
 	size_t folded;        /* stacks folded into "[other]" */
@@ -54,10 +49,11 @@ size_t stackagg_count(const struct stackagg *a);
 /* Sum of value idx over every stack. */
 int64_t stackagg_total(const struct stackagg *a, size_t idx);
 
-/* Encodes the profile (see above). Frees nothing: the aggregator can be built again or freed.
- * Returns 0 or -errno; on success the caller owns the result's buffers. */
+/* Encodes the profile (see above) and, when fg is not NULL, the flame graph of the same stacks
+ * ("[other]" included) as that view presents them. Frees nothing: the aggregator can be built
+ * again or freed. Returns 0 or -errno; on success the caller owns the result's buffers. */
 int stackagg_build(struct stackagg *a, const struct stackagg_profile *p,
-		   struct stackagg_result *ret);
+		   const struct flamegraph_view *fg, struct stackagg_result *ret);
 
 void stackagg_result_fini(struct stackagg_result *r);
 

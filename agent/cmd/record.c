@@ -72,6 +72,7 @@ static void on_profile(void *ctx, const struct pipeline_profile *p)
 	struct recorder *r = ctx;
 	struct stackagg_profile d = *p->desc;
 	struct stackagg_result res = { 0 };
+	struct flamegraph_view fg;
 	bool cpu = !strcmp(p->fam->family, "cpu");
 	char *pb, *svg, t[300];
 	int err;
@@ -81,18 +82,10 @@ static void on_profile(void *ctx, const struct pipeline_profile *p)
 	pb = cpu ? strdup(r->cfg.out_file) : alloc_path(r->cfg.out_file, !r->want_cpu, ".pb.gz");
 	svg = !r->cfg.flamegraph ? NULL :
 	      cpu ? strdup(r->cfg.flamegraph) : alloc_path(r->cfg.flamegraph, !r->want_cpu, ".svg");
-	if (cpu) {
-		d.fg_title = svg ? r->title : NULL;
-		d.fg_unit = "samples";
-		d.fg_divisor = d.period;
-	} else {
-		snprintf(t, sizeof(t), "Allocations: %s", r->title);
-		d.fg_title = svg ? t : NULL;
-		d.fg_unit = "bytes";
-		d.fg_value = 1; /* alloc_space */
-		d.fg_divisor = 1;
-	}
-	err = pb && (!r->cfg.flamegraph || svg) ? stackagg_build(p->agg, &d, &res) : -ENOMEM;
+	snprintf(t, sizeof(t), "Allocations: %s", r->title);
+	flamegraph_view_of(p->fam->family, d.period, cpu ? r->title : t, &fg);
+	err = pb && (!r->cfg.flamegraph || svg) ? stackagg_build(p->agg, &d, svg ? &fg : NULL, &res) :
+						 -ENOMEM;
 	if (err)
 		fprintf(stderr, "ember: cannot encode the %s profile: %s\n", cpu ? "CPU" : "memory",
 			strerror(-err));

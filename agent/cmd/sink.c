@@ -124,42 +124,28 @@ fail:
 	return 2;
 }
 
-/* The local directory's flame graph: what each family's graph counts. */
-static void flamegraph_view(const struct pipeline_profile *p, struct stackagg_profile *d, char *title,
-			    size_t size)
-{
-	if (!strcmp(p->fam->family, "cpu")) {
-		snprintf(title, size, "CPU: %s", p->service);
-		d->fg_unit = "samples";
-		d->fg_divisor = p->desc->period;
-	} else if (!strcmp(p->fam->family, "gpu")) {
-		snprintf(title, size, "GPU time: %s", p->service);
-		d->fg_unit = "ns";
-		d->fg_value = 0;
-		d->fg_divisor = 1;
-	} else {
-		snprintf(title, size, "Allocated bytes: %s", p->service);
-		d->fg_unit = "bytes";
-		d->fg_value = 1; /* alloc_space */
-		d->fg_divisor = 1;
-	}
-	d->fg_title = title;
-}
-
 void sink_profile(void *ctx, const struct pipeline_profile *p)
 {
 	struct sink *s = ctx;
 	struct stackagg_profile d = *p->desc;
+	static const struct {
+		const char *family, *label;
+	} titles[] = { { "cpu", "CPU" }, { "alloc", "Allocated bytes" }, { "gpu", "GPU time" } };
 	struct stackagg_result res = { 0 };
+	struct flamegraph_view fg;
 	struct upload *u = NULL;
 	char title[300];
 	int err;
 
 	d.max_samples = PROFILE_MAX_SAMPLES;
 	d.max_bytes = PROFILE_MAX_BYTES;
-	if (s->local)
-		flamegraph_view(p, &d, title, sizeof(title));
-	err = stackagg_build(p->agg, &d, &res);
+	/* The local directory keeps the latest flame graph of each series beside its profiles. */
+	snprintf(title, sizeof(title), "%s: %s", p->fam->family, p->service);
+	for (size_t i = 0; i < sizeof(titles) / sizeof(titles[0]); i++)
+		if (!strcmp(titles[i].family, p->fam->family))
+			snprintf(title, sizeof(title), "%s: %s", titles[i].label, p->service);
+	flamegraph_view_of(p->fam->family, d.period, title, &fg);
+	err = stackagg_build(p->agg, &d, s->local ? &fg : NULL, &res);
 	if (err) {
 		log_warn("agent: cannot encode the %s %s profile: %s", p->service, p->fam->family,
 			 strerror(-err));

@@ -294,7 +294,7 @@ int main(int argc, char **argv)
 		struct stackagg_result res = { 0 };
 		FILE *f;
 
-		CHECK_INT(stackagg_build(k.agg, &p, &res), 0);
+		CHECK_INT(stackagg_build(k.agg, &p, NULL, &res), 0);
 		snprintf(out, sizeof(out), "%s", argv[1]);
 		mkdir(out, 0755);
 		snprintf(out, sizeof(out), "%s/gpu.pb.gz", argv[1]);

@@ -59,7 +59,7 @@ int main(int argc, char **argv)
 	}
 	CHECK_INT(stackagg_total(a, 0), 20000LL * 20001 / 2);
 	p.max_samples = 16000;
-	CHECK_INT(stackagg_build(a, &p, &r), 0);
+	CHECK_INT(stackagg_build(a, &p, NULL, &r), 0);
 	CHECK_INT(r.samples, 16000);
 	CHECK_INT(r.folded, 4001);
 	write_result(argv[1], "samples_limit", &r);
@@ -68,7 +68,7 @@ int main(int argc, char **argv)
 	/* A byte limit folds more: the raw profile fits. */
 	p.max_samples = 16000;
 	p.max_bytes = 100 * 1024;
-	CHECK_INT(stackagg_build(a, &p, &r), 0);
+	CHECK_INT(stackagg_build(a, &p, NULL, &r), 0);
 	CHECK(r.pprof_raw_len <= 100 * 1024);
 	CHECK(r.folded > 4001);
 	write_result(argv[1], "bytes_limit", &r);
@@ -77,9 +77,7 @@ int main(int argc, char **argv)
 	/* No limits: everything kept, with a flame graph. */
 	p.max_samples = 0;
 	p.max_bytes = 0;
-	p.fg_title = "CPU: test";
-	p.fg_divisor = 1;
-	CHECK_INT(stackagg_build(a, &p, &r), 0);
+	CHECK_INT(stackagg_build(a, &p, &(struct flamegraph_view){ .title = "CPU: test", .divisor = 1 }, &r), 0);
 	CHECK_INT(r.folded, 0);
 	CHECK(r.svg && r.svg_len > 0 && strstr((const char *)r.svg, "<svg") != NULL);
 	stackagg_result_fini(&r);
