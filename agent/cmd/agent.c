@@ -991,6 +991,7 @@ static int agent_common(enum ember_command cmd, int argc, char **argv)
 	copts.dwarf_all = !strcmp(a->cfg.unwind, "dwarf");
 	copts.dwarf_first = !strcmp(a->cfg.unwind, "auto");
 	copts.stack_size = (unsigned)a->cfg.stack_size;
+	copts.cache = symbolizer_cache(a->sym);
 	if (!strcmp(a->cfg.unwind, "auto") && unwmode_new(&a->unw)) {
 		status = 1;
 		goto out;

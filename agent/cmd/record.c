@@ -457,6 +457,7 @@ int record_main(int argc, char **argv)
 	copts.dwarf_all = !strcmp(r.cfg.unwind, "dwarf");
 	copts.dwarf_first = !strcmp(r.cfg.unwind, "auto");
 	copts.stack_size = (unsigned)r.cfg.stack_size;
+	copts.cache = symbolizer_cache(r.sym);
 	if (!strcmp(r.cfg.unwind, "auto") && unwmode_new(&r.unw)) {
 		status = 1;
 		goto out;
