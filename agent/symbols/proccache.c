@@ -358,6 +358,7 @@ static int proc_capture(struct proccache *pc, struct proccache_proc *p)
 
 	pc->captures++;
 	p->last_refresh_ns = (uint64_t)util_now_ns(CLOCK_MONOTONIC);
+	p->stale = false; /* a failed re-read is not tried again at every use */
 	err = procmaps_read(p->pid, &ents, &nr_ents);
 	if (err)
 		return err;
@@ -429,7 +430,6 @@ static int proc_capture(struct proccache *pc, struct proccache_proc *p)
 	p->nr_maps = nr_ents;
 	maps = NULL;
 	p->gen++;
-	p->stale = false;
 	p->placeholder = false;
 out:
 	if (mods)
