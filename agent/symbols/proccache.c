@@ -24,6 +24,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "elfsyms.h"
 #include "log.h"
 #include "procmaps.h"
 #include "util.h"
@@ -165,19 +166,20 @@ static void module_free(struct proccache_module *m)
 	free(m);
 }
 
-/* libelf over the image, and the build-id hint. */
-static void module_parse(struct proccache_module *m)
+Elf *proccache_module_elf(struct proccache_module *m)
 {
+	if (m->elf_tried)
+		return m->elf;
+	m->elf_tried = true;
 	if (!m->image)
-		return;
+		return NULL;
 	elffile_init();
 	m->elf = elf_memory((char *)m->image, m->image_size);
 	if (m->elf && elf_kind(m->elf) != ELF_K_ELF) {
 		elf_end(m->elf);
 		m->elf = NULL;
 	}
-	if (!m->elf || elffile_build_id(m->elf, m->build_id, sizeof(m->build_id)))
-		m->build_id[0] = '\0';
+	return m->elf;
 }
 
 static void module_load_slots(struct proccache *pc, struct proccache_module *m, int fd)
@@ -249,7 +251,10 @@ static int module_get(struct proccache *pc, int fd, const char *path, const char
 			log_debug("proccache: %s: mmap: %s", path, strerror(errno));
 		}
 	}
-	module_parse(m);
+	/* Read through fd, not the image: a page of the image touched maps its neighbours too
+	 * (fault-around), and only the unwinder needs the image. */
+	if (elfsyms_read_build_id(fd, m->build_id, sizeof(m->build_id)))
+		m->build_id[0] = '\0';
 	pc->module_opens++;
 	/* an unreadable file stays cached as it is: it is not read again */
 	module_load_slots(pc, m, fd);
@@ -283,7 +288,8 @@ static struct proccache_module *vdso_get(struct proccache *pc)
 	}
 	memcpy(m->image, (const void *)(uintptr_t)base, size);
 	m->image_size = size;
-	module_parse(m);
+	if (!proccache_module_elf(m) || elffile_build_id(m->elf, m->build_id, sizeof(m->build_id)))
+		m->build_id[0] = '\0';
 	module_load_slots(pc, m, -1);
 	m->refs = 1; /* held by the cache, never trimmed */
 	pc->vdso = m;

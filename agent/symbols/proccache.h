@@ -5,8 +5,8 @@
  * file, keyed by file identity (device, inode, size, mtime). The build-id is read as a hint for
  * finding debug files, never used as a key: any file can claim any build-id. A module is made
  * at the first capture that maps its file executable: the file is opened once, mapped
- * privately (the image, shared by the page cache with every process) and handed to every
- * loader registered on the cache; then the fd is closed. Consumers keep what they derive in
+ * privately (the image, shared by the page cache with every process, untouched until a
+ * consumer reads it) and handed to every loader registered on the cache; then the fd is closed. Consumers keep what they derive in
  * slots: per module the symbol table and the unwind tables, per process the unwinder's address
  * space and the symbolizer's perf map, and an interpreter slot (Python) for each.
  *
@@ -67,7 +67,8 @@ struct proccache_module {
 	 * the vDSO; NULL when the file could not be mapped */
 	uint8_t *image;
 	size_t image_size;
-	Elf *elf;                            /* libelf over image, NULL if not ELF */
+	Elf *elf;                            /* see proccache_module_elf() */
+	bool elf_tried;
 	struct proccache_slot slots[PROCCACHE_SLOT_MAX];
 	/* private */
 	unsigned int refs;                   /* processes that hold it */
@@ -156,6 +157,10 @@ const struct proccache_map *proccache_map_find(const struct proccache_proc *p, u
 /* A copy of str that lives as long as p's entry, or NULL (no memory, or the process holds
  * too many strings already). */
 const char *proccache_intern(struct proccache_proc *p, const char *str);
+
+/* libelf over m's image, made at the first call (the image is not touched before: its pages
+ * cost memory only once a consumer reads them); NULL when m is not an ELF file. */
+Elf *proccache_module_elf(struct proccache_module *m);
 
 /* Sets a slot, freeing what it held. */
 void proccache_slot_set(struct proccache_slot *s, void *data, void (*free_fn)(void *));

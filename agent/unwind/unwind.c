@@ -322,7 +322,7 @@ static int mod_parse(struct umod *m)
 {
 	const uint8_t *d = m->pm->image;
 	size_t size = m->pm->image_size;
-	Elf *elf = m->pm->elf;
+	Elf *elf = proccache_module_elf(m->pm);
 	GElf_Ehdr eh;
 	GElf_Phdr ph, hdr = { 0 };
 	bool has_hdr = false;
