@@ -1,14 +1,17 @@
 /* unwind: see unwind.h.
  *
- * Shape: processes live in an array sorted by pid, each with its mappings (all of them, not
- * only executable ones: .eh_frame_hdr and .eh_frame usually sit in a read-only, non-executable
- * segment) sorted by address, a load bias per mapping, a pointer to a shared module, and its
- * own libunwind address space (the register-state cache is keyed by IP alone, so it must not
- * be shared between processes). A module is one ELF file mapped privately with mmap (the page
- * cache holds it once for every process; nothing writes to it) plus what libelf reads from its
- * program headers: PT_LOADs, PT_GNU_EH_FRAME; its build-id and debug files come from elffile. libunwind searches .eh_frame_hdr's binary-search table as an
+ * Shape: the processes, their captured mappings (all of them, not only executable ones:
+ * .eh_frame_hdr and .eh_frame usually sit in a read-only, non-executable segment) and the
+ * modules are the proccache's, shared with the symbolizer. The unwinder keeps, in each process
+ * entry's UNWIND slot, a load bias per mapping (rebuilt when the cache captures the process
+ * again) and the process's own libunwind address space (the register-state cache is keyed by
+ * IP alone, so it must not be shared between processes); in each module's UNWIND slot, what
+ * libelf reads from the program headers of the cache's image of the file (mapped privately:
+ * the page cache holds it once for every process; nothing writes to it): PT_LOADs,
+ * PT_GNU_EH_FRAME, and the converted .debug_frame. The build-id and debug files come from
+ * elffile. libunwind searches .eh_frame_hdr's binary-search table as an
  * UNW_INFO_FORMAT_REMOTE_TABLE, reading the table and the FDEs through access_mem, which reads
- * the module's file.
+ * the module's image.
  *
  * .debug_frame: libunwind only reads it from files it opens itself and caches by address range
  * in its global address space, which would mix processes up. So a module's .debug_frame is
@@ -19,25 +22,23 @@
  * do not depend on the bias: one image serves every process that maps the module.
  *
  * Choices the header leaves open:
- * - files are opened through /proc/PID/map_files, then /proc/PID/root/PATH (checked against
- *   the mapped inode);
- * - a PC outside every mapping re-reads the maps, at most once a second per process;
- * - the vDSO is read from our own process (same kernel);
+ * - files are opened by the cache (procmaps_open_file: /proc/PID/map_files, then
+ *   /proc/PID/root/PATH, checked against the mapped inode);
+ * - a PC outside every mapping re-reads the maps, at most once a second per process, never
+ *   once the process was seen gone;
+ * - we hold at most UNWIND_MAX_PROCS processes, letting go of the least recently unwound;
+ * - the vDSO is the cache's copy of our own (same kernel);
  * - libunwind's fallback for a PC without unwind info (follow rbp) is never trusted: the stack
  *   ends there, truncated. */
 #include "unwind.h"
 
 #include <elf.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/auxv.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
