@@ -660,6 +660,7 @@ int pipeline_new(const struct pipeline_opts *opts, struct pipeline **ret_pl)
 	copts.dwarf_all = cfg->unwind == UNWIND_DWARF;
 	copts.dwarf_first = cfg->unwind == UNWIND_AUTO;
 	copts.stack_size = (unsigned)cfg->stack_size;
+	copts.cache = symbolizer_cache(pl->sym); /* one capture of each process and file for both */
 	copts.select_all = opts->policy == PIPELINE_EVERY_PROCESS;
 	copts.follow_children = opts->policy != PIPELINE_EVERY_PROCESS;
 	copts.report_execs = opts->policy == PIPELINE_SELECTORS ? targets_need_execs(pl->targets) :

@@ -307,7 +307,7 @@ int cpu_collector_open(const struct cpu_collector_opts *opts, struct cpu_collect
 	err = ring_buffer__add(c->rb, bpf_map__fd(c->skel->maps.snapshots), handle_snapshot, c);
 	if (err)
 		goto err_free;
-	err = unwinder_new(&c->unwinder);
+	err = unwinder_new_shared(opts->cache, &c->unwinder);
 	if (err)
 		goto err_free;
 	c->unwind_budget = opts->unwind_budget ? opts->unwind_budget : 4 * (opts->sample_rate ? opts->sample_rate : 97);

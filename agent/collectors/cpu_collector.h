@@ -18,6 +18,7 @@
 #include "ember.h"
 
 struct cpu_collector;
+struct proccache;
 
 struct cpu_collector_opts {
 	unsigned sample_rate;     /* Hz per CPU */
@@ -35,6 +36,8 @@ struct cpu_collector_opts {
 				   * until cpu_collector_set_dwarf() picks */
 	unsigned stack_size;      /* snapshot bytes, 512..65536; 0: 16384 */
 	unsigned unwind_budget;   /* snapshots unwound per process per second; 0: 4 x sample_rate */
+	struct proccache *cache;  /* the symbolizer's (symbolizer_cache()), shared by the unwinder
+				   * so each file is opened once; NULL: the unwinder keeps its own */
 };
 
 /* Opens, loads and attaches the tracepoints. Returns 0 or a negative errno; -EPERM means

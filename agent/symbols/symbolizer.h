@@ -5,7 +5,9 @@
  * with libelf (.symtab, then .dynsym, then separate debug files via .gnu_debuglink or
  * /usr/lib/debug/.build-id). Files are opened through /proc/PID/map_files or /proc/PID/root, so
  * deleted or replaced binaries and other mount namespaces work, and a tracked process can still
- * be symbolized after it exits. Symbol tables are cached by build-id and shared by processes.
+ * be symbolized after it exits. Captures and modules live in a proccache (see proccache.h) that
+ * the symbolizer creates and the unwinder may share: symbol tables are cached per file (device,
+ * inode, size, mtime) and shared by processes; each file is opened once for both.
  * An address that cannot be named yields "module+0xoffset" (offset in the file), never nothing.
  * Processes are keyed by (pid, start time): a reused pid never sees another process's maps.
  * Not thread-safe. Strings in a sym_info stay valid until symbolizer_forget() of that pid, or
@@ -17,6 +19,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+struct proccache;
 struct symbolizer;
 
 struct sym_info {
@@ -34,6 +37,7 @@ struct symbolizer_stats {
 	uint64_t misses;      /* lookups that produced "module+0xoffset" or "[unknown]" */
 	uint64_t processes;   /* processes currently tracked */
 	uint64_t modules;     /* ELF modules cached */
+	uint64_t module_opens; /* files opened into a new module (shared with the unwinder) */
 };
 
 int symbolizer_new(struct symbolizer **ret_sym);
@@ -73,6 +77,10 @@ int symbolizer_kernel(struct symbolizer *s, uint64_t pc, struct sym_info *ret);
  * of start-up instead of in the middle of a recording. The agent does not: a host of pure
  * user-space loops may never need it. Idempotent; 0 or -errno. */
 int symbolizer_load_kernel(struct symbolizer *s);
+
+/* The process and module cache this symbolizer fills, to hand to unwinder_new_shared() (which
+ * takes its own reference). Valid until symbolizer_free() unless referenced. */
+struct proccache *symbolizer_cache(struct symbolizer *s);
 
 void symbolizer_get_stats(const struct symbolizer *s, struct symbolizer_stats *ret_stats);
 

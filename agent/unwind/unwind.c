@@ -1,14 +1,17 @@
 /* unwind: see unwind.h.
  *
- * Shape: processes live in an array sorted by pid, each with its mappings (all of them, not
- * only executable ones: .eh_frame_hdr and .eh_frame usually sit in a read-only, non-executable
- * segment) sorted by address, a load bias per mapping, a pointer to a shared module, and its
- * own libunwind address space (the register-state cache is keyed by IP alone, so it must not
- * be shared between processes). A module is one ELF file mapped privately with mmap (the page
- * cache holds it once for every process; nothing writes to it) plus what libelf reads from its
- * program headers: PT_LOADs, PT_GNU_EH_FRAME; its build-id and debug files come from elffile. libunwind searches .eh_frame_hdr's binary-search table as an
+ * Shape: the processes, their captured mappings (all of them, not only executable ones:
+ * .eh_frame_hdr and .eh_frame usually sit in a read-only, non-executable segment) and the
+ * modules are the proccache's, shared with the symbolizer. The unwinder keeps, in each process
+ * entry's UNWIND slot, a load bias per mapping (rebuilt when the cache captures the process
+ * again) and the process's own libunwind address space (the register-state cache is keyed by
+ * IP alone, so it must not be shared between processes); in each module's UNWIND slot, what
+ * libelf reads from the program headers of the cache's image of the file (mapped privately:
+ * the page cache holds it once for every process; nothing writes to it): PT_LOADs,
+ * PT_GNU_EH_FRAME, and the converted .debug_frame. The build-id and debug files come from
+ * elffile. libunwind searches .eh_frame_hdr's binary-search table as an
  * UNW_INFO_FORMAT_REMOTE_TABLE, reading the table and the FDEs through access_mem, which reads
- * the module's file.
+ * the module's image.
  *
  * .debug_frame: libunwind only reads it from files it opens itself and caches by address range
  * in its global address space, which would mix processes up. So a module's .debug_frame is
@@ -19,25 +22,23 @@
  * do not depend on the bias: one image serves every process that maps the module.
  *
  * Choices the header leaves open:
- * - files are opened through /proc/PID/map_files, then /proc/PID/root/PATH (checked against
- *   the mapped inode);
- * - a PC outside every mapping re-reads the maps, at most once a second per process;
- * - the vDSO is read from our own process (same kernel);
+ * - files are opened by the cache (procmaps_open_file: /proc/PID/map_files, then
+ *   /proc/PID/root/PATH, checked against the mapped inode);
+ * - a PC outside every mapping re-reads the maps, at most once a second per process, never
+ *   once the process was seen gone;
+ * - we hold at most UNWIND_MAX_PROCS processes, letting go of the least recently unwound;
+ * - the vDSO is the cache's copy of our own (same kernel);
  * - libunwind's fallback for a PC without unwind info (follow rbp) is never trusted: the stack
  *   ends there, truncated. */
 #include "unwind.h"
 
 #include <elf.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/auxv.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -46,7 +47,7 @@
 
 #include "elffile.h"
 #include "log.h"
-#include "procmaps.h"
+#include "proccache.h"
 #include "util.h"
 
 /* Exported by libunwind (UNW_OBJ), declared only in its private headers. */
@@ -56,8 +57,7 @@ extern int UNW_OBJ(dwarf_search_unwind_table)(unw_addr_space_t as, unw_word_t ip
 #define dwarf_search_unwind_table UNW_OBJ(dwarf_search_unwind_table)
 
 #define UNWIND_MAX_PROCS 1024
-#define UNWIND_MAX_MODULES 512
-#define REFRESH_INTERVAL_NS 1000000000ull
+#define HOLD PROCCACHE_HOLD_UNWINDER
 /* libunwind register-state cache entries per process (a power of two). */
 #define AS_CACHE_SIZE 256
 /* Largest decompressed .debug_frame accepted. */
@@ -86,18 +86,9 @@ struct load_seg {
 
 enum dbg_state { DBG_UNTRIED = 0, DBG_NONE, DBG_READY };
 
+/* The unwinder's slot of a proccache module: what it derives from the image. */
 struct umod {
-	char build_id[ELFFILE_BUILD_ID_MAX]; /* "" when the file has none */
-	bool has_ident;
-	dev_t dev;
-	ino_t ino;
-	off_t fsize;
-	struct timespec mtime;
-	const uint8_t *data; /* the whole file (or our copy of the vDSO) */
-	size_t size;
-	bool mapped;         /* data is ours to munmap, else to free */
-	Elf *elf;            /* libelf over data */
-	char *path;          /* path as the first process saw it: finds debug files */
+	struct proccache_module *pm; /* the file: image, libelf handle, path, identity */
 	struct load_seg *loads;
 	size_t nr_loads;
 	bool has_hdr;        /* usable .eh_frame_hdr */
@@ -106,7 +97,6 @@ struct umod {
 	uint8_t *dbg;        /* converted .debug_frame, then its table */
 	size_t dbg_size;
 	uint64_t dbg_table_off, dbg_count;
-	unsigned int refs;   /* mappings that point to it */
 };
 
 struct umap {
@@ -115,31 +105,28 @@ struct umap {
 	struct umod *mod; /* NULL: anonymous, or not a readable ELF file */
 };
 
+/* The unwinder's slot of a proccache process: its mappings with load biases, derived from the
+ * cache's capture number gen, and its own libunwind address space (the register-state cache
+ * is keyed by IP alone, so it must not be shared between processes). */
 struct uproc {
-	pid_t pid;
-	uint64_t start_time;
+	uint64_t gen;
 	uint64_t last_use;
-	uint64_t last_refresh_ns;
-	bool stale;
 	struct umap *maps;
 	size_t nr_maps;
 	unw_addr_space_t as;
 };
 
 struct unwinder {
-	struct uproc **procs; /* sorted by pid */
-	size_t nr_procs, cap_procs;
-	struct umod **mods;
-	size_t nr_mods, cap_mods;
-	struct umod *vdso;
-	bool vdso_tried;
+	struct proccache *pc;
 	uint64_t tick;
+	size_t nr_held; /* processes held by us */
 	struct unwind_stats stats;
 };
 
 /* State of one unwind_stack() call, the `arg` of every accessor. */
 struct unwind_ctx {
 	struct unwinder *u;
+	struct proccache_proc *p;
 	struct uproc *proc;
 	const struct unwind_regs *regs;
 	const uint8_t *stack;
@@ -320,43 +307,36 @@ static void ob_sleb(struct obuf *b, int64_t v)
 
 /* ---- modules ---- */
 
-static void mod_free(struct umod *m)
+static void mod_free(void *data)
 {
+	struct umod *m = data;
+
 	if (!m)
 		return;
-	if (m->elf)
-		elf_end(m->elf);
-	if (m->mapped)
-		munmap((void *)m->data, m->size);
-	else
-		free((void *)m->data);
-	free(m->path);
 	free(m->loads);
 	free(m->dbg);
 	free(m);
 }
 
-/* Reads PT_LOADs, .eh_frame_hdr and the build-id of m's image. */
+/* Reads PT_LOADs and .eh_frame_hdr of m's image. */
 static int mod_parse(struct umod *m)
 {
-	const uint8_t *d = m->data;
+	const uint8_t *d = m->pm->image;
+	size_t size = m->pm->image_size;
+	Elf *elf = proccache_module_elf(m->pm);
 	GElf_Ehdr eh;
 	GElf_Phdr ph, hdr = { 0 };
 	bool has_hdr = false;
 	size_t nph;
 
-	elffile_init();
-	/* data is writable (a private mapping, or a copy): libelf may convert in place. */
-	m->elf = elf_memory((char *)(uintptr_t)m->data, m->size);
-	if (!m->elf || elf_kind(m->elf) != ELF_K_ELF || !gelf_getehdr(m->elf, &eh) ||
-	    eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_ident[EI_DATA] != ELFDATA2LSB ||
-	    elf_getphdrnum(m->elf, &nph))
+	if (!elf || !gelf_getehdr(elf, &eh) || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+	    eh.e_ident[EI_DATA] != ELFDATA2LSB || elf_getphdrnum(elf, &nph))
 		return -ENOEXEC;
 	m->loads = calloc(nph ? nph : 1, sizeof(*m->loads));
 	if (!m->loads)
 		return -ENOMEM;
 	for (size_t i = 0; i < nph; i++) {
-		if (!gelf_getphdr(m->elf, (int)i, &ph))
+		if (!gelf_getphdr(elf, (int)i, &ph))
 			return -ENOEXEC;
 		if (ph.p_type == PT_LOAD) {
 			m->loads[m->nr_loads++] = (struct load_seg){
@@ -368,13 +348,11 @@ static int mod_parse(struct umod *m)
 			has_hdr = true;
 		}
 	}
-	if (elffile_build_id(m->elf, m->build_id, sizeof(m->build_id)))
-		m->build_id[0] = '\0';
 
 	/* .eh_frame_hdr: version 1, eh_frame_ptr, fde_count, then a table of
 	 * (initial location, FDE address) pairs, datarel sdata4, sorted. */
-	if (has_hdr && hdr.p_offset < m->size && m->size - hdr.p_offset >= 4) {
-		struct cur c = { d + hdr.p_offset, d + m->size, false };
+	if (has_hdr && hdr.p_offset < size && size - hdr.p_offset >= 4) {
+		struct cur c = { d + hdr.p_offset, d + size, false };
 		uint8_t version = cur_u8(&c), ptr_enc = cur_u8(&c), count_enc = cur_u8(&c);
 		uint8_t table_enc = cur_u8(&c);
 		uint64_t eh_frame, count;
@@ -406,127 +384,28 @@ static const struct load_seg *mod_seg_at_off(const struct umod *m, uint64_t off)
 	return NULL;
 }
 
-static void mods_trim(struct unwinder *u)
+/* The unwind tables of pm, parsed at first need and kept in its UNWIND slot. NULL when the
+ * file is not a 64-bit little-endian ELF file (or memory ran out: tried again next time). */
+static struct umod *mod_get(struct proccache_module *pm)
 {
-	size_t out = 0;
-
-	if (u->nr_mods < UNWIND_MAX_MODULES)
-		return;
-	for (size_t i = 0; i < u->nr_mods; i++) {
-		if (!u->mods[i]->refs)
-			mod_free(u->mods[i]);
-		else
-			u->mods[out++] = u->mods[i];
-	}
-	u->nr_mods = out;
-}
-
-static int mods_add(struct unwinder *u, struct umod *m)
-{
-	int err;
-
-	mods_trim(u);
-	err = util_grow((void **)&u->mods, &u->cap_mods, u->nr_mods + 1, sizeof(*u->mods));
-	if (err)
-		return err;
-	u->mods[u->nr_mods++] = m;
-	return 0;
-}
-
-/* The module of the file open on fd: from the cache (same file, or same build-id), or
- * loaded. *ret_mod is NULL when the file is not a 64-bit ELF file. */
-static int mod_get(struct unwinder *u, int fd, const char *path, struct umod **ret_mod)
-{
-	struct umod *m = NULL;
-	struct stat st;
-	void *data;
-	int err;
-
-	if (fstat(fd, &st))
-		return -errno;
-	for (size_t i = 0; i < u->nr_mods; i++) {
-		struct umod *c = u->mods[i];
-
-		if (c->has_ident && c->dev == st.st_dev && c->ino == st.st_ino &&
-		    c->fsize == st.st_size && c->mtime.tv_sec == st.st_mtim.tv_sec &&
-		    c->mtime.tv_nsec == st.st_mtim.tv_nsec) {
-			*ret_mod = c;
-			return 0;
-		}
-	}
-	*ret_mod = NULL;
-	if (st.st_size < (off_t)sizeof(Elf64_Ehdr))
-		return 0;
-	data = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-	if (data == MAP_FAILED) {
-		log_debug("unwind: %s: mmap: %s", path, strerror(errno));
-		return 0;
-	}
-	m = calloc(1, sizeof(*m));
-	if (!m) {
-		munmap(data, (size_t)st.st_size);
-		return -ENOMEM;
-	}
-	m->data = data;
-	m->size = (size_t)st.st_size;
-	m->mapped = true;
-	m->has_ident = true;
-	m->dev = st.st_dev;
-	m->ino = st.st_ino;
-	m->fsize = st.st_size;
-	m->mtime = st.st_mtim;
-	m->path = strdup(path);
-	err = m->path ? mod_parse(m) : -ENOMEM;
-	if (err) {
-		mod_free(m);
-		return err == -ENOMEM ? err : 0;
-	}
-	/* The same build-id under another file identity (a copy, another container layer): keep
-	 * one module. */
-	for (size_t i = 0; m->build_id[0] && i < u->nr_mods; i++) {
-		if (!strcmp(u->mods[i]->build_id, m->build_id)) {
-			mod_free(m);
-			*ret_mod = u->mods[i];
-			return 0;
-		}
-	}
-	err = mods_add(u, m);
-	if (err) {
-		mod_free(m);
-		return err;
-	}
-	*ret_mod = m;
-	return 0;
-}
-
-/* The vDSO is the same image for every process of this kernel: read ours. */
-static struct umod *vdso_get(struct unwinder *u)
-{
+	struct proccache_slot *slot = &pm->slots[PROCCACHE_SLOT_UNWIND];
 	struct umod *m;
-	uint64_t base;
-	size_t size;
+	int err;
 
-	if (u->vdso_tried)
-		return u->vdso;
-	u->vdso_tried = true;
-	if (procmaps_self_vdso(&base, &size))
-		return NULL;
+	if (slot->tried)
+		return slot->data;
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return NULL;
-	m->data = malloc(size);
-	if (!m->data) {
-		free(m);
-		return NULL;
-	}
-	memcpy((void *)m->data, (const void *)(uintptr_t)base, size);
-	m->size = size;
-	if (mod_parse(m)) {
+	m->pm = pm;
+	err = mod_parse(m);
+	if (err) {
 		mod_free(m);
+		if (err != -ENOMEM)
+			proccache_slot_set(slot, NULL, NULL);
 		return NULL;
 	}
-	m->refs = 1; /* held by the unwinder, never trimmed */
-	u->vdso = m;
+	proccache_slot_set(slot, m, mod_free);
 	return m;
 }
 
@@ -683,7 +562,7 @@ out:
 
 /* Loads m's .debug_frame from the file, else from its separate debug file, looked up under the
  * process's root first. Once per module. */
-static void mod_load_debug_frame(struct unwinder *u, struct umod *m, pid_t pid)
+static void mod_load_debug_frame(struct umod *m, pid_t pid)
 {
 	struct elffile_debug dbg = { .fd = -1 };
 	char root[64];
@@ -692,14 +571,15 @@ static void mod_load_debug_frame(struct unwinder *u, struct umod *m, pid_t pid)
 	bool owned;
 	int err;
 
-	(void)u;
 	if (m->dbg_state != DBG_UNTRIED)
 		return;
 	m->dbg_state = DBG_NONE;
-	err = elffile_section_bytes(m->elf, ".debug_frame", DEBUG_FRAME_MAX, &df, &dflen, &owned);
+	err = elffile_section_bytes(m->pm->elf, ".debug_frame", DEBUG_FRAME_MAX, &df, &dflen,
+				    &owned);
 	if (err) {
 		snprintf(root, sizeof(root), "/proc/%d/root", (int)pid);
-		if (elffile_find_debug(m->elf, m->dev, m->ino, m->path, root, m->build_id, &dbg))
+		if (elffile_find_debug(m->pm->elf, m->pm->dev, m->pm->ino, m->pm->path, root,
+				       m->pm->build_id, &dbg))
 			return;
 		err = elffile_section_bytes(dbg.elf, ".debug_frame", DEBUG_FRAME_MAX, &df, &dflen,
 					    &owned);
@@ -711,7 +591,7 @@ static void mod_load_debug_frame(struct unwinder *u, struct umod *m, pid_t pid)
 	}
 	if (!err && m->dbg_count) {
 		if (dbg.path)
-			log_debug("unwind: %s: .debug_frame from %s", m->path, dbg.path);
+			log_debug("unwind: %s: .debug_frame from %s", m->pm->path, dbg.path);
 		m->dbg_state = DBG_READY;
 	}
 	elffile_debug_close(&dbg);
@@ -719,24 +599,17 @@ static void mod_load_debug_frame(struct unwinder *u, struct umod *m, pid_t pid)
 
 /* ---- processes ---- */
 
-static void proc_release_maps(struct umap *maps, size_t nr)
+static void uproc_free(void *data)
 {
-	for (size_t i = 0; i < nr; i++)
-		if (maps[i].mod)
-			maps[i].mod->refs--;
-	free(maps);
-}
+	struct uproc *up = data;
 
-static void proc_free(struct uproc *p)
-{
-	if (!p)
+	if (!up)
 		return;
-	if (p->as)
-		unw_destroy_addr_space(p->as);
-	proc_release_maps(p->maps, p->nr_maps);
-	free(p);
+	if (up->as)
+		unw_destroy_addr_space(up->as);
+	free(up->maps);
+	free(up);
 }
-
 
 /* Load bias of a mapping of m at [start, ...) from file offset pgoff. */
 static bool map_bias(const struct umod *m, uint64_t start, uint64_t pgoff, uint64_t *ret_bias)
@@ -753,67 +626,34 @@ static bool map_bias(const struct umod *m, uint64_t start, uint64_t pgoff, uint6
 	return false;
 }
 
-/* Reads pid's mappings into p, replacing the previous capture. */
-static int proc_capture(struct unwinder *u, struct uproc *p)
+/* Derives up's mappings from p's capture, when the cache captured p again. */
+static int uproc_sync(struct uproc *up, const struct proccache_proc *p)
 {
-	struct procmaps_entry *ents = NULL;
-	struct umap *maps = NULL;
-	size_t nr_ents = 0, nr = 0;
-	int err;
+	struct umap *maps;
 
-	p->last_refresh_ns = (uint64_t)util_now_ns(CLOCK_MONOTONIC);
-	p->stale = false;
-	err = procmaps_read(p->pid, &ents, &nr_ents);
-	if (err)
-		return err;
-	maps = calloc(nr_ents ? nr_ents : 1, sizeof(*maps));
-	if (!maps) {
-		err = -ENOMEM;
-		goto out;
-	}
-	for (size_t i = 0; i < nr_ents; i++) {
-		const struct procmaps_entry *e = &ents[i];
-		struct umap *m = &maps[nr++];
-		struct umod *mod = NULL;
+	if (up->maps && up->gen == p->gen)
+		return 0;
+	maps = calloc(p->nr_maps ? p->nr_maps : 1, sizeof(*maps));
+	if (!maps)
+		return -ENOMEM;
+	for (size_t i = 0; i < p->nr_maps; i++) {
+		const struct proccache_map *e = &p->maps[i];
+		struct umap *m = &maps[i];
+		struct umod *mod = e->mod ? mod_get(e->mod) : NULL;
 
 		m->start = e->start;
 		m->end = e->end;
 		m->pgoff = e->pgoff;
-		if (!strcmp(e->path, "[vdso]")) {
-			mod = vdso_get(u);
-		} else if (e->inode && e->path[0] == '/') {
-			/* the same file as an earlier mapping of this capture */
-			for (size_t j = 0; j < i && !mod; j++)
-				if (ents[j].inode == e->inode && ents[j].dev_major == e->dev_major &&
-				    ents[j].dev_minor == e->dev_minor && maps[j].mod)
-					mod = maps[j].mod;
-			if (!mod) {
-				int fd = procmaps_open_file(p->pid, e);
-
-				if (fd >= 0) {
-					err = mod_get(u, fd, e->path, &mod);
-					close(fd);
-					if (err)
-						goto out;
-				}
-			}
-		}
-		if (mod && map_bias(mod, m->start, m->pgoff, &m->bias)) {
+		if (mod && map_bias(mod, m->start, m->pgoff, &m->bias))
 			m->mod = mod;
-			mod->refs++;
-		}
 	}
-	proc_release_maps(p->maps, p->nr_maps);
-	p->maps = maps;
-	p->nr_maps = nr;
-	maps = NULL;
-	if (p->as)
-		unw_flush_cache(p->as, 0, 0);
-out:
-	if (maps)
-		proc_release_maps(maps, nr);
-	procmaps_free(ents, nr_ents);
-	return err;
+	free(up->maps);
+	up->maps = maps;
+	up->nr_maps = p->nr_maps;
+	up->gen = p->gen;
+	if (up->as)
+		unw_flush_cache(up->as, 0, 0);
+	return 0;
 }
 
 static const struct umap *proc_find_map(const struct uproc *p, uint64_t addr)
@@ -833,87 +673,73 @@ static const struct umap *proc_find_map(const struct uproc *p, uint64_t addr)
 	return NULL;
 }
 
-static size_t proc_index(const struct unwinder *u, pid_t pid, bool *ret_found)
+static size_t count_held(const struct unwinder *u)
 {
-	size_t lo = 0, hi = u->nr_procs;
+	struct proccache_proc *p;
+	size_t n = 0;
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
+	for (size_t i = 0; (p = proccache_proc_at(u->pc, i)); i++)
+		if (p->holders & HOLD)
+			n++;
+	return n;
+}
 
-		if (u->procs[mid]->pid < pid) {
-			lo = mid + 1;
-		} else if (u->procs[mid]->pid > pid) {
-			hi = mid;
-		} else {
-			*ret_found = true;
-			return mid;
+/* Lets go of the process we used least recently. */
+static void release_lru(struct unwinder *u)
+{
+	struct proccache_proc *p, *lru = NULL;
+	uint64_t lru_use = UINT64_MAX;
+
+	for (size_t i = 0; (p = proccache_proc_at(u->pc, i)); i++) {
+		const struct uproc *up = p->slots[PROCCACHE_SLOT_UNWIND].data;
+
+		if ((p->holders & HOLD) && (!up || up->last_use < lru_use)) {
+			lru = p;
+			lru_use = up ? up->last_use : 0;
 		}
 	}
-	*ret_found = false;
-	return lo;
+	if (lru) {
+		u->nr_held--;
+		proccache_release(u->pc, lru->pid, HOLD);
+	}
 }
 
-static void proc_remove_at(struct unwinder *u, size_t i)
+/* The capture of (pid, start_time), made now if needed, and our state for it. */
+static int proc_get(struct unwinder *u, pid_t pid, uint64_t start_time,
+		    struct proccache_proc **ret_p, struct uproc **ret_up)
 {
-	proc_free(u->procs[i]);
-	memmove(&u->procs[i], &u->procs[i + 1], (u->nr_procs - i - 1) * sizeof(*u->procs));
-	u->nr_procs--;
-}
-
-/* The capture of (pid, start_time), made now if needed. */
-static int proc_get(struct unwinder *u, pid_t pid, uint64_t start_time, struct uproc **ret_p)
-{
-	struct uproc *p;
-	bool found;
-	size_t i;
+	struct proccache_proc *p = proccache_find(u->pc, pid);
+	struct proccache_slot *slot;
+	struct uproc *up;
+	bool held;
 	int err;
 
-	if (!start_time) {
-		err = procmaps_start_time(pid, &start_time);
-		if (err)
-			start_time = 0; /* gone: an existing capture may still serve */
+	held = p && (p->holders & HOLD) && (!start_time || p->start_time == start_time);
+	if (!held) {
+		u->nr_held = count_held(u);
+		while (u->nr_held >= UNWIND_MAX_PROCS)
+			release_lru(u);
 	}
-	i = proc_index(u, pid, &found);
-	if (found) {
-		p = u->procs[i];
-		if (!start_time || p->start_time == start_time) {
-			if (p->stale)
-				(void)proc_capture(u, p); /* keeps the old maps on failure */
-			p->last_use = ++u->tick;
-			*ret_p = p;
-			return 0;
-		}
-		proc_remove_at(u, i); /* the pid was reused */
-	}
-	if (!start_time)
-		return -ESRCH;
-	if (u->nr_procs >= UNWIND_MAX_PROCS) {
-		size_t lru = 0;
-
-		for (size_t j = 1; j < u->nr_procs; j++)
-			if (u->procs[j]->last_use < u->procs[lru]->last_use)
-				lru = j;
-		proc_remove_at(u, lru);
-	}
-	err = util_grow((void **)&u->procs, &u->cap_procs, u->nr_procs + 1, sizeof(*u->procs));
+	p = NULL;
+	err = proccache_get(u->pc, pid, start_time, HOLD, false, true, &p);
+	if (p && !held)
+		u->nr_held++;
 	if (err)
 		return err;
-	p = calloc(1, sizeof(*p));
-	if (!p)
-		return -ENOMEM;
-	p->pid = pid;
-	p->start_time = start_time;
-	err = proc_capture(u, p);
-	if (err) {
-		proc_free(p);
-		return err;
+	slot = &p->slots[PROCCACHE_SLOT_UNWIND];
+	if (!slot->data) {
+		up = calloc(1, sizeof(*up));
+		if (!up)
+			return -ENOMEM;
+		proccache_slot_set(slot, up, uproc_free);
 	}
-	i = proc_index(u, pid, &found);
-	memmove(&u->procs[i + 1], &u->procs[i], (u->nr_procs - i) * sizeof(*u->procs));
-	u->procs[i] = p;
-	u->nr_procs++;
-	p->last_use = ++u->tick;
+	up = slot->data;
+	err = uproc_sync(up, p);
+	if (err)
+		return err;
+	up->last_use = ++u->tick;
 	*ret_p = p;
+	*ret_up = up;
 	return 0;
 }
 
@@ -932,9 +758,9 @@ static int read_module(const struct umap *m, uint64_t addr, unw_word_t *valp)
 	 * one only for the personality routine's pointer of a "zPLR" CIE (C++), which unwinding
 	 * does not use: the file's bytes serve. Past p_filesz (.bss) nothing does. */
 	if (!s || s->off + s->filesz - off < sizeof(*valp) ||
-	    off + sizeof(*valp) > m->mod->size)
+	    off + sizeof(*valp) > m->mod->pm->image_size)
 		return -UNW_EINVAL;
-	memcpy(valp, m->mod->data + off, sizeof(*valp));
+	memcpy(valp, m->mod->pm->image + off, sizeof(*valp));
 	return 0;
 }
 
@@ -1032,8 +858,8 @@ static int find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t *p
 	int ret;
 
 	m = proc_find_map(p, ip);
-	if (!m && (uint64_t)util_now_ns(CLOCK_MONOTONIC) - p->last_refresh_ns >= REFRESH_INTERVAL_NS &&
-	    proc_capture(ctx->u, p) == 0) {
+	if (!m && proccache_miss_due(ctx->p) && proccache_recapture(ctx->u->pc, ctx->p) == 0 &&
+	    uproc_sync(p, ctx->p) == 0) {
 		/* new maps: pointers into the old ones are gone */
 		ctx->last_map = NULL;
 		ctx->dbg_map = NULL;
@@ -1054,7 +880,7 @@ static int find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t *p
 		if (ret != -UNW_ENOINFO)
 			return ret;
 	}
-	mod_load_debug_frame(ctx->u, mod, p->pid);
+	mod_load_debug_frame(mod, ctx->p->pid);
 	if (mod->dbg_state == DBG_READY) {
 		memset(&di, 0, sizeof(di));
 		di.start_ip = m->start;
@@ -1132,27 +958,49 @@ static unw_accessors_t accessors = {
 
 /* ---- public API ---- */
 
-int unwinder_new(struct unwinder **ret_u)
+int unwinder_new_shared(struct proccache *pc, struct unwinder **ret_u)
 {
 	struct unwinder *u = calloc(1, sizeof(*u));
+	int err;
 
 	if (!u)
 		return -ENOMEM;
+	if (pc) {
+		u->pc = proccache_ref(pc);
+	} else {
+		err = proccache_new(&u->pc);
+		if (err) {
+			free(u);
+			return err;
+		}
+	}
 	*ret_u = u;
 	return 0;
 }
 
+int unwinder_new(struct unwinder **ret_u)
+{
+	return unwinder_new_shared(NULL, ret_u);
+}
+
 void unwinder_free(struct unwinder *u)
 {
+	struct proccache_proc *p;
+
 	if (!u)
 		return;
-	for (size_t i = 0; i < u->nr_procs; i++)
-		proc_free(u->procs[i]);
-	free(u->procs);
-	for (size_t i = 0; i < u->nr_mods; i++)
-		mod_free(u->mods[i]);
-	free(u->mods);
-	mod_free(u->vdso);
+	for (size_t i = 0; (p = proccache_proc_at(u->pc, i));) {
+		/* our state goes now: the address spaces' accessors are ours */
+		proccache_slot_set(&p->slots[PROCCACHE_SLOT_UNWIND], NULL, NULL);
+		p->slots[PROCCACHE_SLOT_UNWIND].tried = false;
+		if (p->holders & HOLD) {
+			proccache_release(u->pc, p->pid, HOLD);
+			if (proccache_proc_at(u->pc, i) != p)
+				continue;
+		}
+		i++;
+	}
+	proccache_unref(u->pc);
 	free(u);
 }
 
@@ -1162,6 +1010,7 @@ int unwind_stack(struct unwinder *u, pid_t pid, uint64_t start_time,
 {
 	struct unwind_ctx ctx = { 0 };
 	unw_word_t prev_sp, ip, sp;
+	struct proccache_proc *pp;
 	unw_cursor_t cursor;
 	struct uproc *p;
 	bool truncated = true;
@@ -1170,7 +1019,7 @@ int unwind_stack(struct unwinder *u, pid_t pid, uint64_t start_time,
 
 	if (!u || !regs || !ret_pcs || !max || !ret_n || !ret_truncated || (!stack && stack_len))
 		return -EINVAL;
-	err = proc_get(u, pid, start_time, &p);
+	err = proc_get(u, pid, start_time, &pp, &p);
 	if (err)
 		return err;
 	if (!p->as) {
@@ -1184,6 +1033,7 @@ int unwind_stack(struct unwinder *u, pid_t pid, uint64_t start_time,
 		unw_set_cache_size(p->as, AS_CACHE_SIZE, 0);
 	}
 	ctx.u = u;
+	ctx.p = pp;
 	ctx.proc = p;
 	ctx.regs = regs;
 	ctx.stack = stack;
@@ -1233,31 +1083,30 @@ done:
 
 void unwind_refresh(struct unwinder *u, pid_t pid)
 {
-	bool found;
-	size_t i;
-
-	if (!u)
-		return;
-	i = proc_index(u, pid, &found);
-	if (found)
-		u->procs[i]->stale = true;
+	if (u)
+		proccache_mark_stale(u->pc, pid);
 }
 
 void unwind_forget(struct unwinder *u, pid_t pid)
 {
-	bool found;
-	size_t i;
+	struct proccache_proc *p;
 
 	if (!u)
 		return;
-	i = proc_index(u, pid, &found);
-	if (found)
-		proc_remove_at(u, i);
+	p = proccache_find(u->pc, pid);
+	if (!p || !(p->holders & HOLD))
+		return;
+	u->nr_held--;
+	proccache_release(u->pc, pid, HOLD);
 }
 
 void unwind_get_stats(const struct unwinder *u, struct unwind_stats *ret_stats)
 {
+	struct proccache_stats cs;
+
 	*ret_stats = u->stats;
-	ret_stats->processes = u->nr_procs;
-	ret_stats->modules = u->nr_mods;
+	ret_stats->processes = count_held(u);
+	proccache_get_stats(u->pc, &cs);
+	ret_stats->modules = cs.modules;
+	ret_stats->module_opens = cs.module_opens;
 }

@@ -5,10 +5,11 @@
  * file, or in its separate debug file found by build-id or .gnu_debuglink). Memory reads are
  * served from the snapshot, else from the mapped file's file-backed ELF segments (for writable
  * ones that is the unrelocated bytes, which libunwind reads only for C++ personality pointers
- * it does not use), else they fail. The unwinder keeps its
- * own capture of each process's mappings (procmaps), keyed by (pid, start time), and its own
- * module cache keyed by file identity and build-id, shared by processes; both are bounded.
- * Not thread-safe: use one unwinder per thread. */
+ * it does not use), else they fail. Captures of the processes' mappings, keyed by (pid, start
+ * time), and the modules, keyed by file identity, are a proccache's (symbols/proccache.h): the
+ * symbolizer's, handed to unwinder_new_shared(), so that each file is opened once for both, or
+ * the unwinder's own. The unwinder keeps its tables in the cache's UNWIND slots.
+ * Not thread-safe (nor is the cache): one thread drives the unwinder and the symbolizer. */
 #ifndef EMBER_UNWIND_H
 #define EMBER_UNWIND_H
 
@@ -35,9 +36,15 @@ struct unwind_stats {
 	uint64_t mem_faults;  /* reads outside the snapshot and the read-only mapped files */
 	uint64_t processes;   /* processes whose mappings are held now */
 	uint64_t modules;     /* modules cached now */
+	uint64_t module_opens; /* files opened into a new module (shared with the symbolizer) */
 };
 
+struct proccache;
+
+/* An unwinder over its own process and module cache. */
 int unwinder_new(struct unwinder **ret_u);
+/* An unwinder over pc (e.g. symbolizer_cache()), which it references; NULL: its own. */
+int unwinder_new_shared(struct proccache *pc, struct unwinder **ret_u);
 void unwinder_free(struct unwinder *u);
 
 /* Unwinds one snapshot of pid. start_time is the process's start in clock ticks (the BPF
