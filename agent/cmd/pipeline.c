@@ -276,8 +276,10 @@ static void on_event(void *ctx, const struct ember_event *e)
 
 	switch (e->type) {
 	case EMBER_EVENT_FIRST_SAMPLE:
-		/* After exec the first sample comes with ld.so's work done or under way. */
+		/* After exec the first sample comes with ld.so's work done or under way: its
+		 * libraries are there to read, and to probe. */
 		(void)symbolizer_refresh(pl->sym, pid);
+		alloc_rescan(pl, pid);
 		if (pl->unw)
 			cpuprof_unwmode_first_sample(pl->unw, pl->cc, pid);
 		if (pl->o.policy == PIPELINE_EVERY_PROCESS) {
@@ -321,8 +323,13 @@ static void on_event(void *ctx, const struct ember_event *e)
 		if (pl->o.policy != PIPELINE_SELECTORS)
 			break;
 		id = targets_match(pl->targets, pid);
-		if (id >= 0 && (!e->cookie || (uint32_t)id != e->service_id))
-			(void)add_target(pl, pid, (uint32_t)id);
+		if (id >= 0 && (!e->cookie || (uint32_t)id != e->service_id) &&
+		    add_target(pl, pid, (uint32_t)id) == 0 && e->type == EMBER_EVENT_EXEC) {
+			/* Selected at its exec: ld.so maps the libraries during the next
+			 * milliseconds, where the kernel may not report them (no mmap hook). */
+			if (!refresh_after_exec(&pl->refresh, pid))
+				(void)symbolizer_refresh(pl->sym, pid);
+		}
 		break;
 	case EMBER_EVENT_FORK:
 		pl->selected++;

@@ -31,6 +31,7 @@
  * - libunwind's fallback for a PC without unwind info (follow rbp) is never trusted: the stack
  *   ends there, truncated. */
 #include "unwind.h"
+#include "unwind_sigmask.h"
 
 #include <elf.h>
 #include <errno.h>

@@ -66,9 +66,6 @@ int unwind_stack(struct unwinder *u, pid_t pid, uint64_t start_time,
 /* Re-reads pid's mappings at its next snapshot (after exec, dlopen, an MMAP event). */
 void unwind_refresh(struct unwinder *u, pid_t pid);
 
-/* Set by unwind_stack() on its thread while libunwind runs: the sigprocmask defined in
- * unwind_sigmask.c then does nothing (see there why that is safe). */
-extern __thread bool unwind_skip_sigmask;
 
 /* Drops pid's mappings (at exit). Modules stay cached until the cache is full. */
 void unwind_forget(struct unwinder *u, pid_t pid);

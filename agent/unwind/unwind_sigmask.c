@@ -16,7 +16,7 @@
 #include <signal.h>
 #include <stdbool.h>
 
-#include "unwind.h"
+#include "unwind_sigmask.h"
 
 __thread bool unwind_skip_sigmask;
 

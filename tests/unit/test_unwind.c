@@ -17,6 +17,7 @@
 #include "symbolizer.h"
 #include "unwind.h"
 #include "unwind_chain.h"
+#include "unwind_sigmask.h"
 
 #define MAX_FRAMES 128
 
