@@ -38,7 +38,10 @@ static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap
 
 	if (level == LIBBPF_DEBUG || !log_enabled(LOG_DEBUG))
 		return 0;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral" /* libbpf's own format and arguments */
 	vsnprintf(buf, sizeof(buf), fmt, ap);
+#pragma GCC diagnostic pop
 	n = strlen(buf);
 	if (n && buf[n - 1] == '\n')
 		buf[n - 1] = '\0';

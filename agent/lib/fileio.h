@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* Mode of files written when the caller has no reason to choose (umask applies). */
@@ -59,6 +60,27 @@ int fileio_mkdir_parents(const char *path, mode_t mode);
 
 /* Whether name looks like one of fileio's temporary files. */
 bool fileio_is_tmp_name(const char *name);
+
+/* The one way Ember opens a file that someone else controls (a process's perf map, a debug
+ * file a .gnu_debuglink names, a library path from a process's environment, a mapped file):
+ * for reading, without blocking and without side effects. The path is first opened O_PATH (no
+ * open of the file itself: a FIFO never blocks, a device is never opened), must be a regular
+ * file of at most max_size bytes (0: any), and only then is it opened O_RDONLY|O_NONBLOCK
+ * through that handle, its identity checked again. flags:
+ *   FILEIO_UNTRUSTED_NOFOLLOW  a symlink as the last component is refused (-ELOOP)
+ *   FILEIO_UNTRUSTED_IN_ROOT   path is resolved with dirfd as "/" (openat2 RESOLVE_IN_ROOT:
+ *                              an absolute symlink inside a container's root stays inside it;
+ *                              "..", magic links and escapes are refused) — for /proc/PID/root
+ *   FILEIO_UNTRUSTED_NO_SYMLINKS no symlink in any component (-ELOOP)
+ * dirfd is AT_FDCWD or a directory (required with IN_ROOT). Returns the fd (O_CLOEXEC) and
+ * fills *ret_st when given, or -errno: -ELOOP, -EINVAL (not a regular file), -EFBIG (larger than
+ * max_size), -ENOENT, -EACCES, -EXDEV (escapes the root)... */
+#define FILEIO_UNTRUSTED_NOFOLLOW 1u
+#define FILEIO_UNTRUSTED_IN_ROOT 2u
+#define FILEIO_UNTRUSTED_NO_SYMLINKS 4u
+struct stat;
+int fileio_open_untrusted(int dirfd, const char *path, unsigned flags, uint64_t max_size,
+			  struct stat *ret_st);
 
 /* Reads a whole small file (at most max bytes) into a NUL-terminated malloc'd string, with
  * trailing newlines removed. Returns 0, -EFBIG or -errno. */

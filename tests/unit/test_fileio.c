@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -254,6 +255,70 @@ static void test_mkdir(void)
 	CHECK_INT(fileio_mkdir_parents("/x.pb.gz", 0755), 0);
 }
 
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	CHECK(f != NULL);
+	if (f) {
+		fputs(text, f);
+		fclose(f);
+	}
+}
+
+/* fileio_open_untrusted: what a hostile process can put where Ember reads. */
+static void test_untrusted(void)
+{
+	char dir[PATH_MAX / 2], reg[PATH_MAX], fifo[PATH_MAX], link[PATH_MAX], in[PATH_MAX];
+	char rootdir[PATH_MAX], abslink[PATH_MAX];
+	struct stat st;
+	int fd, rfd;
+
+	snprintf(dir, sizeof(dir), "%s/untrusted", root);
+	CHECK_INT(mkdir(dir, 0700), 0);
+	snprintf(reg, sizeof(reg), "%s/reg", dir);
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	snprintf(link, sizeof(link), "%s/link", dir);
+	write_file(reg, "0123456789");
+	CHECK_INT(mkfifo(fifo, 0600), 0);
+	CHECK_INT(symlink(reg, link), 0);
+
+	fd = fileio_open_untrusted(AT_FDCWD, reg, FILEIO_UNTRUSTED_NOFOLLOW, 0, &st);
+	CHECK(fd >= 0 && st.st_size == 10 && S_ISREG(st.st_mode));
+	CHECK(fd >= 0 && (fcntl(fd, F_GETFD) & FD_CLOEXEC));
+	if (fd >= 0)
+		close(fd);
+	/* A FIFO is refused at once (no reader waits for a writer), a device never opened. */
+	CHECK_INT(fileio_open_untrusted(AT_FDCWD, fifo, 0, 0, NULL), -EINVAL);
+	CHECK_INT(fileio_open_untrusted(AT_FDCWD, "/dev/zero", 0, 0, NULL), -EINVAL);
+	CHECK_INT(fileio_open_untrusted(AT_FDCWD, dir, 0, 0, NULL), -EINVAL);
+	/* A symlink as the last component, with NOFOLLOW; without it, followed to a regular file. */
+	CHECK_INT(fileio_open_untrusted(AT_FDCWD, link, FILEIO_UNTRUSTED_NOFOLLOW, 0, NULL), -ELOOP);
+	fd = fileio_open_untrusted(AT_FDCWD, link, 0, 0, NULL);
+	CHECK(fd >= 0);
+	if (fd >= 0)
+		close(fd);
+	CHECK_INT(fileio_open_untrusted(AT_FDCWD, link, FILEIO_UNTRUSTED_NO_SYMLINKS, 0, NULL), -ELOOP);
+	/* The size bound. */
+	CHECK_INT(fileio_open_untrusted(AT_FDCWD, reg, 0, 9, NULL), -EFBIG);
+	CHECK_INT(fileio_open_untrusted(AT_FDCWD, "", 0, 0, NULL), -EINVAL);
+
+	/* IN_ROOT: an absolute symlink inside a "container root" resolves inside it, never to the
+	 * host file of the same name. */
+	snprintf(rootdir, sizeof(rootdir), "%s/ctr", dir);
+	CHECK_INT(mkdir(rootdir, 0700), 0);
+	snprintf(in, sizeof(in), "%s/ctr/tmp", dir);
+	CHECK_INT(mkdir(in, 0700), 0);
+	snprintf(abslink, sizeof(abslink), "%s/ctr/tmp/map", dir);
+	CHECK_INT(symlink(reg, abslink), 0); /* absolute: the host's reg */
+	rfd = open(rootdir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	CHECK(rfd >= 0);
+	CHECK_INT(fileio_open_untrusted(rfd, "/tmp/map", FILEIO_UNTRUSTED_IN_ROOT, 0, NULL), -ENOENT);
+	CHECK_INT(fileio_open_untrusted(rfd, "../../reg", FILEIO_UNTRUSTED_IN_ROOT, 0, NULL), -ENOENT);
+	if (rfd >= 0)
+		close(rfd);
+}
+
 int main(void)
 {
 	const char *tmp = getenv("TMPDIR");
@@ -271,6 +336,7 @@ int main(void)
 	test_failures();
 	test_rename_noreplace();
 	test_mkdir();
+	test_untrusted();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
 	if (system(cmd) != 0)
 		fprintf(stderr, "test_fileio: could not remove %s\n", root);
