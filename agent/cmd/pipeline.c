@@ -201,13 +201,14 @@ static void preload_check(struct pipeline *pl, pid_t pid)
 		for (begin = hit; begin > v + 11 && begin[-1] != ':' && begin[-1] != ' '; begin--)
 			;
 		end = hit + strcspn(hit, ": ");
-		if (*begin != '/' || procmaps_start_time(pid, &start))
+		if (*begin != '/' || end - begin >= PATH_MAX || procmaps_start_time(pid, &start))
 			return;
-		snprintf(lib, sizeof(lib), "/proc/%d/root%.*s", (int)pid, (int)(end - begin), begin);
+		snprintf(lib, sizeof(lib), "%.*s", (int)(end - begin), begin);
 		id = auto_service(pl, pid, NULL);
 		if (id >= 0)
 			proc_put(pl, pid, start, (uint32_t)id);
-		(void)alloc_collector_attach_path(pl->ac, pid, start, lib);
+		/* The path is the process's to choose: resolved in its root, opened the safe way. */
+		(void)alloc_collector_attach_in_root(pl->ac, pid, start, lib);
 		return;
 	}
 }

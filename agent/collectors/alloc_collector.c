@@ -18,6 +18,7 @@
 #include "bpfutil.h"
 #include "alloc.skel.h"
 #include "elffile.h"
+#include "fileio.h"
 #include "log.h"
 #include "metrics.h"
 #include "procmaps.h"
@@ -27,6 +28,8 @@
  * attach type (6.13). Layout from include/uapi/linux/bpf.h. */
 #define ALLOC_BPF_TRACE_UPROBE_SESSION 57
 #define ALLOC_MAX_PROBES 16
+/* Largest library probed (libtorch_cuda.so is about 1 GB); a larger file is refused. */
+#define ALLOC_MAX_LIB_BYTES (2ull << 30)
 
 struct alloc_link_create_attr {
 	__u32 prog_fd;
@@ -604,28 +607,63 @@ static bool is_preload_lib(const char *path)
 	return !strncmp(b ? b + 1 : path, "libember_alloc", 14);
 }
 
-static int attach_file(struct alloc_collector *c, struct target *t, const char *path,
+static int attach_file(struct alloc_collector *c, struct target *t, int rootfd, const char *path,
 		       const char *shown);
+
+/* A process's mapped file, resolved inside the process's root. */
+static int attach_in_root(struct alloc_collector *c, struct target *t, const char *path)
+{
+	char root[64];
+	int rootfd, err;
+
+	snprintf(root, sizeof(root), "/proc/%d/root", (int)t->pid);
+	rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0)
+		return -errno;
+	err = attach_file(c, t, rootfd, path, path);
+	close(rootfd);
+	return err;
+}
 
 static int attach_one(struct alloc_collector *c, struct target *t, const struct procmaps_entry *m)
 {
-	char path[PATH_MAX];
-
-	snprintf(path, sizeof(path), "/proc/%d/root%s", (int)t->pid, m->path);
-	return attach_file(c, t, path, m->path);
+	return attach_in_root(c, t, m->path);
 }
 
-/* Attaches to the file at path (shown as `shown`) for t. Returns 1, 0 or -errno. */
-static int attach_file(struct alloc_collector *c, struct target *t, const char *path,
+/* Attaches to the file at path (shown as `shown`) for t: resolved inside rootfd when it is a
+ * directory, else from here. The path is the process's to choose (its maps, its LD_PRELOAD):
+ * it is opened the safe way (no FIFO, device or symlink escape), and libbpf reads and attaches
+ * to that very file through /proc/self/fd. Returns 1, 0 or -errno. */
+static int attach_fd(struct alloc_collector *c, struct target *t, const char *path,
+		     const char *shown, const struct stat *stp);
+
+static int attach_file(struct alloc_collector *c, struct target *t, int rootfd, const char *path,
 		       const char *shown)
 {
-	struct attachment *grown, *a;
 	struct stat st;
+	char fdpath[64];
+	int err, fd;
+
+	fd = fileio_open_untrusted(rootfd, path, rootfd == AT_FDCWD ? 0 : FILEIO_UNTRUSTED_IN_ROOT,
+				   ALLOC_MAX_LIB_BYTES, &st);
+	if (fd < 0) {
+		log_debug("alloc: pid %d: %s refused: %s", (int)t->pid, shown, strerror(-fd));
+		return fd;
+	}
+	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", fd);
+	err = attach_fd(c, t, fdpath, shown, &st);
+	close(fd);
+	return err;
+}
+
+static int attach_fd(struct alloc_collector *c, struct target *t, const char *path,
+		     const char *shown, const struct stat *stp)
+{
+	struct attachment *grown, *a;
+	struct stat st = *stp;
 	struct libinfo *li = NULL;
 	int err;
 
-	if (stat(path, &st))
-		return -errno;
 	for (size_t i = 0; i < t->natt; i++)
 		if (t->att[i].dev == st.st_dev && t->att[i].ino == st.st_ino)
 			return 0;
@@ -724,6 +762,16 @@ int alloc_collector_attach_everyone(struct alloc_collector *c, const char *path)
 	return 0;
 }
 
+int alloc_collector_attach_in_root(struct alloc_collector *c, pid_t tgid, __u64 cookie,
+				   const char *path)
+{
+	struct target *t = get_target(c, tgid, cookie);
+
+	if (!t)
+		return -ENOMEM;
+	return attach_in_root(c, t, path);
+}
+
 int alloc_collector_attach_path(struct alloc_collector *c, pid_t tgid, __u64 cookie,
 				const char *path)
 {
@@ -731,7 +779,7 @@ int alloc_collector_attach_path(struct alloc_collector *c, pid_t tgid, __u64 coo
 
 	if (!t)
 		return -ENOMEM;
-	return attach_file(c, t, path, path);
+	return attach_file(c, t, AT_FDCWD, path, path);
 }
 
 int alloc_collector_add_target(struct alloc_collector *c, pid_t tgid, __u64 cookie)

@@ -67,6 +67,11 @@ int alloc_collector_epoll_fd(struct alloc_collector *c);
  * process maps the file. Returns 1, 0 if already attached, or -errno. */
 int alloc_collector_attach_path(struct alloc_collector *c, pid_t tgid, __u64 cookie,
 				const char *path);
+/* The same for a path as process tgid sees it (an LD_PRELOAD entry it execs with), resolved
+ * inside its root: an absolute symlink in a container stays in the container, and a FIFO,
+ * device or non-regular file is refused (-EINVAL) without being opened. */
+int alloc_collector_attach_in_root(struct alloc_collector *c, pid_t tgid, __u64 cookie,
+				   const char *path);
 /* Detaches from pid; its live allocations are dropped at the next drain. */
 int alloc_collector_remove_target(struct alloc_collector *c, pid_t tgid);
 
