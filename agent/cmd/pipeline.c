@@ -71,7 +71,7 @@ struct pipeline {
 	pid_t child;
 	int child_status;
 	/* self-metrics: written by the loop, read by the metrics thread */
-	_Atomic uint64_t m_samples, m_procs, m_misses, m_gpu_unselected, m_services_full;
+	_Atomic uint64_t m_samples, m_procs, m_misses, m_gpu_unselected, m_gpu_stale, m_services_full;
 	void (*sink_metrics)(void *ctx, struct metrics_writer *w);
 	void *sink_ctx;
 	const struct pipeline_hooks *hooks;
@@ -438,13 +438,24 @@ static void on_gpu_sample(void *ctx, const struct gpu_sample *s)
 	struct sym_frame frames[GPUPROF_MAX_FRAMES];
 	struct proc_entry *p = proc_get(pl, s->pid);
 	struct stackagg *agg;
+	uint64_t now_start;
 	int64_t values[2];
 	size_t n;
 	int id;
 
+	/* The sample belongs to the process that sent it, identified by pid and start time
+	 * (read at accept). A client that exited since is not whichever process holds its pid
+	 * now: its samples are dropped and counted, never given to another service. */
+	if (!s->start_time || procmaps_start_time(s->pid, &now_start) || now_start != s->start_time) {
+		if (!p || p->cookie != s->start_time || !s->start_time) {
+			atomic_fetch_add_explicit(&pl->m_gpu_stale, 1, memory_order_relaxed);
+			return;
+		}
+		/* Exited, but known to us until its last samples are in: its service. */
+	}
 	if (pl->o.policy == PIPELINE_COMMAND)
-		id = 0;
-	else if (p && (!s->start_time || p->cookie == s->start_time))
+		id = p && p->cookie == s->start_time ? 0 : -1;
+	else if (p && p->cookie == s->start_time)
 		id = (int)p->service;
 	else if (pl->o.policy == PIPELINE_EVERY_PROCESS)
 		id = auto_service(pl, s->pid, NULL);
@@ -579,6 +590,9 @@ static void collect_metrics(void *ctx, struct metrics_writer *w)
 		metrics_counter(w, "ember_gpu_dropped_total", "GPU entries dropped, by reason",
 				(const char *[]){ "reason", "unselected_process", NULL },
 				(double)atomic_load_explicit(&pl->m_gpu_unselected, memory_order_relaxed));
+		metrics_counter(w, "ember_gpu_dropped_total", "GPU entries dropped, by reason",
+				(const char *[]){ "reason", "exited_process", NULL },
+				(double)atomic_load_explicit(&pl->m_gpu_stale, memory_order_relaxed));
 	}
 	if (pl->sink_metrics)
 		pl->sink_metrics(pl->sink_ctx, w);
