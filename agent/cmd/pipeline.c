@@ -37,16 +37,18 @@
 #define NS 1000000000LL
 #define DRAIN_PERIOD_NS (1 * NS) /* also how fast --unwind auto can switch a process */
 #define CHILD_KILL_AFTER_NS (8 * NS)
-/* Services the agent keeps at once. */
+/* Services the agent keeps at once, and how long one without samples is kept. */
 #define MAX_SERVICES 4096
+#define SERVICE_IDLE_NS (5 * 60 * NS)
 
 enum { FAM_CPU, FAM_ALLOC, FAM_GPU, FAM_COUNT };
 static const char *const family_names[FAM_COUNT] = { "cpu", "alloc", "gpu" };
 static const size_t family_values[FAM_COUNT] = { 1, 4, 2 };
 
 struct service_slot {
-	char *name;
+	char *name;                      /* NULL: a free slot (a retired service's) */
 	struct stackagg *agg[FAM_COUNT]; /* this interval's stacks, per family */
+	int64_t last_used;               /* CLOCK_MONOTONIC of its last sample */
 };
 
 struct pipeline {
@@ -72,6 +74,9 @@ struct pipeline {
 	int child_status;
 	/* self-metrics: written by the loop, read by the metrics thread */
 	_Atomic uint64_t m_samples, m_procs, m_misses, m_gpu_unselected, m_gpu_stale, m_services_full;
+	_Atomic uint64_t m_services_retired, m_services;
+	_Atomic int64_t m_loop_mono, m_interval_mono; /* liveness: last loop turn, last interval */
+	int64_t services_full_logged;
 	void (*sink_metrics)(void *ctx, struct metrics_writer *w);
 	void *sink_ctx;
 	const struct pipeline_hooks *hooks;
@@ -97,22 +102,76 @@ static void on_child(int sig)
 static int service_index(struct pipeline *pl, const char *name)
 {
 	struct service_slot *ns;
+	size_t free_slot = pl->nsvc;
 
-	for (size_t i = 0; i < pl->nsvc; i++)
-		if (!strcmp(pl->svc[i].name, name))
+	for (size_t i = 0; i < pl->nsvc; i++) {
+		if (!pl->svc[i].name)
+			free_slot = free_slot < pl->nsvc ? free_slot : i;
+		else if (!strcmp(pl->svc[i].name, name))
 			return (int)i;
+	}
+	if (free_slot < pl->nsvc) {
+		/* A retired service's slot. */
+		pl->svc[free_slot] = (struct service_slot){ .name = strdup(name),
+							    .last_used = util_now_ns(CLOCK_MONOTONIC) };
+		return pl->svc[free_slot].name ? (int)free_slot : -ENOMEM;
+	}
 	if (pl->nsvc >= MAX_SERVICES) {
+		int64_t now = util_now_ns(CLOCK_MONOTONIC);
+
 		atomic_fetch_add_explicit(&pl->m_services_full, 1, memory_order_relaxed);
+		if (now - pl->services_full_logged > 60 * NS) {
+			log_warn("%s: the service table is full (%d services with samples in the last "
+				 "%d minutes): '%s' is not profiled (counted in "
+				 "ember_services_refused_total)", pl->o.name, MAX_SERVICES,
+				 (int)(SERVICE_IDLE_NS / (60 * NS)), name);
+			pl->services_full_logged = now;
+		}
 		return -ENOSPC;
 	}
 	ns = realloc(pl->svc, (pl->nsvc + 1) * sizeof(*ns));
 	if (!ns)
 		return -ENOMEM;
 	pl->svc = ns;
-	pl->svc[pl->nsvc] = (struct service_slot){ .name = strdup(name) };
+	pl->svc[pl->nsvc] = (struct service_slot){ .name = strdup(name),
+						   .last_used = util_now_ns(CLOCK_MONOTONIC) };
 	if (!pl->svc[pl->nsvc].name)
 		return -ENOMEM;
 	return (int)pl->nsvc++;
+}
+
+/* Every process mode: services named after executables come and go with their processes (a
+ * host that runs thousands of short-lived programs would otherwise fill the table for good).
+ * A service with no samples for SERVICE_IDLE_NS and no tracked process is retired; its slot
+ * is reused. Selected services (--service) and a command's service stay. */
+static void retire_idle_services(struct pipeline *pl)
+{
+	int64_t now = util_now_ns(CLOCK_MONOTONIC);
+	bool *used;
+
+	if (pl->o.policy != PIPELINE_EVERY_PROCESS || pl->o.one_service || !pl->nsvc)
+		return;
+	used = calloc(pl->nsvc, sizeof(*used));
+	if (!used)
+		return;
+	for (size_t i = 0; i < pl->procs.cap; i++)
+		if (pl->procs.e[i].pid && pl->procs.e[i].service < pl->nsvc)
+			used[pl->procs.e[i].service] = true;
+	for (size_t i = 0; i < pl->nsvc; i++) {
+		struct service_slot *svc = &pl->svc[i];
+		bool empty = true;
+
+		for (int fam = 0; fam < FAM_COUNT; fam++)
+			empty = empty && !svc->agg[fam];
+		if (!svc->name || used[i] || !empty || now - svc->last_used < SERVICE_IDLE_NS)
+			continue;
+		log_debug("%s: service %s retired (no samples for %d minutes)", pl->o.name, svc->name,
+			  (int)(SERVICE_IDLE_NS / (60 * NS)));
+		free(svc->name);
+		*svc = (struct service_slot){ 0 };
+		atomic_fetch_add_explicit(&pl->m_services_retired, 1, memory_order_relaxed);
+	}
+	free(used);
 }
 
 /* A service name from a file or command name: its basename in [A-Za-z0-9_.-]. */
@@ -356,11 +415,12 @@ static struct stackagg *slot_agg(struct pipeline *pl, int id, int fam)
 
 	if (pl->o.one_service)
 		id = 0;
-	if (id < 0 || (size_t)id >= pl->nsvc)
+	if (id < 0 || (size_t)id >= pl->nsvc || !pl->svc[id].name)
 		return NULL;
 	svc = &pl->svc[id];
 	if (!svc->agg[fam] && stackagg_new(family_values[fam], &svc->agg[fam]))
 		return NULL;
+	svc->last_used = util_now_ns(CLOCK_MONOTONIC);
 	return svc->agg[fam];
 }
 
@@ -564,6 +624,15 @@ static void flush_interval(struct pipeline *pl)
 		}
 	}
 	pl->interval_start_real = until;
+	atomic_store_explicit(&pl->m_interval_mono, util_now_ns(CLOCK_MONOTONIC), memory_order_relaxed);
+	retire_idle_services(pl);
+	{
+		size_t live = 0;
+
+		for (size_t i = 0; i < pl->nsvc; i++)
+			live += pl->svc[i].name != NULL;
+		atomic_store_explicit(&pl->m_services, live, memory_order_relaxed);
+	}
 }
 
 /* --- self-metrics --------------------------------------------------------------------- */
@@ -571,14 +640,30 @@ static void flush_interval(struct pipeline *pl)
 static void collect_metrics(void *ctx, struct metrics_writer *w)
 {
 	struct pipeline *pl = ctx;
+	int64_t now = util_now_ns(CLOCK_MONOTONIC);
+	int64_t loop = atomic_load_explicit(&pl->m_loop_mono, memory_order_relaxed);
+	int64_t interval = atomic_load_explicit(&pl->m_interval_mono, memory_order_relaxed);
+
+	/* Liveness: a loop that hangs leaves these growing while the rest stays frozen. */
+	metrics_gauge(w, "ember_loop_age_seconds",
+		      "Seconds since the main loop last completed a turn (it turns at least every "
+		      "second; more means it is stuck)", NULL, loop ? (double)(now - loop) / 1e9 : 0);
+	metrics_gauge(w, "ember_interval_age_seconds",
+		      "Seconds since the last interval's profiles were handed to the sink", NULL,
+		      interval ? (double)(now - interval) / 1e9 : 0);
 
 	metrics_counter(w, "ember_samples_total", "CPU samples aggregated into profiles", NULL,
 			(double)atomic_load_explicit(&pl->m_samples, memory_order_relaxed));
 	cpu_collector_write_metrics(pl->cc, w);
 	metrics_gauge(w, "ember_processes_tracked", "Processes currently profiled", NULL,
 		      (double)atomic_load_explicit(&pl->m_procs, memory_order_relaxed));
+	metrics_gauge(w, "ember_services", "Services with a slot (each a series per family)", NULL,
+		      (double)atomic_load_explicit(&pl->m_services, memory_order_relaxed));
+	metrics_counter(w, "ember_services_retired_total",
+			"Services named after executables retired after minutes without samples", NULL,
+			(double)atomic_load_explicit(&pl->m_services_retired, memory_order_relaxed));
 	metrics_counter(w, "ember_services_refused_total",
-			"Processes left unprofiled because the service table was full", NULL,
+			"Samples left unprofiled because the service table was full", NULL,
 			(double)atomic_load_explicit(&pl->m_services_full, memory_order_relaxed));
 	metrics_counter(w, "ember_symbolization_misses_total",
 			"Frames that got module+offset or [unknown] instead of a symbol", NULL,
@@ -847,6 +932,8 @@ int pipeline_run(struct pipeline *pl, const struct pipeline_hooks *hooks)
 	signal(SIGPIPE, SIG_IGN);
 	stop_requested = 0;
 	pl->interval_start_real = util_now_ns(CLOCK_REALTIME);
+	atomic_store_explicit(&pl->m_interval_mono, util_now_ns(CLOCK_MONOTONIC), memory_order_relaxed);
+	atomic_store_explicit(&pl->m_loop_mono, util_now_ns(CLOCK_MONOTONIC), memory_order_relaxed);
 	next_drain = util_now_ns(CLOCK_MONOTONIC) + DRAIN_PERIOD_NS;
 	interval_end = interval_ns > 0 ? util_now_ns(CLOCK_MONOTONIC) + interval_ns : INT64_MAX;
 	for (;;) {
@@ -893,6 +980,7 @@ int pipeline_run(struct pipeline *pl, const struct pipeline_hooks *hooks)
 		}
 		if (hooks && hooks->tick)
 			hooks->tick(hooks->ctx, now);
+		atomic_store_explicit(&pl->m_loop_mono, now, memory_order_relaxed);
 	}
 	/* Two drains: the second takes what raced into the other buffer during the first. Then
 	 * the last, partial interval. */
