@@ -63,6 +63,7 @@ static bool check_label(const char *v, char *err, size_t n);
 static bool check_server(const char *v, char *err, size_t n);
 static bool check_metrics_addr(const char *v, char *err, size_t n);
 static bool check_nonempty(const char *v, char *err, size_t n);
+static bool check_mode(const char *v, char *err, size_t n);
 
 /* In the order of the enum values (and of the PROFILE_* bits). */
 static const struct opt_word protocol_words[] = { { "push", ALL }, { "ingest", ALL }, { NULL, 0 } };
@@ -119,6 +120,11 @@ static const struct opt_def opts[] = {
 	{ .name = "output-max-mb", .type = T_LONG, .cmds = CMD_AGENT | CMD_RUN, .off = F(output_max_mb),
 	  .def = "512", .min = 1, .max = 1048576, .metavar = "MB",
 	  .help = "bound on the local sink directory; oldest profiles are deleted first" },
+	{ .name = "output-mode", .type = T_STR, .cmds = ALL, .off = F(output_mode), .def = "0600",
+	  .metavar = "MODE",
+	  .help = "permissions of the profiles and flame graphs written (octal; directories get "
+		  "x where r is given): profiles hold every profiled process's stacks",
+	  .check = check_mode },
 	{ .name = "ca-file", .type = T_STR, .cmds = CMD_AGENT | CMD_RUN, .off = F(ca_file),
 	  .metavar = "FILE",
 	  .help = "CA certificates to verify the server's TLS certificate (default: the system's)",
@@ -274,6 +280,36 @@ static int word_index(const struct opt_def *o, const char *s, size_t len)
 		if (strlen(o->words[i].word) == len && !strncmp(o->words[i].word, s, len))
 			return i;
 	return -1;
+}
+
+static bool check_mode(const char *v, char *err, size_t n)
+{
+	char *end;
+	unsigned long m;
+
+	errno = 0;
+	m = strtoul(v, &end, 8);
+	if (!*v || *end || errno || m > 0777) {
+		snprintf(err, n, "'%s' is not an octal mode such as 0600 or 0640", v);
+		return false;
+	}
+	if ((m & 0600) != 0600) {
+		snprintf(err, n, "'%s' must let the owner read and write (0600 at least)", v);
+		return false;
+	}
+	if (m & 0111) {
+		snprintf(err, n, "'%s' gives execute permission to a profile", v);
+		return false;
+	}
+	return true;
+}
+
+void options_output_modes(const struct ember_config *cfg, mode_t *ret_file, mode_t *ret_dir)
+{
+	mode_t m = cfg->output_mode ? (mode_t)strtoul(cfg->output_mode, NULL, 8) : 0600;
+
+	*ret_file = m;
+	*ret_dir = m | ((m & 0444) >> 2); /* x for each r: 0600 -> 0700, 0644 -> 0755 */
 }
 
 static bool check_nonempty(const char *v, char *err, size_t n)

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "strlist.h"
 
@@ -53,6 +54,7 @@ struct ember_config {
 	struct strlist labels;   /* KEY=VALUE */
 	char *output;            /* local sink directory */
 	long output_max_mb;      /* local sink bound */
+	char *output_mode;       /* octal permissions of what is written (options_output_modes) */
 	char *ca_file;           /* TLS CA bundle for --server */
 	char *tenant_id;
 	char *basic_auth_user;
@@ -89,6 +91,8 @@ int options_validate(enum ember_command cmd, const struct ember_config *cfg);
  * the table and for the commands' start-up checks (a missing file, a port in use). */
 void options_invalid(const char *opt, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void options_free(struct ember_config *cfg);
+/* --output-mode as modes: files, and directories (x added where r is given). */
+void options_output_modes(const struct ember_config *cfg, mode_t *ret_file, mode_t *ret_dir);
 /* Prints the options of cmd with their defaults, wrapped at 100 columns, then its examples. */
 void options_print_help(enum ember_command cmd, const char *usage);
 

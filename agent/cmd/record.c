@@ -53,15 +53,20 @@ static char *alloc_path(const char *path, bool alone, const char *ext)
 	return out;
 }
 
-static int write_files(const char *pb, const char *svg, const struct stackagg_result *res)
+static int write_files(const struct ember_config *cfg, const char *pb, const char *svg,
+		       const struct stackagg_result *res)
 {
-	int err = fileio_write_atomic(pb, res->pprof_gz, res->pprof_len);
+	mode_t file_mode, dir_mode;
+	int err;
+
+	options_output_modes(cfg, &file_mode, &dir_mode);
+	err = fileio_write_atomic_mode(pb, res->pprof_gz, res->pprof_len, file_mode);
 
 	if (err) {
 		fprintf(stderr, "ember: cannot write output file '%s': %s\n", pb, strerror(-err));
 		return err;
 	}
-	if (svg && (err = fileio_write_atomic(svg, res->svg, res->svg_len)))
+	if (svg && (err = fileio_write_atomic_mode(svg, res->svg, res->svg_len, file_mode)))
 		fprintf(stderr, "ember: cannot write flame graph '%s': %s\n", svg, strerror(-err));
 	return err;
 }
@@ -90,7 +95,7 @@ static void on_profile(void *ctx, const struct pipeline_profile *p)
 		fprintf(stderr, "ember: cannot encode the %s profile: %s\n", cpu ? "CPU" : "memory",
 			strerror(-err));
 	else
-		err = write_files(pb, svg, &res);
+		err = write_files(&r->cfg, pb, svg, &res);
 	if (err)
 		r->status = 1;
 	else if (cpu)
@@ -135,9 +140,13 @@ static void tick(void *ctx, int64_t now)
 /* Creates the directories above path if missing (`record -o a/b/x.pb.gz` creates a/b, as
  * `agent --output` does), then checks the file can be written. Prints one line naming `what`
  * on failure. */
-static int prepare_output(const char *path, const char *what)
+static int prepare_output(const struct ember_config *cfg, const char *path, const char *what)
 {
-	int err = fileio_mkdir_parents(path, FILEIO_DIR_MODE_DEFAULT);
+	mode_t file_mode, dir_mode;
+	int err;
+
+	options_output_modes(cfg, &file_mode, &dir_mode);
+	err = fileio_mkdir_parents(path, dir_mode);
 
 	if (err) {
 		fprintf(stderr, "ember: cannot write %s '%s': %s\n", what, path, strerror(-err));
@@ -205,8 +214,8 @@ int record_main(int argc, char **argv)
 	if (status)
 		goto out;
 	status = 2;
-	if (prepare_output(r.cfg.out_file, "output file") ||
-	    (r.cfg.flamegraph && prepare_output(r.cfg.flamegraph, "flame graph")))
+	if (prepare_output(&r.cfg, r.cfg.out_file, "output file") ||
+	    (r.cfg.flamegraph && prepare_output(&r.cfg, r.cfg.flamegraph, "flame graph")))
 		goto out;
 	status = pipeline_start(r.pl, r.cfg.cmd_argv);
 	if (status)

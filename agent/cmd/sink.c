@@ -111,7 +111,11 @@ int sink_new(const struct ember_config *cfg, struct sink **ret)
 		if (open_push(s))
 			goto fail;
 	} else {
-		err = localsink_new(cfg->output, (uint64_t)cfg->output_max_mb * 1024 * 1024, &s->local);
+		mode_t file_mode, dir_mode;
+
+		options_output_modes(cfg, &file_mode, &dir_mode);
+		err = localsink_new(cfg->output, (uint64_t)cfg->output_max_mb * 1024 * 1024, file_mode,
+				    &s->local);
 		if (err) {
 			options_invalid("output", "cannot write to %s: %s", cfg->output, strerror(-err));
 			goto fail;

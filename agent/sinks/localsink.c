@@ -36,6 +36,7 @@ struct localsink {
 	int dirfd;
 	char *dir;
 	uint64_t max_bytes;
+	mode_t file_mode, dir_mode;    /* of what it writes; the directory too, when it makes it */
 	uint64_t total;                /* sum of files[head..n).size */
 	struct localsink_file *files;  /* sorted; live entries are [head, n) */
 	size_t head, n, cap;
@@ -194,7 +195,7 @@ static int localsink_open_service(struct localsink *sink, const char *svc)
 {
 	int fd;
 
-	if (mkdirat(sink->dirfd, svc, FILEIO_DIR_MODE_DEFAULT) < 0 && errno != EEXIST)
+	if (mkdirat(sink->dirfd, svc, sink->dir_mode) < 0 && errno != EEXIST)
 		return -errno;
 	fd = openat(sink->dirfd, svc, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
@@ -213,7 +214,7 @@ static int localsink_write_pprof(struct localsink *sink, int sfd, const char *sv
 
 	if (!gmtime_r(&t, &tm) || strftime(ts, sizeof(ts), "%Y%m%dT%H%M%SZ", &tm) != LOCALSINK_TS_LEN)
 		return -EINVAL;
-	err = fileio_write_tmp_at(sfd, u->pprof_gz, u->pprof_len, FILEIO_MODE_DEFAULT, tmp);
+	err = fileio_write_tmp_at(sfd, u->pprof_gz, u->pprof_len, sink->file_mode, tmp);
 	if (err)
 		return err;
 	for (seq = 0; seq < LOCALSINK_MAX_SEQ; seq++) {
@@ -243,12 +244,13 @@ static int localsink_write_pprof(struct localsink *sink, int sfd, const char *sv
 	return 0;
 }
 
-static int localsink_write_svg(int sfd, const char *fam, const struct upload *u)
+static int localsink_write_svg(const struct localsink *sink, int sfd, const char *fam,
+			      const struct upload *u)
 {
 	char name[NAME_MAX + 1];
 
 	snprintf(name, sizeof(name), "%s.svg", fam);
-	return fileio_write_atomic_at(sfd, name, u->svg, u->svg_len, FILEIO_MODE_DEFAULT);
+	return fileio_write_atomic_at(sfd, name, u->svg, u->svg_len, sink->file_mode);
 }
 
 int localsink_write(struct localsink *sink, const struct upload *u)
@@ -278,7 +280,7 @@ int localsink_write(struct localsink *sink, const struct upload *u)
 		goto out;
 	localsink_enforce(sink);
 	if (u->svg)
-		err = localsink_write_svg(sfd, fam, u);
+		err = localsink_write_svg(sink, sfd, fam, u);
 
 out:
 	if (sfd >= 0)
@@ -379,14 +381,14 @@ static int localsink_probe(struct localsink *sink)
 	char name[FILEIO_TMP_NAME_MAX];
 	int err;
 
-	err = fileio_write_tmp_at(sink->dirfd, NULL, 0, FILEIO_MODE_DEFAULT, name);
+	err = fileio_write_tmp_at(sink->dirfd, NULL, 0, sink->file_mode, name);
 	if (err)
 		return err;
 	(void)unlinkat(sink->dirfd, name, 0);
 	return 0;
 }
 
-int localsink_new(const char *dir, uint64_t max_bytes, struct localsink **ret_sink)
+int localsink_new(const char *dir, uint64_t max_bytes, mode_t file_mode, struct localsink **ret_sink)
 {
 	struct localsink *sink = NULL;
 	int err;
@@ -398,12 +400,14 @@ int localsink_new(const char *dir, uint64_t max_bytes, struct localsink **ret_si
 		return -ENOMEM;
 	sink->dirfd = -1;
 	sink->max_bytes = max_bytes;
+	sink->file_mode = file_mode & 0666;
+	sink->dir_mode = sink->file_mode | ((sink->file_mode & 0444) >> 2);
 	sink->dir = strdup(dir);
 	if (!sink->dir) {
 		err = -ENOMEM;
 		goto err_free;
 	}
-	err = fileio_mkdir_p(dir, FILEIO_DIR_MODE_DEFAULT);
+	err = fileio_mkdir_p(dir, sink->dir_mode);
 	if (err) {
 		log_debug("localsink: %s: cannot create directory: %s", dir, strerror(-err));
 		goto err_free;

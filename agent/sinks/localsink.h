@@ -9,6 +9,7 @@
 #define EMBER_LOCALSINK_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "upload.h"
 
@@ -28,12 +29,14 @@ struct localsink_stats {
 	uint64_t bytes_on_disk;  /* and their total size */
 };
 
-/* Creates dir (and its parents, 0755) if needed, checks that a file can be created in it,
+/* Files are written with file_mode (profiles hold every process's stacks: 0600 by default at the
+ * caller), directories it makes with x added where r is given (0700). Creates dir (and its
+ * parents) if needed, checks that a file can be created in it,
  * scans it for the .pb.gz files of a previous run and applies the bound to them.
  * Returns 0, or -errno: -ENOTDIR, -EACCES, -EROFS... when dir cannot be created or written,
  * -EINVAL for an empty dir or max_bytes == 0. Logs the failing step at debug; the caller
  * prints the error with the path. */
-int localsink_new(const char *dir, uint64_t max_bytes, struct localsink **ret_sink);
+int localsink_new(const char *dir, uint64_t max_bytes, mode_t file_mode, struct localsink **ret_sink);
 
 /* Writes one upload; does not take ownership of it. Returns 0 or -errno (-EFBIG for a
  * profile larger than the whole bound, -EINVAL for a missing profile or negative time);

@@ -36,6 +36,17 @@ with tempfile.TemporaryDirectory() as d:
     c.check(p.returncode == 0 and os.path.getsize(deep) > 0,
             f"record -o into missing directories creates them: exit {p.returncode}, "
             f"stderr {p.stderr.strip()[:200]!r}")
+    # A profile holds every profiled process's stacks: 0600 (directories 0700) unless asked.
+    modes = (oct(os.stat(deep).st_mode & 0o777), oct(os.stat(os.path.dirname(deep)).st_mode & 0o777))
+    c.check(modes == ("0o600", "0o700"), f"record -o writes 0600 in 0700 directories: {modes}")
+    shared = os.path.join(d, "shared", "x.pb.gz")
+    p = subprocess.run([EMBER, "record", "--quiet", "--output-mode", "0644", "-o", shared, "--", "true"],
+                       capture_output=True, text=True, timeout=60)
+    modes = (oct(os.stat(shared).st_mode & 0o777), oct(os.stat(os.path.dirname(shared)).st_mode & 0o777)) \
+        if p.returncode == 0 else None
+    c.check(modes == ("0o644", "0o755"), f"--output-mode 0644: {modes}, exit {p.returncode}")
+    expect2(["record", "--output-mode", "0777", "-o", out, "--", "true"], "--output-mode")
+    expect2(["record", "--output-mode", "rw", "-o", out, "--", "true"], "--output-mode")
     expect2(["record", "-o", d, "--", "true"], "is a directory")
     expect2(["record", "--pid", "1", "-o", out, "--", "true"], "only one of")
     expect2(["nosuchcommand"], "unknown command")

@@ -106,7 +106,7 @@ static void test_paths(void)
 	struct upload u;
 
 	snprintf(dir, sizeof(dir), "%s/paths/nested", root);
-	CHECK_INT(localsink_new(dir, 1 << 20, &sink), 0);
+	CHECK_INT(localsink_new(dir, 1 << 20, 0644, &sink), 0);
 	if (!sink)
 		return;
 	u = mk("web", "cpu", t0 + 123456789, (uint8_t *)"web-1", 5, (uint8_t *)"<svg>1</svg>", 12);
@@ -198,7 +198,7 @@ static void test_bound(void)
 	FILE *f;
 
 	snprintf(dir, sizeof(dir), "%s/bound", root);
-	CHECK_INT(localsink_new(dir, 4096, &sink), 0);
+	CHECK_INT(localsink_new(dir, 4096, 0644, &sink), 0);
 	if (!sink)
 		return;
 	for (int i = 0; i < 10; i++) {
@@ -246,7 +246,7 @@ static void test_bound(void)
 		fputs("not ember's", f);
 		fclose(f);
 	}
-	CHECK_INT(localsink_new(dir, 4096, &sink), 0);
+	CHECK_INT(localsink_new(dir, 4096, 0644, &sink), 0);
 	if (!sink)
 		return;
 	localsink_get_stats(sink, &st);
@@ -266,7 +266,7 @@ static void test_bound(void)
 	localsink_free(sink);
 	sink = NULL;
 
-	CHECK_INT(localsink_new(dir, 2500, &sink), 0);
+	CHECK_INT(localsink_new(dir, 2500, 0644, &sink), 0);
 	if (!sink)
 		return;
 	localsink_get_stats(sink, &st);
@@ -294,7 +294,7 @@ static void test_names(void)
 	int n = 0;
 
 	snprintf(dir, sizeof(dir), "%s/names/out", root);
-	CHECK_INT(localsink_new(dir, 1 << 20, &sink), 0);
+	CHECK_INT(localsink_new(dir, 1 << 20, 0644, &sink), 0);
 	if (!sink)
 		return;
 	for (size_t i = 0; i < sizeof(evil) / sizeof(evil[0]); i++) {
@@ -343,13 +343,50 @@ static void test_errors(void)
 	if (f)
 		fclose(f);
 	snprintf(dir, sizeof(dir), "%s/sub/dir", file);
-	CHECK_INT(localsink_new(dir, 1 << 20, &sink), -ENOTDIR);
+	CHECK_INT(localsink_new(dir, 1 << 20, 0644, &sink), -ENOTDIR);
 	CHECK(sink == NULL);
-	CHECK_INT(localsink_new(file, 1 << 20, &sink), -ENOTDIR);
-	CHECK_INT(localsink_new("", 1 << 20, &sink), -EINVAL);
-	CHECK_INT(localsink_new(root, 0, &sink), -EINVAL);
+	CHECK_INT(localsink_new(file, 1 << 20, 0644, &sink), -ENOTDIR);
+	CHECK_INT(localsink_new("", 1 << 20, 0644, &sink), -EINVAL);
+	CHECK_INT(localsink_new(root, 0, 0644, &sink), -EINVAL);
 	CHECK(sink == NULL);
 	localsink_free(NULL);
+}
+
+/* Profiles hold every process's stacks: the caller's mode (0600 by default), directories with
+ * x where r is given, whatever the umask lets through. */
+static void test_modes(void)
+{
+	char dir[300], path[400];
+	struct localsink *sink = NULL;
+	struct upload u;
+	struct stat st;
+	mode_t old = umask(0);
+
+	snprintf(dir, sizeof(dir), "%s/modes", root);
+	CHECK_INT(localsink_new(dir, 1 << 20, 0600, &sink), 0);
+	if (sink) {
+		u = mk("web", "cpu", base_ns(), (uint8_t *)"x", 1, (uint8_t *)"<svg/>", 6);
+		CHECK_INT(localsink_write(sink, &u), 0);
+		localsink_free(sink);
+	}
+	CHECK(stat(dir, &st) == 0 && (st.st_mode & 0777) == 0700);
+	snprintf(path, sizeof(path), "%s/web", dir);
+	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0700);
+	snprintf(path, sizeof(path), "%s/web/cpu.svg", dir);
+	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+	snprintf(dir, sizeof(dir), "%s/modes-shared", root);
+	sink = NULL;
+	CHECK_INT(localsink_new(dir, 1 << 20, 0640, &sink), 0);
+	if (sink) {
+		u = mk("web", "cpu", base_ns(), (uint8_t *)"x", 1, (uint8_t *)"<svg/>", 6);
+		CHECK_INT(localsink_write(sink, &u), 0);
+		localsink_free(sink);
+	}
+	snprintf(path, sizeof(path), "%s/web", dir);
+	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0750);
+	snprintf(path, sizeof(path), "%s/web/cpu.svg", dir);
+	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0640);
+	umask(old);
 }
 
 int main(void)
@@ -365,6 +402,7 @@ int main(void)
 	test_bound();
 	test_names();
 	test_errors();
+	test_modes();
 	nftw(root, rm_visit, 16, FTW_DEPTH | FTW_PHYS);
 	return check_exit("localsink");
 }
