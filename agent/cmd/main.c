@@ -2,6 +2,7 @@
  * `ember help [COMMAND]`. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include "agent.h"
 #include "run.h"
@@ -27,6 +28,9 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	/* Ember holds credentials (push) and other processes' stacks: no core dumps, no ptrace by
+	 * the user that started it. */
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	if (argc < 2) {
 		usage(stderr);
 		return 2;

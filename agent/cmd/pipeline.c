@@ -74,7 +74,7 @@ struct pipeline {
 	int child_status;
 	/* self-metrics: written by the loop, read by the metrics thread */
 	_Atomic uint64_t m_samples, m_procs, m_misses, m_gpu_unselected, m_gpu_stale, m_services_full;
-	_Atomic uint64_t m_services_retired, m_services;
+	_Atomic uint64_t m_services_retired, m_services, m_setuid_dropped;
 	_Atomic int64_t m_loop_mono, m_interval_mono; /* liveness: last loop turn, last interval */
 	int64_t services_full_logged;
 	void (*sink_metrics)(void *ctx, struct metrics_writer *w);
@@ -327,6 +327,27 @@ static void on_scan_match(void *ctx, pid_t pid, uint32_t service)
 	(void)add_target(ctx, pid, service);
 }
 
+/* After an exec: does pid run with other rights than its real ids (a setuid or setgid
+ * program)? Unreadable means gone: not ours to decide. */
+static bool gained_privileges(pid_t pid)
+{
+	char path[64], line[256];
+	unsigned long r, e, sv, fs;
+	bool gained = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f))
+		if ((sscanf(line, "Uid: %lu %lu %lu %lu", &r, &e, &sv, &fs) == 4 ||
+		     sscanf(line, "Gid: %lu %lu %lu %lu", &r, &e, &sv, &fs) == 4) && r != e)
+			gained = true;
+	fclose(f);
+	return gained;
+}
+
 static void on_event(void *ctx, const struct ember_event *e)
 {
 	struct pipeline *pl = ctx;
@@ -360,6 +381,18 @@ static void on_event(void *ctx, const struct ember_event *e)
 			 * belong to one (a worker exec'ing a shell). */
 			if (!refresh_after_exec(&pl->refresh, pid))
 				(void)symbolizer_refresh(pl->sym, pid);
+			if (pl->o.policy == PIPELINE_SELECTORS && gained_privileges(pid)) {
+				/* A setuid or setgid program: it is no longer the selected service's code
+				 * running with that service's rights (see README, Security). */
+				(void)cpu_collector_remove_target(pl->cc, pid);
+				p = proc_get(pl, pid);
+				if (p)
+					p->exited = true;
+				atomic_fetch_add_explicit(&pl->m_setuid_dropped, 1, memory_order_relaxed);
+				log_debug("%s: pid %d exec'd a setuid/setgid program: no longer profiled",
+					  pl->o.name, (int)pid);
+				break;
+			}
 			if (pl->o.policy == PIPELINE_SELECTORS) {
 				id = targets_match(pl->targets, pid);
 				if (id < 0) {
@@ -665,6 +698,10 @@ static void collect_metrics(void *ctx, struct metrics_writer *w)
 	metrics_counter(w, "ember_services_refused_total",
 			"Samples left unprofiled because the service table was full", NULL,
 			(double)atomic_load_explicit(&pl->m_services_full, memory_order_relaxed));
+	metrics_counter(w, "ember_targets_dropped_total",
+			"Selected processes no longer profiled, by reason", (const char *[]){ "reason",
+			"setuid_exec", NULL },
+			(double)atomic_load_explicit(&pl->m_setuid_dropped, memory_order_relaxed));
 	metrics_counter(w, "ember_symbolization_misses_total",
 			"Frames that got module+offset or [unknown] instead of a symbol", NULL,
 			(double)atomic_load_explicit(&pl->m_misses, memory_order_relaxed));

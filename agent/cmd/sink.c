@@ -32,7 +32,7 @@ struct sink {
 static void wipe_free(char *secret)
 {
 	if (secret) {
-		memset(secret, 0, strlen(secret));
+		explicit_bzero(secret, strlen(secret));
 		free(secret);
 	}
 }
@@ -56,6 +56,9 @@ static int open_push(struct sink *s)
 			}
 		} else if (env) {
 			password = strdup(env);
+			/* unsetenv() below only unlinks it from environ: the initial environment
+			 * block, which /proc/PID/environ shows, keeps the bytes. Wipe them there. */
+			explicit_bzero((char *)env, strlen(env));
 			if (!password)
 				return -ENOMEM;
 		} else {

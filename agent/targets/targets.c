@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 enum sel_kind { SEL_PID, SEL_COMM, SEL_EXE, SEL_CGROUP, SEL_CONTAINER };
@@ -200,7 +201,18 @@ int targets_match(const struct targets *t, pid_t pid)
 				exe[r > 0 ? r : 0] = '\0';
 				have_exe = true;
 			}
-			if (exe[0] && (!fnmatch(s->arg, exe, 0) || !strcmp(s->arg, exe)))
+			if (s->arg[0] == '/' && !strpbrk(s->arg, "*?[")) {
+				/* An exact path names a file: the one the process runs, compared by
+				 * identity (a user namespace or a container can show any path string). */
+				struct stat want, got;
+
+				snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+				if (!stat(s->arg, &want) && !stat(path, &got) && want.st_dev == got.st_dev &&
+				    want.st_ino == got.st_ino)
+					return (int)i;
+				break;
+			}
+			if (exe[0] && !fnmatch(s->arg, exe, 0))
 				return (int)i;
 			/* A bare name matches the executable's basename. */
 			if (exe[0] && !strchr(s->arg, '/') && strrchr(exe, '/') &&

@@ -1,6 +1,8 @@
 /* targets: container ids in the cgroup paths Docker, containerd and CRI-O write, and selector
  * matching against real processes (our own pid, comm and executable). */
 #include <stdio.h>
+#include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -52,5 +54,32 @@ int main(void)
 	CHECK(!targets_need_cgroups(t));
 	CHECK_INT(targets_match(t, 999999), -3 /* -ESRCH */);
 	targets_free(t);
+
+	/* An exact exe: path is compared by file identity: a link to our executable names it,
+	 * a copy of it at another path (same bytes, another file) does not. */
+	{
+		char exe[PATH_MAX], link[PATH_MAX], copy[PATH_MAX], sel[3][PATH_MAX + 32], cmd[3 * PATH_MAX];
+		char *v[3] = { sel[0], sel[1], sel[2] };
+		struct strlist l3 = { .v = v, .n = 1 };
+		ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+		CHECK(n > 0);
+		exe[n > 0 ? n : 0] = '\0';
+		snprintf(link, sizeof(link), "/tmp/ember-unit-targets-link-%d", (int)getpid());
+		snprintf(copy, sizeof(copy), "/tmp/ember-unit-targets-copy-%d", (int)getpid());
+		CHECK_INT(symlink(exe, link), 0);
+		snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", exe, copy);
+		CHECK_INT(system(cmd), 0);
+		snprintf(sel[0], sizeof(sel[0]), "byfile=exe:%s", link);
+		CHECK_INT(targets_new(&l3, &t), 0);
+		CHECK_INT(targets_match(t, getpid()), 0);
+		targets_free(t);
+		snprintf(sel[0], sizeof(sel[0]), "bycopy=exe:%s", copy);
+		CHECK_INT(targets_new(&l3, &t), 0);
+		CHECK_INT(targets_match(t, getpid()), -2 /* -ENOENT: no match */);
+		targets_free(t);
+		unlink(link);
+		unlink(copy);
+	}
 	return check_exit("targets");
 }
