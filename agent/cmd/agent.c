@@ -24,22 +24,11 @@ int agent_main(int argc, char **argv)
 	struct pipeline_hooks h = { .profile = sink_profile };
 	struct pipeline *pl = NULL;
 	struct sink *sink = NULL;
-	enum log_level level;
-	int err, status;
+	int status;
 
-	err = options_parse(CMD_AGENT, argc, argv, &cfg);
-	if (err == 1) {
-		options_print_help(CMD_AGENT, "ember agent [options]");
-		options_free(&cfg);
-		return 0;
-	}
-	if (err) {
-		fprintf(stderr, "ember: see 'ember help agent'\n");
-		options_free(&cfg);
-		return 2;
-	}
-	if (log_parse_level(cfg.log_level, &level) == 0)
-		log_set_level(level);
+	status = options_command_start(CMD_AGENT, "agent", "ember agent [options]", argc, argv, &cfg);
+	if (status >= 0)
+		return status;
 	o.policy = cfg.services.n ? PIPELINE_SELECTORS : PIPELINE_EVERY_PROCESS;
 	o.services = &cfg.services;
 	/* Every process: the in-process sampler (uprobes on every process of a host would tax

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
+
 enum opt_type {
 	T_STR,    /* char *; with words: one of them, kept as the string */
 	T_LIST,   /* struct strlist, repeatable */
@@ -1002,6 +1004,27 @@ int options_validate(enum ember_command cmd, const struct ember_config *cfg)
 		return 0;
 	}
 	return 0;
+}
+
+int options_command_start(enum ember_command cmd, const char *name, const char *usage, int argc,
+			  char **argv, struct ember_config *cfg)
+{
+	enum log_level level;
+	int err = options_parse(cmd, argc, argv, cfg);
+
+	if (err == 1) {
+		options_print_help(cmd, usage);
+		options_free(cfg);
+		return 0;
+	}
+	if (err) {
+		fprintf(stderr, "ember: see 'ember help %s'\n", name);
+		options_free(cfg);
+		return 2;
+	}
+	if (log_parse_level(cfg->log_level, &level) == 0)
+		log_set_level(level);
+	return -1;
 }
 
 void options_free(struct ember_config *cfg)

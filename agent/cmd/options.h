@@ -91,6 +91,13 @@ int options_validate(enum ember_command cmd, const struct ember_config *cfg);
  * the table and for the commands' start-up checks (a missing file, a port in use). */
 void options_invalid(const char *opt, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void options_free(struct ember_config *cfg);
+
+/* What every command does first: parse (options_parse), print the help for --help (usage is
+ * its first line), point to `ember help NAME` after an error, and apply --log-level. Returns
+ * -1 when the command goes on, else the exit status to return (0 after help, 2 after an error;
+ * cfg is then freed). */
+int options_command_start(enum ember_command cmd, const char *name, const char *usage, int argc,
+			  char **argv, struct ember_config *cfg);
 /* --output-mode as modes: files, and directories (x added where r is given). */
 void options_output_modes(const struct ember_config *cfg, mode_t *ret_file, mode_t *ret_dir);
 /* Prints the options of cmd with their defaults, wrapped at 100 columns, then its examples. */

@@ -165,24 +165,15 @@ int record_main(int argc, char **argv)
 				    .exited = on_exited, .ctx = &r };
 	char pidsel[64], *pidsel_v = pidsel;
 	struct strlist pid_services = { .v = &pidsel_v, .n = 1 };
-	enum log_level level;
-	int err, status = 2;
+	int status;
 
-	err = options_parse(CMD_RECORD, argc, argv, &r.cfg);
-	if (err == 1) {
-		options_print_help(CMD_RECORD,
-				   "ember record [options] [-o FILE.pb.gz] [--flamegraph FILE.svg] "
-				   "[--duration SEC] [--pid N | --service NAME=SELECTOR... | -- CMD ARGS...]");
-		options_free(&r.cfg);
-		return 0;
-	}
-	if (err) {
-		fprintf(stderr, "ember: see 'ember help record'\n");
-		options_free(&r.cfg);
-		return 2;
-	}
-	if (log_parse_level(r.cfg.log_level, &level) == 0)
-		log_set_level(level);
+	status = options_command_start(CMD_RECORD, "record",
+				       "ember record [options] [-o FILE.pb.gz] [--flamegraph FILE.svg] "
+				       "[--duration SEC] [--pid N | --service NAME=SELECTOR... | -- CMD ARGS...]",
+				       argc, argv, &r.cfg);
+	if (status >= 0)
+		return status;
+	status = 2;
 	r.want_cpu = (r.cfg.profiles & PROFILE_CPU) != 0;
 	if (r.cfg.pid && kill((pid_t)r.cfg.pid, 0) && errno == ESRCH) {
 		options_invalid("pid", "no process %ld", r.cfg.pid);

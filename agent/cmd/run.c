@@ -96,23 +96,13 @@ int run_main(int argc, char **argv)
 	struct pipeline_hooks h = { .profile = sink_profile };
 	struct pipeline *pl = NULL;
 	struct sink *sink = NULL;
-	enum log_level level;
 	char service[128];
-	int err, status;
+	int status;
 
-	err = options_parse(CMD_RUN, argc, argv, &cfg);
-	if (err == 1) {
-		options_print_help(CMD_RUN, "ember run [options] -- CMD ARGS...");
-		options_free(&cfg);
-		return 0;
-	}
-	if (err) {
-		fprintf(stderr, "ember: see 'ember help run'\n");
-		options_free(&cfg);
-		return 2;
-	}
-	if (log_parse_level(cfg.log_level, &level) == 0)
-		log_set_level(level);
+	status = options_command_start(CMD_RUN, "run", "ember run [options] -- CMD ARGS...", argc,
+				       argv, &cfg);
+	if (status >= 0)
+		return status;
 	command_service_name(cfg.cmd_argv[0], service, sizeof(service));
 	o.command_service = service;
 	o.alloc_mode = ALLOC_MODE_PRELOAD;
