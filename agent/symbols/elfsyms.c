@@ -15,14 +15,29 @@
 #include "demangle.h"
 #include "elffile.h"
 #include "log.h"
+#include "strset.h"
 
 struct elfsym {
 	uint64_t addr;
 	uint64_t size;
-	uint32_t name_off;   /* into es->names */
+	const char *name;    /* interned in es->names */
 	bool demangle_tried;
 	char *demangled;     /* malloc'ed, or NULL when not mangled */
 };
+
+/* Process-wide (atomics): what all tables hold now, and what the budgets refused. */
+static struct {
+	uint64_t entries, name_bytes;
+	uint64_t entries_skipped, bytes_skipped;
+} g;
+
+void elfsyms_get_counters(struct elfsyms_counters *ret)
+{
+	ret->entries = __atomic_load_n(&g.entries, __ATOMIC_RELAXED);
+	ret->name_bytes = __atomic_load_n(&g.name_bytes, __ATOMIC_RELAXED);
+	ret->entries_skipped = __atomic_load_n(&g.entries_skipped, __ATOMIC_RELAXED);
+	ret->bytes_skipped = __atomic_load_n(&g.bytes_skipped, __ATOMIC_RELAXED);
+}
 
 struct load_seg {
 	uint64_t offset, vaddr, filesz, memsz;
@@ -31,7 +46,8 @@ struct load_seg {
 struct elfsyms {
 	struct elfsym *syms;
 	size_t nr;
-	char *names;
+	struct strset *names; /* each distinct name once, within the budgets */
+	size_t names_counted; /* bytes of it counted in g.name_bytes */
 	struct load_seg *segs;
 	size_t nr_segs;
 	char build_id[ELFSYMS_BUILD_ID_MAX];
@@ -52,6 +68,7 @@ struct raw_sym {
 struct raw_vec {
 	struct raw_sym *v;
 	size_t nr, cap;
+	uint64_t skipped;
 };
 
 /* libelf reports errors through elf_errno(): translated here, once. */
@@ -82,7 +99,13 @@ static int raw_push(struct raw_vec *vec, const struct raw_sym *s)
 static int collect_one(const struct elffile_sym *sym, void *ctx)
 {
 	struct raw_vec *vec = ctx;
-	struct raw_sym rs = {
+	struct raw_sym rs;
+
+	if (vec->nr >= ELFSYMS_MAX_RAW) {
+		vec->skipped++;
+		return 0;
+	}
+	rs = (struct raw_sym){
 		.addr = sym->value,
 		.size = sym->size,
 		.name = sym->name,
@@ -92,6 +115,8 @@ static int collect_one(const struct elffile_sym *sym, void *ctx)
 		.underscores = (uint32_t)strspn(sym->name, "_"),
 		.seq = (uint32_t)vec->nr,
 	};
+	if (rs.name_len > ELFSYMS_MAX_NAME)
+		rs.name_len = ELFSYMS_MAX_NAME; /* cut: a name, not a payload */
 
 	return raw_push(vec, &rs);
 }
@@ -119,13 +144,28 @@ static int raw_cmp(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-/* Sorts, keeps one symbol per address and copies the names out of libelf. */
+/* Sorts, keeps one symbol per address and copies the names out of libelf, each distinct name
+ * once (a file may give one huge name to many addresses), within this table's budget and
+ * what is left of the global one. What does not fit is left out and counted. */
 static int build_table(struct elfsyms *es, struct raw_vec *vec)
 {
-	size_t names_len = 0, out = 0, pos = 0;
+	uint64_t held = __atomic_load_n(&g.name_bytes, __ATOMIC_RELAXED);
+	uint64_t held_entries = __atomic_load_n(&g.entries, __ATOMIC_RELAXED);
+	size_t max_bytes = ELFSYMS_MAX_NAME_BYTES, max_entries = ELFSYMS_MAX_ENTRIES, out = 0;
+	int err;
 
+	if (vec->skipped)
+		__atomic_fetch_add(&g.entries_skipped, vec->skipped, __ATOMIC_RELAXED);
 	if (!vec->nr)
 		return 0;
+	if (held >= ELFSYMS_GLOBAL_NAME_BYTES || held_entries >= ELFSYMS_GLOBAL_ENTRIES) {
+		__atomic_fetch_add(&g.entries_skipped, vec->nr, __ATOMIC_RELAXED);
+		return 0;
+	}
+	if (max_bytes > ELFSYMS_GLOBAL_NAME_BYTES - held)
+		max_bytes = (size_t)(ELFSYMS_GLOBAL_NAME_BYTES - held);
+	if (max_entries > ELFSYMS_GLOBAL_ENTRIES - held_entries)
+		max_entries = (size_t)(ELFSYMS_GLOBAL_ENTRIES - held_entries);
 	qsort(vec->v, vec->nr, sizeof(*vec->v), raw_cmp);
 	for (size_t i = 0; i < vec->nr; i++) {
 		if (out && vec->v[out - 1].addr == vec->v[i].addr) {
@@ -135,25 +175,35 @@ static int build_table(struct elfsyms *es, struct raw_vec *vec)
 			continue;
 		}
 		vec->v[out++] = vec->v[i];
-		names_len += vec->v[i].name_len + 1;
 	}
-	if (names_len > UINT32_MAX)
-		return -E2BIG;
-	es->syms = calloc(out, sizeof(*es->syms));
-	es->names = malloc(names_len);
-	if (!es->syms || !es->names)
+	err = strset_new(max_entries, max_bytes, &es->names);
+	if (err)
+		return err;
+	es->syms = calloc(out < max_entries ? out : max_entries, sizeof(*es->syms));
+	if (!es->syms)
 		return -ENOMEM;
 	for (size_t i = 0; i < out; i++) {
-		struct elfsym *s = &es->syms[i];
+		const struct raw_sym *r = &vec->v[i];
+		struct elfsym *s;
+		uint32_t id;
+		int ierr;
 
-		s->addr = vec->v[i].addr;
-		s->size = vec->v[i].size;
-		s->name_off = (uint32_t)pos;
-		memcpy(es->names + pos, vec->v[i].name, vec->v[i].name_len);
-		es->names[pos + vec->v[i].name_len] = '\0';
-		pos += vec->v[i].name_len + 1;
+		if (es->nr >= max_entries ||
+		    (ierr = strset_intern(es->names, r->name, r->name_len, &id)) == -ENOSPC) {
+			__atomic_fetch_add(&g.entries_skipped, 1, __ATOMIC_RELAXED);
+			__atomic_fetch_add(&g.bytes_skipped, r->name_len + 1, __ATOMIC_RELAXED);
+			continue;
+		}
+		if (ierr)
+			return ierr;
+		s = &es->syms[es->nr++];
+		s->addr = r->addr;
+		s->size = r->size;
+		s->name = strset_str(es->names, id);
 	}
-	es->nr = out;
+	es->names_counted = strset_bytes(es->names);
+	__atomic_fetch_add(&g.name_bytes, es->names_counted, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&g.entries, es->nr, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -224,7 +274,10 @@ int elfsyms_load_fd(int fd, const char *path, const char *root, struct elfsyms *
 	es = calloc(1, sizeof(*es));
 	if (!es)
 		return -ENOMEM;
-	e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	/* pread, never mmap: the file's owner may truncate it while we read (a fault on a
+	 * truncated mapping is a SIGBUS; a short read is an error). libelf reads only the
+	 * headers and the sections asked for, within elffile's budgets. */
+	e = elf_begin(fd, ELF_C_READ, NULL);
 	if (!e) {
 		err = elf_err(path ? path : "elf_begin");
 		goto err_free;
@@ -280,8 +333,10 @@ void elfsyms_free(struct elfsyms *es)
 		return;
 	for (size_t i = 0; i < es->nr; i++)
 		free(es->syms[i].demangled);
+	__atomic_fetch_sub(&g.entries, es->names ? es->nr : 0, __ATOMIC_RELAXED);
+	__atomic_fetch_sub(&g.name_bytes, es->names_counted, __ATOMIC_RELAXED);
 	free(es->syms);
-	free(es->names);
+	strset_free(es->names);
 	free(es->segs);
 	free(es->debug_path);
 	free(es->image);
@@ -294,7 +349,7 @@ int elfsyms_read_build_id(int fd, char *buf, size_t size)
 	int err;
 
 	elffile_init();
-	e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	e = elf_begin(fd, ELF_C_READ, NULL); /* pread: see elfsyms_load_fd() */
 	if (!e)
 		return elf_err("elf_begin");
 	if (elf_kind(e) != ELF_K_ELF)
@@ -363,7 +418,7 @@ const char *elfsyms_lookup(struct elfsyms *es, uint64_t vaddr, uint64_t *ret_sym
 		*ret_symoff = vaddr - s->addr;
 	if (!s->demangle_tried) {
 		s->demangle_tried = true;
-		s->demangled = demangle(es->names + s->name_off);
+		s->demangled = demangle(s->name);
 	}
-	return s->demangled ? s->demangled : es->names + s->name_off;
+	return s->demangled ? s->demangled : s->name;
 }
