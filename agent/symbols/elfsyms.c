@@ -65,11 +65,72 @@ struct raw_sym {
 	uint32_t seq;  /* table order, keeps the sort stable */
 };
 
+struct len_slot {
+	const char *p;
+	uint32_t len;
+};
+
 struct raw_vec {
 	struct raw_sym *v;
 	size_t nr, cap;
 	uint64_t skipped;
+	uint64_t scanned;  /* name bytes read, against ELFSYMS_MAX_SCAN_BYTES */
+	/* name lengths by the name's address: many symbols of one name are scanned once */
+	struct len_slot *memo;
+	size_t memo_nr, memo_cap;
 };
+
+static size_t memo_hash(const char *p, size_t mask)
+{
+	return (size_t)(((uintptr_t)p * 0x9e3779b97f4a7c15ull) >> 17) & mask;
+}
+
+/* The length of name up to its "@VERSION" and at most ELFSYMS_MAX_NAME; the bytes scanned are
+ * counted once per distinct name address. Returns 0, -ENOSPC (scan budget spent), -ENOMEM. */
+static int name_len(struct raw_vec *vec, const char *name, size_t *ret_len)
+{
+	const char *at;
+	size_t i, n;
+
+	if (vec->memo_nr * 2 >= vec->memo_cap) {
+		size_t ncap = vec->memo_cap ? vec->memo_cap * 2 : 1024;
+		struct len_slot *nm = calloc(ncap, sizeof(*nm));
+
+		if (!nm)
+			return -ENOMEM;
+		for (size_t j = 0; j < vec->memo_cap; j++) {
+			if (!vec->memo[j].p)
+				continue;
+			i = memo_hash(vec->memo[j].p, ncap - 1);
+			while (nm[i].p)
+				i = (i + 1) & (ncap - 1);
+			nm[i] = vec->memo[j];
+		}
+		free(vec->memo);
+		vec->memo = nm;
+		vec->memo_cap = ncap;
+	}
+	i = memo_hash(name, vec->memo_cap - 1);
+	while (vec->memo[i].p && vec->memo[i].p != name)
+		i = (i + 1) & (vec->memo_cap - 1);
+	if (vec->memo[i].p) {
+		*ret_len = vec->memo[i].len;
+		return 0;
+	}
+	if (vec->scanned >= ELFSYMS_MAX_SCAN_BYTES)
+		return -ENOSPC;
+	n = strnlen(name, ELFSYMS_MAX_NAME);
+	vec->scanned += n;
+	/* "memcpy@@GLIBC_2.14": the version is not part of the function's name */
+	at = memchr(name, '@', n);
+	if (at)
+		n = (size_t)(at - name);
+	vec->memo[i].p = name;
+	vec->memo[i].len = (uint32_t)n;
+	vec->memo_nr++;
+	*ret_len = n;
+	return 0;
+}
 
 /* libelf reports errors through elf_errno(): translated here, once. */
 static int elf_err(const char *what)
@@ -100,23 +161,31 @@ static int collect_one(const struct elffile_sym *sym, void *ctx)
 {
 	struct raw_vec *vec = ctx;
 	struct raw_sym rs;
+	size_t len, us = 0;
+	int err;
 
 	if (vec->nr >= ELFSYMS_MAX_RAW) {
 		vec->skipped++;
 		return 0;
 	}
+	err = name_len(vec, sym->name, &len); /* names longer than ELFSYMS_MAX_NAME are cut */
+	if (err == -ENOSPC) {
+		vec->skipped++;
+		return 0;
+	}
+	if (err)
+		return err;
+	while (us < len && sym->name[us] == '_')
+		us++;
 	rs = (struct raw_sym){
 		.addr = sym->value,
 		.size = sym->size,
 		.name = sym->name,
-		/* "memcpy@@GLIBC_2.14": the version is not part of the function's name */
-		.name_len = strcspn(sym->name, "@"),
+		.name_len = len,
 		.rank = sym->bind == STB_WEAK ? 1 : sym->bind == STB_LOCAL ? 2 : 0,
-		.underscores = (uint32_t)strspn(sym->name, "_"),
+		.underscores = (uint32_t)us,
 		.seq = (uint32_t)vec->nr,
 	};
-	if (rs.name_len > ELFSYMS_MAX_NAME)
-		rs.name_len = ELFSYMS_MAX_NAME; /* cut: a name, not a payload */
 
 	return raw_push(vec, &rs);
 }
@@ -144,6 +213,34 @@ static int raw_cmp(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+/* Names already interned, by their address in libelf's string table: aliases of one name
+ * (the same st_name) are interned once, without hashing the name again for every alias. */
+struct name_memo {
+	struct { const char *p; uint32_t id; } *slots;
+	size_t mask;
+};
+
+static int memo_init(struct name_memo *m, size_t n)
+{
+	size_t cap = 16;
+
+	while (cap < 2 * n)
+		cap *= 2;
+	m->slots = calloc(cap, sizeof(*m->slots));
+	m->mask = cap - 1;
+	return m->slots ? 0 : -ENOMEM;
+}
+
+/* The slot of p: holding p, or empty. */
+static size_t memo_slot(const struct name_memo *m, const char *p)
+{
+	size_t i = (size_t)(((uintptr_t)p * 0x9e3779b97f4a7c15ull) >> 17) & m->mask;
+
+	while (m->slots[i].p && m->slots[i].p != p)
+		i = (i + 1) & m->mask;
+	return i;
+}
+
 /* Sorts, keeps one symbol per address and copies the names out of libelf, each distinct name
  * once (a file may give one huge name to many addresses), within this table's budget and
  * what is left of the global one. What does not fit is left out and counted. */
@@ -151,7 +248,9 @@ static int build_table(struct elfsyms *es, struct raw_vec *vec)
 {
 	uint64_t held = __atomic_load_n(&g.name_bytes, __ATOMIC_RELAXED);
 	uint64_t held_entries = __atomic_load_n(&g.entries, __ATOMIC_RELAXED);
-	size_t max_bytes = ELFSYMS_MAX_NAME_BYTES, max_entries = ELFSYMS_MAX_ENTRIES, out = 0;
+	size_t max_bytes = ELFSYMS_MAX_NAME_BYTES, max_entries = ELFSYMS_MAX_ENTRIES, out = 0, kept;
+	struct name_memo memo = {};
+	bool full = false;
 	int err;
 
 	if (vec->skipped)
@@ -176,31 +275,47 @@ static int build_table(struct elfsyms *es, struct raw_vec *vec)
 		}
 		vec->v[out++] = vec->v[i];
 	}
+	kept = out;
 	err = strset_new(max_entries, max_bytes, &es->names);
 	if (err)
 		return err;
-	es->syms = calloc(out < max_entries ? out : max_entries, sizeof(*es->syms));
-	if (!es->syms)
-		return -ENOMEM;
+	if (out > max_entries)
+		out = max_entries; /* the rest is counted below */
+	es->syms = calloc(out, sizeof(*es->syms));
+	err = es->syms ? memo_init(&memo, out) : -ENOMEM;
+	if (err)
+		return err;
 	for (size_t i = 0; i < out; i++) {
 		const struct raw_sym *r = &vec->v[i];
+		size_t slot = memo_slot(&memo, r->name);
 		struct elfsym *s;
 		uint32_t id;
-		int ierr;
+		int ierr = 0;
 
-		if (es->nr >= max_entries ||
-		    (ierr = strset_intern(es->names, r->name, r->name_len, &id)) == -ENOSPC) {
+		if (memo.slots[slot].p) {
+			id = memo.slots[slot].id;
+		} else if (full ||
+			   (ierr = strset_intern(es->names, r->name, r->name_len, &id)) == -ENOSPC) {
+			/* the byte budget is spent: no name is hashed any more */
+			full = true;
 			__atomic_fetch_add(&g.entries_skipped, 1, __ATOMIC_RELAXED);
 			__atomic_fetch_add(&g.bytes_skipped, r->name_len + 1, __ATOMIC_RELAXED);
 			continue;
-		}
-		if (ierr)
+		} else if (ierr) {
+			free(memo.slots);
 			return ierr;
+		} else {
+			memo.slots[slot].p = r->name;
+			memo.slots[slot].id = id;
+		}
 		s = &es->syms[es->nr++];
 		s->addr = r->addr;
 		s->size = r->size;
 		s->name = strset_str(es->names, id);
 	}
+	free(memo.slots);
+	if (kept > out)
+		__atomic_fetch_add(&g.entries_skipped, kept - out, __ATOMIC_RELAXED);
 	es->names_counted = strset_bytes(es->names);
 	__atomic_fetch_add(&g.name_bytes, es->names_counted, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&g.entries, es->nr, __ATOMIC_RELAXED);
@@ -260,6 +375,7 @@ static int load_elf(Elf *e, int fd, const char *path, const char *root, struct e
 	if (!err)
 		err = build_table(es, &vec);
 	free(vec.v);
+	free(vec.memo);
 	elffile_debug_close(&dbg);
 	return err;
 }

@@ -19,13 +19,15 @@ struct elfsyms;
 /* Budgets, sized from real programs: libLLVM-14.so.1 has 45k .dynsym entries (3 MB of names),
  * libstdc++ 6k, libc 3k; a full .symtab of libLLVM or libtorch holds some 100k-1M functions
  * (tens of MB of mangled names), a debug build of Chromium ~2M. Per table: ELFSYMS_MAX_RAW
- * function symbols read (aliases included), ELFSYMS_MAX_ENTRIES addresses kept, names cut at
+ * function symbols read (aliases included), ELFSYMS_MAX_SCAN_BYTES of distinct names scanned
+ * (a name is scanned once however many symbols share it), ELFSYMS_MAX_ENTRIES addresses kept, names cut at
  * ELFSYMS_MAX_NAME bytes, ELFSYMS_MAX_NAME_BYTES of distinct names; all tables together at most
  * ELFSYMS_GLOBAL_ENTRIES and ELFSYMS_GLOBAL_NAME_BYTES. Symbols left out are counted. */
 #define ELFSYMS_MAX_RAW 4000000u
 #define ELFSYMS_MAX_ENTRIES 2000000u
 #define ELFSYMS_MAX_NAME 16384u
 #define ELFSYMS_MAX_NAME_BYTES (128u << 20)
+#define ELFSYMS_MAX_SCAN_BYTES (512ull << 20) /* name bytes scanned per load (CPU bound) */
 #define ELFSYMS_GLOBAL_ENTRIES 16000000ull
 #define ELFSYMS_GLOBAL_NAME_BYTES (1ull << 30)
 

@@ -32,7 +32,7 @@ struct perfmap;
 #define PERFMAP_MAX_NAME 4096u                   /* longer names are cut */
 #define PERFMAP_GLOBAL_ENTRIES 2000000u          /* lines kept by all maps */
 #define PERFMAP_GLOBAL_NAME_BYTES (128u << 20)   /* name bytes kept by all maps */
-#define PERFMAP_GLOBAL_READ_PER_SEC (64ull << 20) /* bytes read per second by all maps */
+#define PERFMAP_GLOBAL_READ_PER_SEC (128ull << 20) /* bytes read per second, all maps */
 
 /* Process-wide, since start. */
 struct perfmap_counters {
