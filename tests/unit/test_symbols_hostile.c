@@ -308,6 +308,40 @@ static void test_debuglink(const char *fixtures)
 	close(fd);
 }
 
+/* The budgets keep real programs whole: every function symbol of Debian's largest libraries. */
+static void test_real_libraries(void)
+{
+	static const char *const libs[] = {
+		"/usr/lib/llvm-14/lib/libLLVM-14.so.1",
+		"/usr/lib/x86_64-linux-gnu/libstdc++.so.6",
+		"/usr/lib/x86_64-linux-gnu/libc.so.6",
+	};
+
+	for (size_t i = 0; i < sizeof(libs) / sizeof(libs[0]); i++) {
+		struct elfsyms_counters before, after;
+		struct elffile_counters fb, fa;
+		struct elfsyms *es = NULL;
+		int fd = open(libs[i], O_RDONLY | O_CLOEXEC);
+
+		if (fd < 0) {
+			printf("%s: not installed, skipped\n", libs[i]);
+			continue;
+		}
+		elfsyms_get_counters(&before);
+		elffile_get_counters(&fb);
+		CHECK_INT(elfsyms_load_fd(fd, libs[i], NULL, &es), 0);
+		elfsyms_get_counters(&after);
+		elffile_get_counters(&fa);
+		CHECK(after.entries_skipped == before.entries_skipped);
+		CHECK(fa.sections_refused == fb.sections_refused);
+		CHECK(es && elfsyms_count(es) > 1000);
+		printf("%s: %zu symbols, %llu name bytes\n", libs[i], es ? elfsyms_count(es) : 0,
+		       (unsigned long long)(after.name_bytes - before.name_bytes));
+		elfsyms_free(es);
+		close(fd);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2 || !mkdtemp(dir))
@@ -318,6 +352,7 @@ int main(int argc, char **argv)
 	test_perfmap_owner();
 	test_aliases();
 	test_debuglink(argv[1]);
+	test_real_libraries();
 	{
 		char cmd[128];
 
