@@ -75,6 +75,7 @@ struct raw_vec {
 	size_t nr, cap;
 	uint64_t skipped;
 	uint64_t scanned;  /* name bytes read, against ELFSYMS_MAX_SCAN_BYTES */
+	uint64_t strtab_bytes; /* sizes of the string tables walked */
 	/* name lengths by the name's address: many symbols of one name are scanned once */
 	struct len_slot *memo;
 	size_t memo_nr, memo_cap;
@@ -195,6 +196,13 @@ static int collect_one(const struct elffile_sym *sym, void *ctx)
 static int collect_syms(Elf *e, Elf64_Word type, struct raw_vec *vec)
 {
 	unsigned int table = type == SHT_SYMTAB ? ELFFILE_SYM_SYMTAB : ELFFILE_SYM_DYNSYM;
+	Elf_Scn *scn = NULL, *str;
+	GElf_Shdr sh, strsh;
+
+	while ((scn = elf_nextscn(e, scn)))
+		if (gelf_getshdr(scn, &sh) && sh.sh_type == type && (str = elf_getscn(e, sh.sh_link)) &&
+		    gelf_getshdr(str, &strsh))
+			vec->strtab_bytes += strsh.sh_size;
 
 	return elffile_for_each_symbol(e, table | ELFFILE_SYM_IFUNC, collect_one, vec);
 }
@@ -261,6 +269,10 @@ static int build_table(struct elfsyms *es, struct raw_vec *vec)
 		__atomic_fetch_add(&g.entries_skipped, vec->nr, __ATOMIC_RELAXED);
 		return 0;
 	}
+	/* The names of a real file are the strings of its string tables (a linker may share a
+	 * suffix between two); more would be names made of overlapping pieces of one string. */
+	if (max_bytes > 2 * vec->strtab_bytes + 65536)
+		max_bytes = (size_t)(2 * vec->strtab_bytes + 65536);
 	if (max_bytes > ELFSYMS_GLOBAL_NAME_BYTES - held)
 		max_bytes = (size_t)(ELFSYMS_GLOBAL_NAME_BYTES - held);
 	if (max_entries > ELFSYMS_GLOBAL_ENTRIES - held_entries)

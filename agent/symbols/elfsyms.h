@@ -21,7 +21,9 @@ struct elfsyms;
  * (tens of MB of mangled names), a debug build of Chromium ~2M. Per table: ELFSYMS_MAX_RAW
  * function symbols read (aliases included), ELFSYMS_MAX_SCAN_BYTES of distinct names scanned
  * (a name is scanned once however many symbols share it), ELFSYMS_MAX_ENTRIES addresses kept, names cut at
- * ELFSYMS_MAX_NAME bytes, ELFSYMS_MAX_NAME_BYTES of distinct names; all tables together at most
+ * ELFSYMS_MAX_NAME bytes, ELFSYMS_MAX_NAME_BYTES of distinct names and never more than twice the
+ * file's string tables (names made of overlapping pieces of one string are an attack, not a
+ * program: no amplification beyond 2x of what the file holds); all tables together at most
  * ELFSYMS_GLOBAL_ENTRIES and ELFSYMS_GLOBAL_NAME_BYTES. Symbols left out are counted. */
 #define ELFSYMS_MAX_RAW 4000000u
 #define ELFSYMS_MAX_ENTRIES 2000000u

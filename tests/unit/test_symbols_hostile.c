@@ -252,6 +252,26 @@ static void test_aliases(void)
 	elfsyms_get_counters(&during);
 	CHECK(during.name_bytes == before.name_bytes);
 	free(img);
+
+	/* 16k symbols named from every offset of one 16 KiB string: 16k distinct names, 128 MiB
+	 * if each were kept, bounded by twice the string table */
+	img = alias_elf(16384, 16384, &size);
+	{
+		Elf64_Sym *sym = (Elf64_Sym *)((uint8_t *)img + sizeof(Elf64_Ehdr));
+
+		for (unsigned i = 1; i <= 16384; i++)
+			sym[i].st_name = i;
+	}
+	write_file(path, img, size);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	elfsyms_get_counters(&before);
+	CHECK_INT(elfsyms_load_fd(fd, path, NULL, &es), 0);
+	close(fd);
+	elfsyms_get_counters(&during);
+	CHECK(during.name_bytes - before.name_bytes <= 2 * (16384 + 2) + 65536);
+	CHECK(during.entries_skipped > before.entries_skipped);
+	elfsyms_free(es);
+	free(img);
 }
 
 /* The stripped fixture (build-id and .gnu_debuglink "sym_stripped.debug") copied next to a
