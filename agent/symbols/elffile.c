@@ -11,9 +11,24 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "fileio.h"
 #include "log.h"
 
 #define DEBUG_DIR "/usr/lib/debug"
+
+static struct elffile_counters counters;
+
+static void count(uint64_t *c)
+{
+	__atomic_fetch_add(c, 1, __ATOMIC_RELAXED);
+}
+
+void elffile_get_counters(struct elffile_counters *ret)
+{
+	ret->debug_refused_owner = __atomic_load_n(&counters.debug_refused_owner, __ATOMIC_RELAXED);
+	ret->debug_refused_files = __atomic_load_n(&counters.debug_refused_files, __ATOMIC_RELAXED);
+	ret->sections_refused = __atomic_load_n(&counters.sections_refused, __ATOMIC_RELAXED);
+}
 
 void elffile_init(void)
 {
@@ -64,6 +79,10 @@ int elffile_build_id(Elf *e, char *buf, size_t size)
 	while ((scn = elf_nextscn(e, scn))) {
 		if (!gelf_getshdr(scn, &shdr) || shdr.sh_type != SHT_NOTE)
 			continue;
+		if (shdr.sh_size > ELFFILE_MAX_NOTE_BYTES) {
+			count(&counters.sections_refused);
+			continue;
+		}
 		if (note_build_id(elf_getdata(scn, NULL), buf, size))
 			return 0;
 	}
@@ -74,6 +93,10 @@ int elffile_build_id(Elf *e, char *buf, size_t size)
 
 		if (!gelf_getphdr(e, (int)i, &ph) || ph.p_type != PT_NOTE)
 			continue;
+		if (ph.p_filesz > ELFFILE_MAX_NOTE_BYTES) {
+			count(&counters.sections_refused);
+			continue;
+		}
 		if (note_build_id(elf_getdata_rawchunk(e, (int64_t)ph.p_offset, ph.p_filesz, ELF_T_NHDR),
 				  buf, size))
 			return 0;
@@ -156,6 +179,19 @@ static int for_each_in_table(Elf *e, Elf_Data *data, const GElf_Shdr *sh, unsign
 	return 0;
 }
 
+/* libelf reads a whole section when its data is first asked for: a symbol table and its
+ * string table are read only within the budgets (a sparse file claims any size for free). */
+static bool table_fits(Elf *e, const GElf_Shdr *sh)
+{
+	Elf_Scn *strscn;
+	GElf_Shdr strsh;
+
+	if (sh->sh_size > ELFFILE_MAX_SYMTAB_BYTES)
+		return false;
+	strscn = elf_getscn(e, sh->sh_link);
+	return strscn && gelf_getshdr(strscn, &strsh) && strsh.sh_size <= ELFFILE_MAX_STRTAB_BYTES;
+}
+
 int elffile_for_each_symbol(Elf *e, unsigned int flags, elffile_sym_fn cb, void *ctx)
 {
 	Elf_Scn *scn = NULL;
@@ -170,8 +206,16 @@ int elffile_for_each_symbol(Elf *e, unsigned int flags, elffile_sym_fn cb, void 
 		if (!((sh.sh_type == SHT_SYMTAB && (flags & ELFFILE_SYM_SYMTAB)) ||
 		      (sh.sh_type == SHT_DYNSYM && (flags & ELFFILE_SYM_DYNSYM))))
 			continue;
+		if (!sh.sh_entsize)
+			continue;
+		if (!table_fits(e, &sh)) {
+			count(&counters.sections_refused);
+			log_debug("elffile: symbol table of %llu bytes over the budget, skipped",
+				  (unsigned long long)sh.sh_size);
+			continue;
+		}
 		data = elf_getdata(scn, NULL);
-		if (!data || !sh.sh_entsize)
+		if (!data)
 			continue;
 		ret = for_each_in_table(e, data, &sh, flags, cb, ctx);
 		if (ret)
@@ -245,23 +289,40 @@ struct debug_want {
 	uint32_t crc;
 	dev_t self_dev;       /* the stripped file itself: never its own debug file */
 	ino_t self_ino;
+	bool self_uid_known;  /* the stripped file's owner, when it could be confirmed */
+	uid_t self_uid;
 };
 
-static int try_debug_file(const char *path, const struct debug_want *want, struct elffile_debug *ret)
+/* Tries one candidate, path resolved in dirfd (a process's root, RESOLVE_IN_ROOT) or on the
+ * host (dirfd AT_FDCWD). It is opened without blocking (a FIFO or a device is refused before
+ * any open of it, fileio_open_untrusted()) and read with ELF_C_READ (pread, no mmap: a
+ * truncation makes a read fail, never a SIGBUS). It must be owned by root or by the owner of
+ * the file it describes: a user's debug file names only that user's own files. */
+static int try_debug_file(int dirfd, const char *path, const struct debug_want *want,
+			  struct elffile_debug *ret)
 {
+	unsigned flags = dirfd == AT_FDCWD ? 0 : FILEIO_UNTRUSTED_IN_ROOT;
 	char bid[ELFFILE_BUILD_ID_MAX] = "";
 	struct stat st;
 	uint32_t crc;
 	Elf *e = NULL;
 	int fd;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode) ||
-	    (st.st_dev == want->self_dev && st.st_ino == want->self_ino))
+	fd = fileio_open_untrusted(dirfd, path, flags, 0, &st);
+	if (fd < 0) {
+		if (fd != -ENOENT && fd != -ENOTDIR)
+			count(&counters.debug_refused_files);
+		return fd;
+	}
+	if (st.st_dev == want->self_dev && st.st_ino == want->self_ino)
 		goto reject;
-	e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	if (st.st_uid != 0 && !(want->self_uid_known && st.st_uid == want->self_uid)) {
+		log_debug("elffile: %s: owned by uid %u, not by root or the file's owner", path,
+			  (unsigned)st.st_uid);
+		count(&counters.debug_refused_owner);
+		goto reject;
+	}
+	e = elf_begin(fd, ELF_C_READ, NULL);
 	if (!e || elf_kind(e) != ELF_K_ELF || !elffile_has_symtab(e))
 		goto reject;
 	if (want->build_id[0]) {
@@ -270,7 +331,8 @@ static int try_debug_file(const char *path, const struct debug_want *want, struc
 			goto reject;
 		}
 	} else if (want->check_crc) {
-		if (file_crc32(fd, &crc) || crc != want->crc) {
+		if ((uint64_t)st.st_size > ELFFILE_MAX_CRC_BYTES || file_crc32(fd, &crc) ||
+		    crc != want->crc) {
 			log_debug("elffile: %s: debuglink CRC mismatch", path);
 			goto reject;
 		}
@@ -291,18 +353,14 @@ reject:
 	return -ENOENT;
 }
 
-/* Tries root + rel, then rel on the host when root is set. */
-static int try_debug_rooted(const char *root, const char *rel, const struct debug_want *want,
+/* Tries rel inside root (RESOLVE_IN_ROOT: a container's absolute links stay in it), then rel
+ * on the host when root is set. */
+static int try_debug_rooted(int rootfd, const char *rel, const struct debug_want *want,
 			    struct elffile_debug *ret)
 {
-	char path[PATH_MAX];
-
-	if (root && *root) {
-		if (snprintf(path, sizeof(path), "%s%s", root, rel) < (int)sizeof(path) &&
-		    !try_debug_file(path, want, ret))
-			return 0;
-	}
-	return try_debug_file(rel, want, ret);
+	if (rootfd >= 0 && !try_debug_file(rootfd, rel, want, ret))
+		return 0;
+	return try_debug_file(AT_FDCWD, rel, want, ret);
 }
 
 /* The debuglink name and CRC, if e has a .gnu_debuglink. */
@@ -334,7 +392,18 @@ int elffile_find_debug(Elf *e, dev_t self_dev, ino_t self_ino, const char *path,
 	struct debug_want want = { .build_id = build_id, .self_dev = self_dev, .self_ino = self_ino };
 	const char *link;
 	char rel[PATH_MAX];
+	struct stat st;
+	int rootfd = -1, err = -ENOENT;
 
+	if (root && *root && strcmp(root, "/"))
+		rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	/* the owner of the file itself, if its path still names it */
+	if (path && path[0] == '/' &&
+	    !fstatat(rootfd >= 0 ? rootfd : AT_FDCWD, rootfd >= 0 ? path + 1 : path, &st, 0) &&
+	    st.st_dev == self_dev && st.st_ino == self_ino) {
+		want.self_uid_known = true;
+		want.self_uid = st.st_uid;
+	}
 	if (path && path[0] == '/' && read_debuglink(e, &link, &want.crc) && !strchr(link, '/')) {
 		const char *slash = strrchr(path, '/');
 		int dlen = (int)(slash - path);
@@ -348,16 +417,21 @@ int elffile_find_debug(Elf *e, dev_t self_dev, ino_t self_ino, const char *path,
 				n = snprintf(rel, sizeof(rel), "%.*s/.debug/%s", dlen, path, link);
 			else
 				n = snprintf(rel, sizeof(rel), DEBUG_DIR "%.*s/%s", dlen, path, link);
-			if (n < (int)sizeof(rel) && !try_debug_rooted(root, rel, &want, ret))
-				return 0;
+			if (n < (int)sizeof(rel) && !try_debug_rooted(rootfd, rel, &want, ret)) {
+				err = 0;
+				goto out;
+			}
 		}
 	}
 	if (build_id[0] && strlen(build_id) > 2) {
 		snprintf(rel, sizeof(rel), DEBUG_DIR "/.build-id/%.2s/%s.debug", build_id, build_id + 2);
-		if (!try_debug_rooted(root, rel, &want, ret))
-			return 0;
+		if (!try_debug_rooted(rootfd, rel, &want, ret))
+			err = 0;
 	}
-	return -ENOENT;
+out:
+	if (rootfd >= 0)
+		close(rootfd);
+	return err;
 }
 
 void elffile_debug_close(struct elffile_debug *d)

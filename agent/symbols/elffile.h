@@ -48,6 +48,22 @@ enum elffile_sym_flags {
  * Chromium is ~2M), so a corrupt or hostile sh_size cannot make a walk run for minutes. */
 #define ELFFILE_MAX_SYMBOLS (1u << 24)
 
+/* Budgets on what libelf is asked to read (it reads a whole section at once): more than real
+ * programs need (libLLVM-14's .dynsym is 1 MB and .dynstr 3 MB; a debug build of Chromium's
+ * .symtab ~100 MB), so that a sparse or hostile file cannot make the agent read or hold GBs. */
+#define ELFFILE_MAX_SYMTAB_BYTES (192ull << 20) /* one .symtab/.dynsym section */
+#define ELFFILE_MAX_STRTAB_BYTES (256ull << 20) /* its string table */
+#define ELFFILE_MAX_NOTE_BYTES (1ull << 20)     /* one note section or segment */
+#define ELFFILE_MAX_CRC_BYTES (1ull << 30)      /* a debug file checked by CRC (read whole) */
+
+/* Process-wide, since start (atomics). */
+struct elffile_counters {
+	uint64_t debug_refused_owner; /* debug files owned by neither root nor the file's owner */
+	uint64_t debug_refused_files; /* debug candidates that were not regular files, links... */
+	uint64_t sections_refused;    /* symbol, string or note sections over the budgets */
+};
+void elffile_get_counters(struct elffile_counters *ret);
+
 /* One function symbol. name points into e's data: valid until elf_end(e). */
 struct elffile_sym {
 	const char *name;    /* with any "@VERSION" suffix, as stored */
@@ -76,9 +92,12 @@ struct elffile_debug {
 
 /* Finds the separate debug file of e (its .gnu_debuglink candidates next to path, in .debug/
  * and under /usr/lib/debug, as gdb and perf order them; then the build-id path), each tried
- * under root (e.g. "/proc/PID/root", may be NULL) first, then on the host. path is the file's
- * path as its process sees it; (self_dev, self_ino) identify the file itself, never its own
- * debug file. 0 (ret filled; close with elffile_debug_close) or -ENOENT. */
+ * inside root (e.g. "/proc/PID/root", may be NULL; resolved with RESOLVE_IN_ROOT) first, then
+ * on the host. path is the file's path as its process sees it; (self_dev, self_ino) identify
+ * the file itself, never its own debug file. Candidates are opened with
+ * fileio_open_untrusted() (a FIFO or device is never opened) and read with ELF_C_READ; one
+ * owned by neither root nor the owner of the file at path (when path still names that file)
+ * is refused and counted. 0 (ret filled; close with elffile_debug_close) or -ENOENT. */
 int elffile_find_debug(Elf *e, dev_t self_dev, ino_t self_ino, const char *path, const char *root,
 		       const char *build_id, struct elffile_debug *ret);
 void elffile_debug_close(struct elffile_debug *d);

@@ -3,7 +3,9 @@
  * Symbols come from .symtab and .dynsym; a file without .symtab gets the .symtab of its separate
  * debug file, found through .gnu_debuglink (next to the file, in .debug/, under /usr/lib/debug)
  * or /usr/lib/debug/.build-id/xx/yyyy.debug, checked against the build-id (or the debuglink CRC
- * when there is no build-id). The table is copied out of libelf: the file is closed after load.
+ * when there is no build-id). The table is copied out of libelf (each distinct name once, within
+ * the budgets below): the file is closed after load. Files are read with pread (ELF_C_READ),
+ * never mapped, so a file truncated under us fails to load instead of raising SIGBUS.
  * Names are demangled lazily on first lookup. Not thread-safe (lookups cache demangled names). */
 #ifndef EMBER_ELFSYMS_H
 #define EMBER_ELFSYMS_H
@@ -13,6 +15,32 @@
 #include <stdint.h>
 
 struct elfsyms;
+
+/* Budgets, sized from real programs: libLLVM-14.so.1 has 45k .dynsym entries (3 MB of names),
+ * libstdc++ 6k, libc 3k; a full .symtab of libLLVM or libtorch holds some 100k-1M functions
+ * (tens of MB of mangled names), a debug build of Chromium ~2M. Per table: ELFSYMS_MAX_RAW
+ * function symbols read (aliases included), ELFSYMS_MAX_SCAN_BYTES of distinct names scanned
+ * (a name is scanned once however many symbols share it), ELFSYMS_MAX_ENTRIES addresses kept, names cut at
+ * ELFSYMS_MAX_NAME bytes, ELFSYMS_MAX_NAME_BYTES of distinct names and never more than twice the
+ * file's string tables (names made of overlapping pieces of one string are an attack, not a
+ * program: no amplification beyond 2x of what the file holds); all tables together at most
+ * ELFSYMS_GLOBAL_ENTRIES and ELFSYMS_GLOBAL_NAME_BYTES. Symbols left out are counted. */
+#define ELFSYMS_MAX_RAW 4000000u
+#define ELFSYMS_MAX_ENTRIES 2000000u
+#define ELFSYMS_MAX_NAME 16384u
+#define ELFSYMS_MAX_NAME_BYTES (128u << 20)
+#define ELFSYMS_MAX_SCAN_BYTES (512ull << 20) /* name bytes scanned per load (CPU bound) */
+#define ELFSYMS_GLOBAL_ENTRIES 16000000ull
+#define ELFSYMS_GLOBAL_NAME_BYTES (1ull << 30)
+
+/* Process-wide, since start (atomics). */
+struct elfsyms_counters {
+	uint64_t entries;         /* symbols held now by all tables */
+	uint64_t name_bytes;      /* distinct name bytes held now */
+	uint64_t entries_skipped; /* symbols left out by a budget */
+	uint64_t bytes_skipped;   /* their name bytes */
+};
+void elfsyms_get_counters(struct elfsyms_counters *ret);
 
 /* Enough for a hex build-id of up to 64 bytes and its NUL. */
 #define ELFSYMS_BUILD_ID_MAX 129

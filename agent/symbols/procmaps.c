@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "log.h"
 
 #define DELETED_SUFFIX " (deleted)"
@@ -181,22 +182,28 @@ static bool same_mntns(pid_t pid)
 }
 
 /* Opens the file behind a mapping: /proc/PID/map_files (the very file mapped, even deleted;
- * needs CAP_SYS_ADMIN), /proc/PID/root/PATH (other mount namespaces), /proc/PID/exe (the main
- * binary, even deleted, for the process's own user), then PATH in our mount namespace. Every
- * way but the first is checked against the mapped inode, so a replaced file is not misread. */
+ * needs CAP_SYS_ADMIN), /proc/PID/root/PATH (other mount namespaces, resolved inside that
+ * root), /proc/PID/exe (the main binary, even deleted, for the process's own user), then PATH in
+ * our mount namespace. Every way but the first is checked against the mapped inode, so a
+ * replaced file is not misread. The paths are the process's to change (a FIFO or a device put
+ * where a mapped file was): every open goes through fileio_open_untrusted(), which opens only
+ * regular files and never blocks. */
 int procmaps_open_file(pid_t pid, const struct procmaps_entry *e)
 {
 	char path[PATH_MAX + 64], exe[PATH_MAX];
 	ssize_t n;
-	int fd;
+	int fd, rootfd;
 
 	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid, e->start,
 		 e->end);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = fileio_open_untrusted(AT_FDCWD, path, 0, 0, NULL);
 	if (fd >= 0)
 		return fd;
-	if (snprintf(path, sizeof(path), "/proc/%d/root%s", (int)pid, e->path) < (int)sizeof(path)) {
-		fd = open(path, O_RDONLY | O_CLOEXEC);
+	snprintf(path, sizeof(path), "/proc/%d/root", (int)pid);
+	rootfd = e->path[0] == '/' ? open(path, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+	if (rootfd >= 0) {
+		fd = fileio_open_untrusted(rootfd, e->path, FILEIO_UNTRUSTED_IN_ROOT, 0, NULL);
+		close(rootfd);
 		if (fd >= 0 && same_inode(fd, e->inode))
 			return fd;
 		if (fd >= 0)
@@ -208,7 +215,7 @@ int procmaps_open_file(pid_t pid, const struct procmaps_entry *e)
 		exe[n] = '\0';
 		if (!strncmp(exe, e->path, strlen(e->path)) &&
 		    (!exe[strlen(e->path)] || !strcmp(exe + strlen(e->path), " (deleted)"))) {
-			fd = open(path, O_RDONLY | O_CLOEXEC);
+			fd = fileio_open_untrusted(AT_FDCWD, path, 0, 0, NULL);
 			if (fd >= 0 && same_inode(fd, e->inode))
 				return fd;
 			if (fd >= 0)
@@ -216,13 +223,13 @@ int procmaps_open_file(pid_t pid, const struct procmaps_entry *e)
 		}
 	}
 	if (!e->deleted && same_mntns(pid)) {
-		fd = open(e->path, O_RDONLY | O_CLOEXEC);
+		fd = fileio_open_untrusted(AT_FDCWD, e->path, 0, 0, NULL);
 		if (fd >= 0 && same_inode(fd, e->inode))
 			return fd;
 		if (fd >= 0)
 			close(fd);
 	}
-		return -ENOENT;
+	return -ENOENT;
 }
 
 int procmaps_self_vdso(uint64_t *ret_start, size_t *ret_size)

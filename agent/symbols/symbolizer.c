@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "elffile.h"
 #include "elfsyms.h"
 #include "ksyms.h"
 #include "log.h"
@@ -318,6 +319,9 @@ int symbolizer_kernel(struct symbolizer *s, uint64_t pc, struct sym_info *ret)
 
 void symbolizer_get_stats(const struct symbolizer *s, struct symbolizer_stats *ret_stats)
 {
+	struct elfsyms_counters ec;
+	struct elffile_counters fc;
+	struct perfmap_counters pc;
 	struct proccache_stats cs;
 	struct proccache_proc *p;
 
@@ -330,4 +334,21 @@ void symbolizer_get_stats(const struct symbolizer *s, struct symbolizer_stats *r
 	proccache_get_stats(s->pc, &cs);
 	ret_stats->modules = cs.modules;
 	ret_stats->module_opens = cs.module_opens;
+	elfsyms_get_counters(&ec);
+	elffile_get_counters(&fc);
+	perfmap_get_counters(&pc);
+	ret_stats->elf_symbols = ec.entries;
+	ret_stats->elf_name_bytes = ec.name_bytes;
+	ret_stats->elf_symbols_skipped = ec.entries_skipped;
+	ret_stats->elf_name_bytes_skipped = ec.bytes_skipped;
+	ret_stats->elf_sections_refused = fc.sections_refused;
+	ret_stats->debug_refused_owner = fc.debug_refused_owner;
+	ret_stats->debug_refused_files = fc.debug_refused_files;
+	ret_stats->perfmap_entries = pc.entries;
+	ret_stats->perfmap_name_bytes = pc.name_bytes;
+	ret_stats->perfmap_refused_files = pc.refused_files;
+	ret_stats->perfmap_refused_owner = pc.refused_owner;
+	ret_stats->perfmap_entries_skipped = pc.entries_skipped;
+	ret_stats->perfmap_bytes_skipped = pc.bytes_skipped;
+	ret_stats->perfmap_bytes_read = pc.bytes_read;
 }

@@ -38,6 +38,22 @@ struct symbolizer_stats {
 	uint64_t processes;   /* processes currently tracked */
 	uint64_t modules;     /* ELF modules cached */
 	uint64_t module_opens; /* files opened into a new module (shared with the unwinder) */
+	/* What the budgets and checks on hostile files refused (process-wide, since start,
+	 * monotonic) and what the symbol tables hold now (gauges). */
+	uint64_t elf_symbols;            /* gauge: ELF symbols held by all tables */
+	uint64_t elf_name_bytes;         /* gauge: their distinct name bytes */
+	uint64_t elf_symbols_skipped;    /* ELF symbols left out by a table budget */
+	uint64_t elf_name_bytes_skipped; /* their name bytes */
+	uint64_t elf_sections_refused;   /* symbol/string/note sections over the size budgets */
+	uint64_t debug_refused_owner;    /* debug files owned by neither root nor the file's owner */
+	uint64_t debug_refused_files;    /* debug candidates not regular files (FIFOs, devices...) */
+	uint64_t perfmap_entries;        /* gauge: perf map lines held by all processes */
+	uint64_t perfmap_name_bytes;     /* gauge: their name bytes */
+	uint64_t perfmap_refused_files;  /* perf maps refused: not regular, a link, an escape */
+	uint64_t perfmap_refused_owner;  /* perf maps not owned by their process's effective uid */
+	uint64_t perfmap_entries_skipped; /* perf map lines left out by an entry or byte budget */
+	uint64_t perfmap_bytes_skipped;  /* perf map bytes not parsed (long lines, read budget) */
+	uint64_t perfmap_bytes_read;     /* perf map bytes read */
 };
 
 int symbolizer_new(struct symbolizer **ret_sym);
