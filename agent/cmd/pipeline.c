@@ -42,6 +42,14 @@
 #define SERVICE_IDLE_NS (5 * 60 * NS)
 
 enum { FAM_CPU, FAM_ALLOC, FAM_GPU, FAM_COUNT };
+
+/* The symbolizer's counters the self-metrics show (struct symbolizer_stats fields). */
+enum {
+	SYMSTAT_PERFMAP_FILE, SYMSTAT_PERFMAP_OWNER, SYMSTAT_DEBUG_FILE, SYMSTAT_DEBUG_OWNER,
+	SYMSTAT_ELF_SECTION, SYMSTAT_ELF_SKIPPED, SYMSTAT_PERFMAP_SKIPPED, SYMSTAT_ELF_SKIPPED_BYTES,
+	SYMSTAT_PERFMAP_SKIPPED_BYTES, SYMSTAT_ELF_HELD, SYMSTAT_PERFMAP_HELD, SYMSTAT_ELF_HELD_BYTES,
+	SYMSTAT_PERFMAP_HELD_BYTES, SYMSTAT_PERFMAP_READ, SYMSTAT_COUNT
+};
 static const char *const family_names[FAM_COUNT] = { "cpu", "alloc", "gpu" };
 static const size_t family_values[FAM_COUNT] = { 1, 4, 2 };
 
@@ -81,6 +89,8 @@ struct pipeline {
 	void *sink_ctx;
 	const struct pipeline_hooks *hooks;
 	int64_t stop_mono; /* when the loop ended */
+	/* the symbolizer's budgets and refusals, copied at each drain for the metrics thread */
+	_Atomic uint64_t m_sym[SYMSTAT_COUNT];
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -575,6 +585,64 @@ static void drain(struct pipeline *pl)
 		forget_exited(pl);
 	symbolizer_get_stats(pl->sym, &ss);
 	atomic_store_explicit(&pl->m_misses, ss.misses, memory_order_relaxed);
+	{
+		const uint64_t v[SYMSTAT_COUNT] = {
+			[SYMSTAT_PERFMAP_FILE] = ss.perfmap_refused_files,
+			[SYMSTAT_PERFMAP_OWNER] = ss.perfmap_refused_owner,
+			[SYMSTAT_DEBUG_FILE] = ss.debug_refused_files,
+			[SYMSTAT_DEBUG_OWNER] = ss.debug_refused_owner,
+			[SYMSTAT_ELF_SECTION] = ss.elf_sections_refused,
+			[SYMSTAT_ELF_SKIPPED] = ss.elf_symbols_skipped,
+			[SYMSTAT_PERFMAP_SKIPPED] = ss.perfmap_entries_skipped,
+			[SYMSTAT_ELF_SKIPPED_BYTES] = ss.elf_name_bytes_skipped,
+			[SYMSTAT_PERFMAP_SKIPPED_BYTES] = ss.perfmap_bytes_skipped,
+			[SYMSTAT_ELF_HELD] = ss.elf_symbols,
+			[SYMSTAT_PERFMAP_HELD] = ss.perfmap_entries,
+			[SYMSTAT_ELF_HELD_BYTES] = ss.elf_name_bytes,
+			[SYMSTAT_PERFMAP_HELD_BYTES] = ss.perfmap_name_bytes,
+			[SYMSTAT_PERFMAP_READ] = ss.perfmap_bytes_read,
+		};
+
+		for (size_t i = 0; i < SYMSTAT_COUNT; i++)
+			atomic_store_explicit(&pl->m_sym[i], v[i], memory_order_relaxed);
+	}
+}
+
+/* The symbolizer's refusals and budgets (copied by drain()). */
+static void write_symbol_metrics(struct pipeline *pl, struct metrics_writer *w)
+{
+	static const struct {
+		int stat;
+		const char *name, *help, *label, *value;
+		bool gauge;
+	} m[] = {
+		{ SYMSTAT_PERFMAP_FILE, "ember_symbols_refused_total", "Files the symbolizer refused, by reason", "reason", "perfmap_file", false },
+		{ SYMSTAT_PERFMAP_OWNER, "ember_symbols_refused_total", NULL, "reason", "perfmap_owner", false },
+		{ SYMSTAT_DEBUG_FILE, "ember_symbols_refused_total", NULL, "reason", "debug_file", false },
+		{ SYMSTAT_DEBUG_OWNER, "ember_symbols_refused_total", NULL, "reason", "debug_owner", false },
+		{ SYMSTAT_ELF_SECTION, "ember_symbols_refused_total", NULL, "reason", "elf_section", false },
+		{ SYMSTAT_ELF_SKIPPED, "ember_symbols_skipped_total", "Symbols left out by a table budget", "table", "elf", false },
+		{ SYMSTAT_PERFMAP_SKIPPED, "ember_symbols_skipped_total", NULL, "table", "perfmap", false },
+		{ SYMSTAT_ELF_SKIPPED_BYTES, "ember_symbols_skipped_bytes_total", "Symbol name bytes left out by a budget", "table", "elf", false },
+		{ SYMSTAT_PERFMAP_SKIPPED_BYTES, "ember_symbols_skipped_bytes_total", NULL, "table", "perfmap", false },
+		{ SYMSTAT_ELF_HELD, "ember_symbols_held", "Symbols held by all tables", "table", "elf", true },
+		{ SYMSTAT_PERFMAP_HELD, "ember_symbols_held", NULL, "table", "perfmap", true },
+		{ SYMSTAT_ELF_HELD_BYTES, "ember_symbols_held_bytes", "Distinct symbol name bytes held", "table", "elf", true },
+		{ SYMSTAT_PERFMAP_HELD_BYTES, "ember_symbols_held_bytes", NULL, "table", "perfmap", true },
+		{ SYMSTAT_PERFMAP_READ, "ember_perfmap_read_bytes_total", "Perf map bytes read", NULL, NULL, false },
+	};
+	const char *help = NULL;
+
+	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+		const char *labels[] = { m[i].label, m[i].value, NULL };
+		double v = (double)atomic_load_explicit(&pl->m_sym[m[i].stat], memory_order_relaxed);
+
+		help = m[i].help ? m[i].help : help;
+		if (m[i].gauge)
+			metrics_gauge(w, m[i].name, help, m[i].label ? labels : NULL, v);
+		else
+			metrics_counter(w, m[i].name, help, m[i].label ? labels : NULL, v);
+	}
 }
 
 /* The pprof header of family fam for the interval [from, until). */
@@ -705,6 +773,7 @@ static void collect_metrics(void *ctx, struct metrics_writer *w)
 	metrics_counter(w, "ember_symbolization_misses_total",
 			"Frames that got module+offset or [unknown] instead of a symbol", NULL,
 			(double)atomic_load_explicit(&pl->m_misses, memory_order_relaxed));
+	write_symbol_metrics(pl, w);
 	if (pl->ac)
 		alloc_collector_write_metrics(pl->ac, w);
 	if (pl->gpu) {
