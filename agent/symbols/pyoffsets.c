@@ -85,6 +85,7 @@ int pyoffsets_for_version(uint32_t version_hex, struct pyoffsets *ret)
 		return -ENOTSUP;
 	fill_none(&o);
 	fill_common(&o);
+	o.frame_code_tag_mask = 0;
 	o.version_hex = version_hex;
 	o.line_format = minor == 10 ? PYLINE_FORMAT_310 : PYLINE_FORMAT_311;
 	o.code_filename = minor == 10 ? 104 : 112;
@@ -224,6 +225,9 @@ int pyoffsets_from_debug(const uint8_t *buf, size_t len, uint32_t version_hex,
 	o.version_hex = (uint32_t)version;
 	o.line_format = PYLINE_FORMAT_311;
 	o.instr_kind = PYOFF_INSTR_PTR;
+	/* 3.14 GIL builds tag borrowed/immortal stack refs in bit 0 (CPython #127705); pystack
+	 * masks two bits. */
+	o.frame_code_tag_mask = minor >= 14 ? 3 : 0;
 	err |= get_field(buf, len, l->runtime, 1, &o.runtime_finalizing);
 	err |= get_field(buf, len, l->runtime, 2, &o.runtime_interpreters_head);
 	err |= get_field(buf, len, l->interp, 1, &o.interp_id);

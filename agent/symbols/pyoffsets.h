@@ -46,6 +46,7 @@ struct pyoffsets {
 	/* Frame: PyFrameObject on 3.10, _PyInterpreterFrame on 3.11+ */
 	uint32_t frame_previous;	/* f_back / previous */
 	uint32_t frame_code;		/* f_code / f_executable (3.14: tagged _PyStackRef) */
+	uint32_t frame_code_tag_mask;	/* low bits to clear from frame_code: 3 on 3.14, else 0 */
 	uint32_t frame_instr;		/* see instr_kind */
 	uint32_t frame_is_entry;	/* 3.11: bool */
 	uint32_t frame_owner;		/* 3.11+: char */

@@ -128,6 +128,25 @@ static void image_313(uint8_t *b)
 	put(b, 536, 40); put(b, 544, 32); put(b, 552, 16); put(b, 560, 40); /* unicode */
 }
 
+/* A 3.14 image: the sub-struct places of py-spy's v3_14_0.rs, the values of PYTHON.md 1.3.
+ * Not checked against a real 3.14 here (none on the machine): it pins the decoder's layout. */
+static void image_314(uint8_t *b)
+{
+	memset(b, 0, 760);
+	memcpy(b, "xdebugpy", 8);
+	put(b, 8, 0x030e00f0);
+	put(b, 24, 300000); put(b, 40, 808);					/* runtime */
+	put(b, 48, 100000); put(b, 56, 7280); put(b, 64, 7272); put(b, 72, 7344); /* interp */
+	put(b, 176, 400); put(b, 192, 8); put(b, 200, 16); put(b, 208, 72);	/* tstate */
+	put(b, 216, 152); put(b, 224, 160);
+	put(b, 248, 88); put(b, 256, 8); put(b, 264, 0); put(b, 272, 56); put(b, 288, 74); /* frame */
+	put(b, 312, 216); put(b, 320, 112); put(b, 328, 120); put(b, 336, 128);	/* code */
+	put(b, 344, 136); put(b, 352, 68); put(b, 384, 208);
+	put(b, 400, 16); put(b, 408, 8);					/* pyobject */
+	put(b, 592, 33); put(b, 600, 16); put(b, 608, 32);			/* bytes */
+	put(b, 616, 40); put(b, 624, 32); put(b, 632, 16); put(b, 640, 40);	/* unicode */
+}
+
 static void test_refusals(const char *fixtures)
 {
 	uint8_t img[1024];
@@ -151,11 +170,24 @@ static void test_refusals(const char *fixtures)
 	CHECK_INT(o.code_code_adaptive, 200);
 	CHECK_INT(o.unicode_compact_data, 56);
 	CHECK_INT(o.instr_kind, PYOFF_INSTR_PTR);
+	CHECK_INT(o.frame_code_tag_mask, 0);
 	CHECK_INT(pyoffsets_from_debug(img, 583, 0, &o), -EINVAL);
 	CHECK_INT(pyoffsets_from_debug(img, 16, 0, &o), -EINVAL);
 	CHECK_INT(pyoffsets_from_debug(img, 584, 0x030d01f0, &o), -ENOTSUP); /* not Py_Version */
 	put(img, 16, 1);
 	CHECK_INT(pyoffsets_from_debug(img, 584, 0, &o), -ENOTSUP); /* free-threaded */
+	image_314(img);
+	CHECK_INT(pyoffsets_from_debug(img, 760, 0x030e00f0, &o), 0);
+	CHECK_INT(o.runtime_interpreters_head, 808);
+	CHECK_INT(o.interp_next, 7272);
+	CHECK_INT(o.interp_threads_head, 7344);
+	CHECK_INT(o.frame_owner, 74);
+	CHECK_INT(o.code_code_adaptive, 208);
+	CHECK_INT(o.frame_code_tag_mask, 3);
+	CHECK_INT(pyoffsets_from_debug(img, 759, 0, &o), -EINVAL);
+	image_313(img);
+	put(img, 8, 0x030e00f0); /* a 3.13 layout claiming 3.14: the fixed values catch it */
+	CHECK_INT(pyoffsets_from_debug(img, 760, 0, &o), -EINVAL);
 	image_313(img);
 	put(img, 8, 0x030f00a1);
 	CHECK_INT(pyoffsets_from_debug(img, 584, 0, &o), -ENOTSUP); /* no decoder */
