@@ -18,14 +18,14 @@
 
 /* How a frame says which instruction it is at. */
 enum pyoffsets_instr {
-	PYOFF_INSTR_LASTI = 1,	  /* 3.10: int f_lasti, index in code units (byte offset 2x) */
-	PYOFF_INSTR_PREV_PTR = 2, /* 3.11/3.12: prev_instr, _Py_CODEUNIT * of the last started one */
+	PYOFF_INSTR_LASTI = 1,	  /* 3.10: int f_lasti, in code units (byte offset 2x) */
+	PYOFF_INSTR_PREV_PTR = 2, /* 3.11/3.12: prev_instr, the last started code unit */
 	PYOFF_INSTR_PTR = 3,	  /* 3.13+: instr_ptr, the current or next instruction */
 };
 
 /* Byte offsets inside each struct (PYOFF_NONE where absent) and the sizes to read. */
 struct pyoffsets {
-	uint32_t version_hex;		/* PY_VERSION_HEX; 3.10 without Py_Version: 0x030a0000 */
+	uint32_t version_hex;		/* PY_VERSION_HEX; 3.10 (no Py_Version): 0x030a0000 */
 	enum pyline_format line_format;
 	enum pyoffsets_instr instr_kind;
 
@@ -39,14 +39,14 @@ struct pyoffsets {
 	/* PyThreadState */
 	uint32_t tstate_next;
 	uint32_t tstate_interp;
-	uint32_t tstate_frame;		/* 3.10 frame, 3.11/3.12 cframe, 3.13+ current_frame */
+	uint32_t tstate_frame;		/* 3.10 frame, 3.11/12 cframe, 3.13+ current_frame */
 	uint32_t cframe_current_frame;	/* 3.11/3.12: in the _PyCFrame at tstate_frame */
 	uint32_t tstate_thread_id;	/* pthread_t */
 	uint32_t tstate_native_thread_id; /* kernel TID, 3.11+ */
 	/* Frame: PyFrameObject on 3.10, _PyInterpreterFrame on 3.11+ */
 	uint32_t frame_previous;	/* f_back / previous */
 	uint32_t frame_code;		/* f_code / f_executable (3.14: tagged _PyStackRef) */
-	uint32_t frame_code_tag_mask;	/* low bits to clear from frame_code: 3 on 3.14, else 0 */
+	uint32_t frame_code_tag_mask;	/* low bits to clear in frame_code: 3 on 3.14, else 0 */
 	uint32_t frame_instr;		/* see instr_kind */
 	uint32_t frame_is_entry;	/* 3.11: bool */
 	uint32_t frame_owner;		/* 3.11+: char */
@@ -62,7 +62,7 @@ struct pyoffsets {
 	uint32_t object_type;		/* ob_type */
 	uint32_t unicode_length;	/* Py_ssize_t, in code points */
 	uint32_t unicode_state;		/* bits: interned 0-1, kind 2-4, compact 5, ascii 6 */
-	uint32_t unicode_ascii_data;	/* sizeof(PyASCIIObject): 48 on 3.10/3.11, 40 on 3.12+ */
+	uint32_t unicode_ascii_data;	/* sizeof(PyASCIIObject): 48 (3.10/3.11), 40 (3.12+) */
 	uint32_t unicode_compact_data;	/* sizeof(PyCompactUnicodeObject): 72 / 56 */
 	uint32_t bytes_size;		/* ob_size */
 	uint32_t bytes_sval;

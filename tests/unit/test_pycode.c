@@ -165,7 +165,8 @@ static int judge(const char *py, const char *script, const char *where_script)
 						break;
 					}
 			} else if (bad++ < 5) {
-				fprintf(stderr, "pycode: %s: code at %#llx: %s (got \"%s\" \"%s\" %d, want \"%s\" \"%s\" %ld)\n",
+				fprintf(stderr, "pycode: %s: code at %#llx: %s (got \"%s\" \"%s\" %d, "
+					"want \"%s\" \"%s\" %ld)\n",
 					py, (unsigned long long)addr, err ? strerror(-err) : "differs",
 					err ? "" : info.qualname, err ? "" : info.filename,
 					err ? 0 : info.firstlineno, tok[3], tok[5], first);
