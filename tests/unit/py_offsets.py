@@ -10,6 +10,7 @@ finds with what CPython's C API and Python objects say; one line per check: "ok 
 "BAD NAME got X want Y", then "done". Stdlib only.
 """
 import ctypes
+import opcode
 import os
 import sys
 import sysconfig
@@ -115,6 +116,9 @@ def run_checks(o):
     else:
         off = instr - (code + o["code_code_adaptive"])
     check("frame_instr", addr2line(co, off), line)
+    # The exact instruction: the frame reads the pointer while `.value` (LOAD_ATTR) runs.
+    ok_off = 0 <= off < len(co.co_code) and off % 2 == 0
+    check("frame_instr(opcode)", opcode.opname[co.co_code[off]] if ok_off else off, "LOAD_ATTR")
     if o["frame_is_entry"] != NONE:
         check("frame_is_entry", rd8(fr + o["frame_is_entry"]).value, 0)
     if o["frame_owner"] != NONE:
