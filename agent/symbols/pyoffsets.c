@@ -1,0 +1,453 @@
+/* pyoffsets: CPython offsets per version (see pyoffsets.h). The 3.10-3.12 tables are the
+ * [V] values of ../shared/PYTHON.md 1.3 (DWARF of the pyenv builds, py-spy's bindgen, a
+ * runtime self-check); unit.pyoffsets checks them against each interpreter on the machine. */
+#include "pyoffsets.h"
+
+#include <errno.h>
+#include <gelf.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "elffile.h"
+
+static void fill_none(struct pyoffsets *o)
+{
+	memset(o, 0xff, sizeof(*o)); /* every uint32_t field PYOFF_NONE */
+}
+
+/* The fields shared by every default x86-64 build from 3.10 on. */
+static void fill_common(struct pyoffsets *o)
+{
+	o->interp_next = 0;
+	o->tstate_next = 8;
+	o->tstate_interp = 16;
+	o->object_type = 8;
+	o->unicode_length = 16;
+	o->unicode_state = 32;
+	o->bytes_size = 16;
+	o->bytes_sval = 32;
+}
+
+static uint32_t max_end(const uint32_t *fields, size_t n)
+{
+	uint32_t end = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (fields[i] != PYOFF_NONE && fields[i] + 8 > end)
+			end = fields[i] + 8;
+	return end;
+}
+
+/* Read sizes, and a check that every offset is sane. 0 or -EINVAL. */
+static int finish(struct pyoffsets *o)
+{
+	const uint32_t all[] = {
+		o->runtime_interpreters_head, o->runtime_finalizing, o->interp_next,
+		o->interp_threads_head, o->interp_id, o->tstate_next, o->tstate_interp,
+		o->tstate_frame, o->cframe_current_frame, o->tstate_thread_id,
+		o->tstate_native_thread_id, o->frame_previous, o->frame_code, o->frame_instr,
+		o->frame_is_entry, o->frame_owner, o->code_firstlineno, o->code_filename,
+		o->code_name, o->code_qualname, o->code_linetable, o->code_code_adaptive,
+		o->code_code, o->object_type, o->unicode_length, o->unicode_state,
+		o->unicode_ascii_data, o->unicode_compact_data, o->bytes_size, o->bytes_sval,
+	};
+	const uint32_t tstate[] = { o->tstate_next, o->tstate_interp, o->tstate_frame,
+				    o->tstate_thread_id, o->tstate_native_thread_id };
+	const uint32_t frame[] = { o->frame_previous, o->frame_code, o->frame_instr,
+				   o->frame_is_entry, o->frame_owner };
+	const uint32_t code[] = { o->code_firstlineno, o->code_filename, o->code_name,
+				  o->code_qualname, o->code_linetable, o->code_code };
+
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		if (all[i] != PYOFF_NONE && all[i] > PYOFF_MAX_OFFSET)
+			return -EINVAL;
+	/* Fields every walk needs. */
+	if (o->runtime_interpreters_head == PYOFF_NONE || o->interp_threads_head == PYOFF_NONE ||
+	    o->tstate_frame == PYOFF_NONE || o->frame_previous == PYOFF_NONE ||
+	    o->frame_code == PYOFF_NONE || o->frame_instr == PYOFF_NONE ||
+	    o->code_filename == PYOFF_NONE || o->code_name == PYOFF_NONE ||
+	    o->code_linetable == PYOFF_NONE || o->code_firstlineno == PYOFF_NONE ||
+	    (o->code_code_adaptive == PYOFF_NONE) == (o->code_code == PYOFF_NONE))
+		return -EINVAL;
+	o->tstate_read = max_end(tstate, sizeof(tstate) / sizeof(tstate[0]));
+	o->frame_read = max_end(frame, sizeof(frame) / sizeof(frame[0]));
+	o->code_read = max_end(code, sizeof(code) / sizeof(code[0]));
+	return 0;
+}
+
+int pyoffsets_for_version(uint32_t version_hex, struct pyoffsets *ret)
+{
+	struct pyoffsets o;
+	uint32_t minor = (version_hex >> 16) & 0xff;
+
+	if (version_hex >> 24 != 3 || minor < 10 || minor > 12)
+		return -ENOTSUP;
+	fill_none(&o);
+	fill_common(&o);
+	o.frame_code_tag_mask = 0;
+	o.version_hex = version_hex;
+	o.line_format = minor == 10 ? PYLINE_FORMAT_310 : PYLINE_FORMAT_311;
+	o.code_filename = minor == 10 ? 104 : 112;
+	o.code_name = minor == 10 ? 112 : 120;
+	switch (minor) {
+	case 10:
+		o.instr_kind = PYOFF_INSTR_LASTI;
+		o.runtime_interpreters_head = 32;
+		o.interp_threads_head = 8;
+		o.interp_id = 24;
+		o.tstate_frame = 24;
+		o.tstate_thread_id = 176;
+		o.frame_previous = 24;
+		o.frame_code = 32;
+		o.frame_instr = 96;
+		o.code_firstlineno = 40;
+		o.code_linetable = 120;
+		o.code_code = 48;
+		o.unicode_ascii_data = 48;
+		o.unicode_compact_data = 72;
+		break;
+	case 11:
+		o.instr_kind = PYOFF_INSTR_PREV_PTR;
+		o.runtime_interpreters_head = 40;
+		o.interp_threads_head = 16;
+		o.interp_id = 48;
+		o.tstate_frame = 56;
+		o.cframe_current_frame = 8;
+		o.tstate_thread_id = 152;
+		o.tstate_native_thread_id = 160;
+		o.frame_code = 32;
+		o.frame_previous = 48;
+		o.frame_instr = 56;
+		o.frame_is_entry = 68;
+		o.frame_owner = 69;
+		o.code_firstlineno = 72;
+		o.code_qualname = 128;
+		o.code_linetable = 136;
+		o.code_code_adaptive = 184;
+		o.unicode_ascii_data = 48;
+		o.unicode_compact_data = 72;
+		break;
+	default: /* 12 */
+		o.instr_kind = PYOFF_INSTR_PREV_PTR;
+		o.runtime_interpreters_head = 40;
+		o.interp_threads_head = 72;
+		o.interp_id = 8;
+		o.tstate_frame = 56;
+		o.cframe_current_frame = 0;
+		o.tstate_thread_id = 136;
+		o.tstate_native_thread_id = 144;
+		o.frame_code = 0;
+		o.frame_previous = 8;
+		o.frame_instr = 56;
+		o.frame_owner = 70;
+		o.code_firstlineno = 68;
+		o.code_qualname = 128;
+		o.code_linetable = 136;
+		o.code_code_adaptive = 192;
+		o.unicode_ascii_data = 40;
+		o.unicode_compact_data = 56;
+		break;
+	}
+	if (finish(&o))
+		return -EINVAL;
+	*ret = o;
+	return 0;
+}
+
+/* Where each _Py_DebugOffsets sub-struct starts, per minor (CPython's pycore_runtime.h for
+ * 3.13, pycore_debug_offsets.h for 3.14; PYTHON.md 2). Inside each sub-struct the first
+ * uint64_t is the struct's size and the fields read here keep their order in both. */
+struct debug_layout {
+	uint32_t minor;
+	uint32_t len;		/* bytes of _Py_DebugOffsets */
+	uint32_t runtime, interp, tstate, frame, code, pyobject, bytes, unicode;
+};
+
+static const struct debug_layout debug_layouts[] = {
+	{ 13, 584, 24, 48, 152, 224, 272, 352, 512, 536 },
+	/* 3.14 from py-spy's bindgen of 3.14.0 (v3_14_0.rs); no 3.14 binary on the machines
+	 * that checked it, so finish() and the fixed-value checks below guard a misread. */
+	{ 14, 760, 24, 48, 176, 248, 312, 400, 592, 616 },
+};
+
+static int get_u64(const uint8_t *buf, size_t len, uint32_t off, uint64_t *ret)
+{
+	if (off > len || len - off < 8)
+		return -EINVAL;
+	memcpy(ret, buf + off, 8);
+	return 0;
+}
+
+/* An offset field of sub-struct base, index i (0 = its size), that must lie inside the struct
+ * whose size is at index 0. */
+static int get_field(const uint8_t *buf, size_t len, uint32_t base, uint32_t i, uint32_t *ret)
+{
+	uint64_t size, v;
+
+	if (get_u64(buf, len, base, &size) || get_u64(buf, len, base + 8 * i, &v))
+		return -EINVAL;
+	if (size == 0 || size > (1u << 20) || v >= size || v > PYOFF_MAX_OFFSET)
+		return -EINVAL;
+	*ret = (uint32_t)v;
+	return 0;
+}
+
+int pyoffsets_from_debug(const uint8_t *buf, size_t len, uint32_t version_hex,
+			 struct pyoffsets *ret)
+{
+	const struct debug_layout *l = NULL;
+	struct pyoffsets o;
+	uint64_t version, free_threaded, ascii_size;
+	uint32_t minor, ob_size;
+	int err = 0;
+
+	if (!buf || len < 24)
+		return -EINVAL;
+	if (memcmp(buf, "xdebugpy", 8))
+		return -ENOENT;
+	memcpy(&version, buf + 8, 8);
+	memcpy(&free_threaded, buf + 16, 8);
+	if (version >> 32 || version >> 24 != 3 || (version_hex && version != version_hex))
+		return -ENOTSUP;
+	if (free_threaded)
+		return -ENOTSUP;
+	minor = (version >> 16) & 0xff;
+	for (size_t i = 0; i < sizeof(debug_layouts) / sizeof(debug_layouts[0]); i++)
+		if (debug_layouts[i].minor == minor)
+			l = &debug_layouts[i];
+	if (!l)
+		return -ENOTSUP;
+	if (len < l->len)
+		return -EINVAL;
+
+	fill_none(&o);
+	o.version_hex = (uint32_t)version;
+	o.line_format = PYLINE_FORMAT_311;
+	o.instr_kind = PYOFF_INSTR_PTR;
+	/* 3.14 GIL builds tag borrowed/immortal stack refs in bit 0 (CPython #127705); pystack
+	 * masks two bits. */
+	o.frame_code_tag_mask = minor >= 14 ? 3 : 0;
+	err |= get_field(buf, len, l->runtime, 1, &o.runtime_finalizing);
+	err |= get_field(buf, len, l->runtime, 2, &o.runtime_interpreters_head);
+	err |= get_field(buf, len, l->interp, 1, &o.interp_id);
+	err |= get_field(buf, len, l->interp, 2, &o.interp_next);
+	err |= get_field(buf, len, l->interp, 3, &o.interp_threads_head);
+	err |= get_field(buf, len, l->tstate, 2, &o.tstate_next);
+	err |= get_field(buf, len, l->tstate, 3, &o.tstate_interp);
+	err |= get_field(buf, len, l->tstate, 4, &o.tstate_frame);
+	err |= get_field(buf, len, l->tstate, 5, &o.tstate_thread_id);
+	err |= get_field(buf, len, l->tstate, 6, &o.tstate_native_thread_id);
+	err |= get_field(buf, len, l->frame, 1, &o.frame_previous);
+	err |= get_field(buf, len, l->frame, 2, &o.frame_code);
+	err |= get_field(buf, len, l->frame, 3, &o.frame_instr);
+	err |= get_field(buf, len, l->frame, 5, &o.frame_owner);
+	err |= get_field(buf, len, l->code, 1, &o.code_filename);
+	err |= get_field(buf, len, l->code, 2, &o.code_name);
+	err |= get_field(buf, len, l->code, 3, &o.code_qualname);
+	err |= get_field(buf, len, l->code, 4, &o.code_linetable);
+	err |= get_field(buf, len, l->code, 5, &o.code_firstlineno);
+	/* co_code_adaptive is where the inline code starts: it may equal the struct's size. */
+	{
+		uint64_t code_size, adaptive;
+
+		if (get_u64(buf, len, l->code, &code_size) ||
+		    get_u64(buf, len, l->code + 8 * 9, &adaptive) || adaptive > code_size ||
+		    adaptive > PYOFF_MAX_OFFSET)
+			err = -EINVAL;
+		else
+			o.code_code_adaptive = (uint32_t)adaptive;
+	}
+	err |= get_field(buf, len, l->pyobject, 1, &o.object_type);
+	err |= get_field(buf, len, l->bytes, 1, &ob_size);
+	err |= get_field(buf, len, l->bytes, 2, &o.bytes_sval);
+	o.bytes_size = ob_size;
+	err |= get_field(buf, len, l->unicode, 1, &o.unicode_state);
+	err |= get_field(buf, len, l->unicode, 2, &o.unicode_length);
+	if (get_u64(buf, len, l->unicode + 24, &ascii_size) || ascii_size > 1024)
+		err = -EINVAL;
+	if (err)
+		return -EINVAL;
+	/* PyCompactUnicodeObject = PyASCIIObject + utf8_length + utf8 (3.12+). */
+	o.unicode_ascii_data = (uint32_t)ascii_size;
+	o.unicode_compact_data = o.unicode_ascii_data + 16;
+	/* Values the object header fixes in every GIL build: a decoder reading the wrong words
+	 * (a layout that moved) fails here instead of producing plausible garbage. */
+	if (o.object_type != 8 || o.bytes_size != 16 || o.bytes_sval != 32 ||
+	    o.unicode_length != 16 || o.unicode_state != 32 || o.unicode_ascii_data != 40 ||
+	    o.tstate_next != 8 || o.tstate_interp != 16)
+		return -EINVAL;
+	if (finish(&o))
+		return -EINVAL;
+	*ret = o;
+	return 0;
+}
+
+/* ---- ELF ---- */
+
+struct elf_syms {
+	GElf_Sym runtime, version;
+	bool have_runtime, have_version, debug_build;
+};
+
+static void scan_symbols(Elf *e, Elf64_Word type, struct elf_syms *s)
+{
+	Elf_Scn *scn = NULL;
+
+	while ((scn = elf_nextscn(e, scn))) {
+		GElf_Shdr sh;
+		Elf_Data *d;
+		size_t n;
+
+		if (!gelf_getshdr(scn, &sh) || sh.sh_type != type || !sh.sh_entsize)
+			continue;
+		d = elf_getdata(scn, NULL);
+		if (!d)
+			continue;
+		n = sh.sh_size / sh.sh_entsize;
+		if (n > ELFFILE_MAX_SYMBOLS)
+			n = ELFFILE_MAX_SYMBOLS;
+		for (size_t i = 0; i < n; i++) {
+			GElf_Sym sym;
+			const char *name;
+
+			if (!gelf_getsym(d, (int)i, &sym) || sym.st_shndx == SHN_UNDEF)
+				continue;
+			name = elf_strptr(e, sh.sh_link, sym.st_name);
+			if (!name || (name[0] != '_' && name[0] != 'P'))
+				continue;
+			if (!s->have_runtime && !strcmp(name, "_PyRuntime") &&
+			    GELF_ST_TYPE(sym.st_info) == STT_OBJECT) {
+				s->runtime = sym;
+				s->have_runtime = true;
+			} else if (!s->have_version && !strcmp(name, "Py_Version") &&
+				   GELF_ST_TYPE(sym.st_info) == STT_OBJECT) {
+				s->version = sym;
+				s->have_version = true;
+			} else if (!strcmp(name, "_Py_RefTotal") || !strcmp(name, "_Py_GetRefTotal") ||
+				   !strcmp(name, "_Py_GetGlobalRefTotal")) {
+				/* Py_REF_DEBUG, i.e. a --with-pydebug build: other layouts. */
+				s->debug_build = true;
+			}
+		}
+	}
+}
+
+/* n bytes of the file's initialized data at virtual address addr. 0 or -EINVAL. */
+static int read_vaddr(Elf *e, uint64_t addr, void *buf, size_t n)
+{
+	Elf_Scn *scn = NULL;
+
+	while ((scn = elf_nextscn(e, scn))) {
+		GElf_Shdr sh;
+		Elf_Data *d;
+
+		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_PROGBITS ||
+		    !(sh.sh_flags & SHF_ALLOC) || addr < sh.sh_addr ||
+		    addr - sh.sh_addr >= sh.sh_size)
+			continue;
+		d = elf_getdata(scn, NULL);
+		if (!d || !d->d_buf || addr - sh.sh_addr > d->d_size ||
+		    d->d_size - (addr - sh.sh_addr) < n)
+			return -EINVAL;
+		memcpy(buf, (const uint8_t *)d->d_buf + (addr - sh.sh_addr), n);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* The minor in "python3.NN" within s, or -1. */
+static int minor_in_name(const char *s)
+{
+	const char *p = s ? strstr(s, "python3.") : NULL;
+	int minor = 0, digits = 0;
+
+	if (!p)
+		return -1;
+	for (p += 8; *p >= '0' && *p <= '9' && digits < 3; p++, digits++)
+		minor = minor * 10 + (*p - '0');
+	return digits ? minor : -1;
+}
+
+static const char *soname(Elf *e)
+{
+	Elf_Scn *scn = NULL;
+
+	while ((scn = elf_nextscn(e, scn))) {
+		GElf_Shdr sh;
+		Elf_Data *d;
+
+		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_DYNAMIC || !sh.sh_entsize)
+			continue;
+		d = elf_getdata(scn, NULL);
+		for (size_t i = 0; d && i < sh.sh_size / sh.sh_entsize && i < 4096; i++) {
+			GElf_Dyn dyn;
+
+			if (!gelf_getdyn(d, (int)i, &dyn) || dyn.d_tag == DT_NULL)
+				break;
+			if (dyn.d_tag == DT_SONAME)
+				return elf_strptr(e, sh.sh_link, dyn.d_un.d_val);
+		}
+	}
+	return NULL;
+}
+
+int pyoffsets_from_elf(Elf *e, const char *path, struct pyoffsets_elf *ret)
+{
+	struct elf_syms s = { 0 };
+	struct pyoffsets o;
+	uint32_t version = 0;
+	GElf_Ehdr eh;
+	int err;
+
+	if (!e || !gelf_getehdr(e, &eh))
+		return -EINVAL;
+	scan_symbols(e, SHT_DYNSYM, &s);
+	scan_symbols(e, SHT_SYMTAB, &s);
+	if (!s.have_runtime)
+		return -ENOENT;
+	if (eh.e_machine != EM_X86_64 || eh.e_ident[EI_CLASS] != ELFCLASS64 || s.debug_build)
+		return -ENOTSUP;
+	if (s.have_version) {
+		/* const unsigned long Py_Version: 8 bytes on x86-64, the value in the low word. */
+		uint64_t v = 0;
+
+		if ((s.version.st_size != 4 && s.version.st_size != 8) ||
+		    read_vaddr(e, s.version.st_value, &v, s.version.st_size) || v >> 32)
+			return -EINVAL;
+		version = (uint32_t)v;
+	} else {
+		/* Py_Version exists from 3.11 on: without it only 3.10 is accepted, by name. */
+		int minor = minor_in_name(soname(e));
+
+		if (minor < 0)
+			minor = minor_in_name(path ? strrchr(path, '/') : NULL);
+		if (minor < 0)
+			minor = minor_in_name(path);
+		if (minor != 10)
+			return -ENOTSUP;
+		version = 0x030a0000;
+	}
+	if (version >> 24 != 3 || ((version >> 16) & 0xff) < 10 || ((version >> 16) & 0xff) > 14)
+		return -ENOTSUP;
+	if (((version >> 16) & 0xff) <= 12) {
+		err = pyoffsets_for_version(version, &o);
+	} else {
+		uint8_t dbg[1024];
+		size_t n = s.runtime.st_size < sizeof(dbg) ? s.runtime.st_size : sizeof(dbg);
+
+		if (n < 24 || read_vaddr(e, s.runtime.st_value, dbg, n))
+			return -EINVAL;
+		err = pyoffsets_from_debug(dbg, n, version, &o);
+		if (err == -ENOENT) /* 3.13+ without its cookie: not a build we know */
+			err = -EINVAL;
+	}
+	if (err)
+		return err;
+	if (s.runtime.st_size && o.runtime_interpreters_head >= s.runtime.st_size)
+		return -EINVAL;
+	ret->runtime_addr = s.runtime.st_value;
+	ret->runtime_size = s.runtime.st_size;
+	ret->off = o;
+	return 0;
+}
