@@ -6,12 +6,12 @@
  * entry's UNWIND slot, a load bias per mapping (rebuilt when the cache captures the process
  * again) and the process's own libunwind address space (the register-state cache is keyed by
  * IP alone, so it must not be shared between processes); in each module's UNWIND slot, what
- * libelf reads from the program headers of the cache's image of the file (mapped privately:
- * the page cache holds it once for every process; nothing writes to it): PT_LOADs,
- * PT_GNU_EH_FRAME, and the converted .debug_frame. The build-id and debug files come from
- * elffile. libunwind searches .eh_frame_hdr's binary-search table as an
+ * our loader (load_tables, run by the cache while it holds a new file open) copies from the
+ * file with pread: its PT_LOADs, .eh_frame_hdr and .eh_frame, and its converted .debug_frame.
+ * No file stays mapped: a truncated file cannot fault us (SIGBUS). The build-id and debug files
+ * come from elffile. libunwind searches .eh_frame_hdr's binary-search table as an
  * UNW_INFO_FORMAT_REMOTE_TABLE, reading the table and the FDEs through access_mem, which reads
- * the module's image.
+ * those copies. Every accessor call spends the unwind's budget (UNWIND_CALL_BUDGET).
  *
  * .debug_frame: libunwind only reads it from files it opens itself and caches by address range
  * in its global address space, which would mix processes up. So a module's .debug_frame is
@@ -40,6 +40,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -49,6 +51,7 @@
 #include "elffile.h"
 #include "log.h"
 #include "proccache.h"
+#include "procmaps.h"
 #include "util.h"
 
 /* Exported by libunwind (UNW_OBJ), declared only in its private headers. */
@@ -61,8 +64,31 @@ extern int UNW_OBJ(dwarf_search_unwind_table)(unw_addr_space_t as, unw_word_t ip
 #define HOLD PROCCACHE_HOLD_UNWINDER
 /* libunwind register-state cache entries per process (a power of two). */
 #define AS_CACHE_SIZE 256
-/* Largest decompressed .debug_frame accepted. */
-#define DEBUG_FRAME_MAX (256u << 20)
+/* Budgets. Real files (Debian 12): libLLVM-14.so.1 (105 MiB) has a 4.8 MiB .eh_frame and a
+ * 742 KiB .eh_frame_hdr (95k FDEs); libstdc++ 196 + 38 KiB; libc 150 + 29 KiB. libtorch_cpu,
+ * the largest library in common use, has a few times libLLVM's: 64 MiB per module leaves
+ * room; 1 GiB for every module held bounds what a host full of hostile files can cost.
+ * CIEs are ~20 bytes, FDEs tens to hundreds (a few KiB for huge functions). */
+#define UNWIND_TABLE_MAX (64ull << 20)   /* .eh_frame_hdr + .eh_frame of one module */
+#define UNWIND_TOTAL_MAX (1024ull << 20) /* ... of every module held */
+#define DEBUG_FRAME_MAX (64u << 20)      /* a .debug_frame: raw, decompressed, converted */
+#define CIE_MAX 4096u
+#define FDE_MAX (256u << 10)
+#define PHDR_MAX 1024u    /* program headers read (real: ~10-15) */
+#define LOADS_MAX 32u     /* PT_LOADs kept (real: 4-5) */
+#define SHSTRTAB_MAX (1u << 20)
+/* libunwind accessor calls (memory and register reads, unwind-info lookups) one unwind_stack()
+ * may make, and one step of it (one frame); past either every accessor fails, so libunwind
+ * returns and the stack ends, truncated. Nothing else bounds libunwind's DWARF expression and
+ * CFA interpreters: an expression that jumps to itself (DW_OP_skip -3) reads a word per turn,
+ * forever. libunwind reads CFI a byte per call, so a frame costs its FDE's length plus the
+ * table search (2 log2(FDEs)) plus a few register reads: libLLVM-14's FDEs are 44 bytes
+ * (median), 100 (p99), 2388 (largest); libc's and libstdc++'s at most 192 and 756. A step
+ * gets 16k (7x the largest FDE); a stack of EMBER_MAX_STACK_DEPTH (127) frames of 1k each
+ * fits in 128k. A step that spends its budget marks its module's CFI hostile: its frames
+ * end the stack from then on (counted), so a file that does it once costs no more. */
+#define UNWIND_CALL_BUDGET 131072u
+#define STEP_CALL_BUDGET 16384u
 
 /* Synthetic addresses of converted .debug_frame images: bias + SYNTH_BASE. Non-canonical for
  * any bias (user space ends below 2^56), and a multiple of 2^32 (see the top comment). */
@@ -94,6 +120,15 @@ struct umod {
 	size_t nr_loads;
 	bool has_hdr;        /* usable .eh_frame_hdr */
 	uint64_t hdr_vaddr, table_vaddr, fde_count;
+	/* copies of the file's bytes libunwind reads: .eh_frame_hdr, .eh_frame */
+	struct extent {
+		uint64_t off; /* file offset */
+		size_t len;
+		uint8_t *data;
+	} ext[2];
+	size_t nr_ext;
+	uint64_t bytes;      /* ext and dbg, in tables_bytes */
+	bool hostile;        /* a step in it spent STEP_CALL_BUDGET: no unwind info from now on */
 	enum dbg_state dbg_state;
 	uint8_t *dbg;        /* converted .debug_frame, then its table */
 	size_t dbg_size;
@@ -104,6 +139,7 @@ struct umap {
 	uint64_t start, end, pgoff;
 	uint64_t bias;    /* runtime address minus ELF vaddr (mod 2^64) */
 	struct umod *mod; /* NULL: anonymous, or not a readable ELF file */
+	const struct proccache_map *pmap; /* the cache's mapping, same capture */
 };
 
 /* The unwinder's slot of a proccache process: its mappings with load biases, derived from the
@@ -122,6 +158,7 @@ struct unwinder {
 	uint64_t tick;
 	size_t nr_held; /* processes held by us */
 	struct unwind_stats stats;
+	uint64_t refused[UNWIND_REFUSED_MAX]; /* atomics: read by unwind_refused() */
 };
 
 /* State of one unwind_stack() call, the `arg` of every accessor. */
@@ -137,6 +174,10 @@ struct unwind_ctx {
 	const struct umap *dbg_map;  /* mapping whose synthetic .debug_frame was served last */
 	bool no_info;                /* find_proc_info found nothing during this step */
 	bool mem_fault;
+	uint32_t calls;              /* accessor calls so far, against UNWIND_CALL_BUDGET */
+	uint32_t step_calls;         /* ... in this unw_step(), against STEP_CALL_BUDGET */
+	bool over_budget;
+	bool step_over_budget;       /* it was this step's budget */
 };
 
 /* ---- bounded readers over a byte range ---- */
@@ -308,68 +349,315 @@ static void ob_sleb(struct obuf *b, int64_t v)
 
 /* ---- modules ---- */
 
+/* Bytes of tables held by every module of every unwinder of this process (the agent has one
+ * loop thread; the atomics are for the metrics thread). */
+static uint64_t tables_bytes;
+
+static void refuse(struct unwinder *u, enum unwind_refusal r)
+{
+	if (u)
+		__atomic_fetch_add(&u->refused[r], 1, __ATOMIC_RELAXED);
+}
+
 static void mod_free(void *data)
 {
 	struct umod *m = data;
 
 	if (!m)
 		return;
+	__atomic_fetch_sub(&tables_bytes, m->bytes, __ATOMIC_RELAXED);
+	for (size_t i = 0; i < m->nr_ext; i++)
+		free(m->ext[i].data);
 	free(m->loads);
 	free(m->dbg);
 	free(m);
 }
 
-/* Reads PT_LOADs and .eh_frame_hdr of m's image. */
-static int mod_parse(struct umod *m)
-{
-	const uint8_t *d = m->pm->image;
-	size_t size = m->pm->image_size;
-	Elf *elf = proccache_module_elf(m->pm);
-	GElf_Ehdr eh;
-	GElf_Phdr ph, hdr = { 0 };
-	bool has_hdr = false;
-	size_t nph;
+/* Where a module's bytes come from while it is loaded: the file open on fd (pread: a file
+ * truncated meanwhile gives a short read, never a fault), or an image in our memory (the
+ * vDSO, the fuzzers). */
+struct src {
+	int fd;
+	const uint8_t *mem;
+	size_t mem_len;
+};
 
-	if (!elf || !gelf_getehdr(elf, &eh) || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
-	    eh.e_ident[EI_DATA] != ELFDATA2LSB || elf_getphdrnum(elf, &nph))
+static int src_read(const struct src *s, uint64_t off, void *buf, size_t len)
+{
+	size_t done = 0;
+
+	if (off > (uint64_t)INT64_MAX - len)
+		return -EINVAL;
+	if (s->fd < 0) {
+		if (off > s->mem_len || len > s->mem_len - off)
+			return -EINVAL;
+		memcpy(buf, s->mem + off, len);
+		return 0;
+	}
+	while (done < len) {
+		ssize_t n = pread(s->fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO; /* shorter than its headers say: truncated, or lying */
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/* A malloc'd copy of [off, off + len). */
+static int src_copy(const struct src *s, uint64_t off, size_t len, uint8_t **ret)
+{
+	uint8_t *buf = malloc(len ? len : 1);
+	int err;
+
+	if (!buf)
+		return -ENOMEM;
+	err = src_read(s, off, buf, len);
+	if (err) {
+		free(buf);
+		return err;
+	}
+	*ret = buf;
+	return 0;
+}
+
+struct sec {
+	uint64_t off, size, addr, flags;
+	bool found;
+};
+
+/* .eh_frame and .debug_frame from the section headers (none is fine: stripped of them). */
+static void find_sections(struct unwinder *u, const struct src *s, const Elf64_Ehdr *eh,
+			  struct sec *ret_eh_frame, struct sec *ret_debug_frame)
+{
+	Elf64_Shdr *sh = NULL;
+	char *names = NULL;
+	uint64_t names_size;
+
+	if (!eh->e_shoff || !eh->e_shnum ||
+	    eh->e_shentsize != sizeof(Elf64_Shdr) || eh->e_shstrndx >= eh->e_shnum)
+		return;
+	if (src_copy(s, eh->e_shoff, (size_t)eh->e_shnum * sizeof(*sh), (uint8_t **)&sh))
+		goto bad;
+	names_size = sh[eh->e_shstrndx].sh_size;
+	if (sh[eh->e_shstrndx].sh_type != SHT_STRTAB || names_size > SHSTRTAB_MAX ||
+	    src_copy(s, sh[eh->e_shstrndx].sh_offset, (size_t)names_size, (uint8_t **)&names))
+		goto bad;
+	for (size_t i = 0; i < eh->e_shnum; i++) {
+		const char *name = names + sh[i].sh_name;
+		struct sec *out;
+
+		if (sh[i].sh_name >= names_size ||
+		    !memchr(name, '\0', (size_t)(names_size - sh[i].sh_name)) ||
+		    sh[i].sh_type != SHT_PROGBITS)
+			continue;
+		if (!strcmp(name, ".eh_frame"))
+			out = ret_eh_frame;
+		else if (!strcmp(name, ".debug_frame"))
+			out = ret_debug_frame;
+		else
+			continue;
+		if (out->found)
+			continue;
+		*out = (struct sec){ sh[i].sh_offset, sh[i].sh_size, sh[i].sh_addr, sh[i].sh_flags,
+				     true };
+	}
+	goto out;
+bad:
+	refuse(u, UNWIND_REFUSED_BAD_ELF);
+out:
+	free(sh);
+	free(names);
+}
+
+/* The file offset of vaddr in a load segment, and the file bytes left in it there. */
+static bool vaddr_to_off(const struct umod *m, uint64_t vaddr, uint64_t *ret_off,
+			 uint64_t *ret_left)
+{
+	for (size_t i = 0; i < m->nr_loads; i++) {
+		const struct load_seg *s = &m->loads[i];
+
+		if (vaddr >= s->vaddr && vaddr - s->vaddr < s->filesz) {
+			*ret_off = s->off + (vaddr - s->vaddr);
+			*ret_left = s->filesz - (vaddr - s->vaddr);
+			return true;
+		}
+	}
+	return false;
+}
+
+static int mod_add_extent(struct umod *m, const struct src *s, uint64_t off, uint64_t len)
+{
+	int err;
+
+	if (m->nr_ext >= sizeof(m->ext) / sizeof(m->ext[0]))
+		return -E2BIG;
+	err = src_copy(s, off, (size_t)len, &m->ext[m->nr_ext].data);
+	if (err)
+		return err;
+	m->ext[m->nr_ext].off = off;
+	m->ext[m->nr_ext].len = (size_t)len;
+	m->nr_ext++;
+	m->bytes += len;
+	__atomic_fetch_add(&tables_bytes, len, __ATOMIC_RELAXED);
+	return 0;
+}
+
+static int debug_frame_convert(struct unwinder *u, struct umod *m, const uint8_t *df, size_t len);
+
+/* The file's own .debug_frame, zlib-decompressed when SHF_COMPRESSED, converted now. */
+static void mod_read_debug_frame(struct unwinder *u, struct umod *m, const struct src *s,
+				 const struct sec *df)
+{
+	uint8_t *raw = NULL, *out = NULL;
+	const uint8_t *bytes;
+	size_t len;
+
+	m->dbg_state = DBG_NONE;
+	if (df->size > DEBUG_FRAME_MAX) {
+		refuse(u, UNWIND_REFUSED_DEBUG_FRAME);
+		return;
+	}
+	if (src_copy(s, df->off, (size_t)df->size, &raw)) {
+		refuse(u, UNWIND_REFUSED_BAD_ELF);
+		return;
+	}
+	bytes = raw;
+	len = (size_t)df->size;
+	if (df->flags & SHF_COMPRESSED) {
+		Elf64_Chdr ch;
+		uLongf out_len;
+
+		if (len < sizeof(ch))
+			goto out;
+		memcpy(&ch, raw, sizeof(ch));
+		/* zlib inflates at most ~1032:1: a larger claim is a lie, refused before any
+		 * allocation */
+		if (ch.ch_type != ELFCOMPRESS_ZLIB || ch.ch_size > DEBUG_FRAME_MAX ||
+		    ch.ch_size / 1032 > len) {
+			refuse(u, UNWIND_REFUSED_DEBUG_FRAME);
+			goto out;
+		}
+		out = malloc(ch.ch_size ? (size_t)ch.ch_size : 1);
+		out_len = (uLongf)ch.ch_size;
+		if (!out || uncompress(out, &out_len, raw + sizeof(ch), len - sizeof(ch)) != Z_OK ||
+		    out_len != ch.ch_size)
+			goto out;
+		bytes = out;
+		len = (size_t)out_len;
+	}
+	if (!debug_frame_convert(u, m, bytes, len) && m->dbg_count)
+		m->dbg_state = DBG_READY;
+out:
+	free(raw);
+	free(out);
+}
+
+/* Reads, from s, the program headers, .eh_frame_hdr and .eh_frame (copies), and converts the
+ * file's .debug_frame if it has one. -ENOEXEC: not a 64-bit little-endian ELF file. */
+static int mod_parse(struct unwinder *u, struct umod *m, const struct src *s)
+{
+	Elf64_Ehdr eh;
+	Elf64_Phdr *ph = NULL, hdr = { 0 };
+	struct sec eh_frame = { 0 }, debug_frame = { 0 };
+	bool has_hdr = false;
+	int err = 0;
+
+	if (src_read(s, 0, &eh, sizeof(eh)) || memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
+	    eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_ident[EI_DATA] != ELFDATA2LSB)
 		return -ENOEXEC;
-	m->loads = calloc(nph ? nph : 1, sizeof(*m->loads));
+	if (eh.e_phnum > PHDR_MAX || (eh.e_phnum && eh.e_phentsize != sizeof(Elf64_Phdr))) {
+		refuse(u, UNWIND_REFUSED_BAD_ELF);
+		return -ENOEXEC;
+	}
+	m->loads = calloc(LOADS_MAX, sizeof(*m->loads));
 	if (!m->loads)
 		return -ENOMEM;
-	for (size_t i = 0; i < nph; i++) {
-		if (!gelf_getphdr(elf, (int)i, &ph))
-			return -ENOEXEC;
-		if (ph.p_type == PT_LOAD) {
+	if (eh.e_phnum) {
+		err = src_copy(s, eh.e_phoff, eh.e_phnum * sizeof(*ph), (uint8_t **)&ph);
+		if (err) {
+			refuse(u, UNWIND_REFUSED_BAD_ELF);
+			return err == -ENOMEM ? err : -ENOEXEC;
+		}
+	}
+	for (size_t i = 0; i < eh.e_phnum; i++) {
+		if (ph[i].p_type == PT_LOAD && m->nr_loads < LOADS_MAX) {
 			m->loads[m->nr_loads++] = (struct load_seg){
-				.vaddr = ph.p_vaddr, .off = ph.p_offset, .filesz = ph.p_filesz,
-				.flags = ph.p_flags,
+				.vaddr = ph[i].p_vaddr, .off = ph[i].p_offset,
+				.filesz = ph[i].p_filesz, .flags = ph[i].p_flags,
 			};
-		} else if (ph.p_type == PT_GNU_EH_FRAME) {
-			hdr = ph;
+		} else if (ph[i].p_type == PT_GNU_EH_FRAME && !has_hdr) {
+			hdr = ph[i];
 			has_hdr = true;
 		}
 	}
+	free(ph);
+	find_sections(u, s, &eh, &eh_frame, &debug_frame);
 
 	/* .eh_frame_hdr: version 1, eh_frame_ptr, fde_count, then a table of
 	 * (initial location, FDE address) pairs, datarel sdata4, sorted. */
-	if (has_hdr && hdr.p_offset < size && size - hdr.p_offset >= 4) {
-		struct cur c = { d + hdr.p_offset, d + size, false };
+	if (has_hdr && hdr.p_filesz >= 4) {
+		uint64_t eh_frame_vaddr, count, eh_off, eh_len;
+		const uint8_t *d;
+		struct cur c;
+
+		if (hdr.p_filesz > UNWIND_TABLE_MAX) {
+			refuse(u, UNWIND_REFUSED_OVERSIZED_TABLE);
+			goto debug_frame;
+		}
+		err = mod_add_extent(m, s, hdr.p_offset, hdr.p_filesz);
+		if (err == -ENOMEM)
+			return err;
+		if (err) {
+			refuse(u, UNWIND_REFUSED_BAD_ELF);
+			goto debug_frame;
+		}
+		d = m->ext[0].data;
+		c = (struct cur){ d, d + hdr.p_filesz, false };
 		uint8_t version = cur_u8(&c), ptr_enc = cur_u8(&c), count_enc = cur_u8(&c);
 		uint8_t table_enc = cur_u8(&c);
-		uint64_t eh_frame, count;
 
-		if (version == 1 && table_enc == (DW_EH_PE_datarel | DW_EH_PE_sdata4) &&
-		    read_encoded(&c, ptr_enc, hdr.p_vaddr + 4, hdr.p_vaddr, &eh_frame) &&
-		    count_enc != DW_EH_PE_omit &&
-		    read_encoded(&c, count_enc, hdr.p_vaddr + (uint64_t)(c.p - d - hdr.p_offset),
-				 hdr.p_vaddr, &count) &&
-		    count && count <= (uint64_t)(c.end - c.p) / 8) {
-			m->has_hdr = true;
-			m->hdr_vaddr = hdr.p_vaddr;
-			m->table_vaddr = hdr.p_vaddr + (uint64_t)(c.p - d - hdr.p_offset);
-			m->fde_count = count;
+		if (version != 1 || table_enc != (DW_EH_PE_datarel | DW_EH_PE_sdata4) ||
+		    !read_encoded(&c, ptr_enc, hdr.p_vaddr + 4, hdr.p_vaddr, &eh_frame_vaddr) ||
+		    count_enc == DW_EH_PE_omit ||
+		    !read_encoded(&c, count_enc, hdr.p_vaddr + (uint64_t)(c.p - d), hdr.p_vaddr,
+				  &count) ||
+		    !count || count > (uint64_t)(c.end - c.p) / 8)
+			goto debug_frame;
+		/* .eh_frame: its section, else the rest of the load segment holding it */
+		if (eh_frame.found && eh_frame.addr == eh_frame_vaddr) {
+			eh_off = eh_frame.off;
+			eh_len = eh_frame.size;
+		} else if (!vaddr_to_off(m, eh_frame_vaddr, &eh_off, &eh_len)) {
+			goto debug_frame;
 		}
+		if (eh_len > UNWIND_TABLE_MAX - hdr.p_filesz) {
+			refuse(u, UNWIND_REFUSED_OVERSIZED_TABLE);
+			goto debug_frame;
+		}
+		if (__atomic_load_n(&tables_bytes, __ATOMIC_RELAXED) + eh_len > UNWIND_TOTAL_MAX) {
+			refuse(u, UNWIND_REFUSED_TOTAL_TABLES);
+			goto debug_frame;
+		}
+		err = mod_add_extent(m, s, eh_off, eh_len);
+		if (err == -ENOMEM)
+			return err;
+		if (err) {
+			refuse(u, UNWIND_REFUSED_BAD_ELF);
+			goto debug_frame;
+		}
+		m->has_hdr = true;
+		m->hdr_vaddr = hdr.p_vaddr;
+		m->table_vaddr = hdr.p_vaddr + (uint64_t)(c.p - d);
+		m->fde_count = count;
 	}
+debug_frame:
+	if (debug_frame.found)
+		mod_read_debug_frame(u, m, s, &debug_frame);
 	return 0;
 }
 
@@ -385,29 +673,87 @@ static const struct load_seg *mod_seg_at_off(const struct umod *m, uint64_t off)
 	return NULL;
 }
 
-/* The unwind tables of pm, parsed at first need and kept in its UNWIND slot. NULL when the
- * file is not a 64-bit little-endian ELF file (or memory ran out: tried again next time). */
-static struct umod *mod_get(struct proccache_module *pm)
+/* Reads pm's tables from s into its UNWIND slot. A file that is not a 64-bit little-endian
+ * ELF file gets an empty slot: it is not read again. */
+static void mod_load(struct unwinder *u, struct proccache_module *pm, const struct src *s)
 {
 	struct proccache_slot *slot = &pm->slots[PROCCACHE_SLOT_UNWIND];
-	struct umod *m;
+	struct umod *m = calloc(1, sizeof(*m));
 	int err;
 
-	if (slot->tried)
-		return slot->data;
-	m = calloc(1, sizeof(*m));
 	if (!m)
-		return NULL;
+		return; /* tried again at the next capture */
 	m->pm = pm;
-	err = mod_parse(m);
+	err = mod_parse(u, m, s);
 	if (err) {
 		mod_free(m);
 		if (err != -ENOMEM)
 			proccache_slot_set(slot, NULL, NULL);
-		return NULL;
+		return;
 	}
 	proccache_slot_set(slot, m, mod_free);
-	return m;
+}
+
+/* The cache's loader: every new module, while the cache holds the file open on fd. */
+static void load_tables(void *ctx, struct proccache_module *pm, int fd, const char *root)
+{
+	struct src s = { .fd = fd, .mem = pm->image, .mem_len = pm->image_size };
+
+	(void)root;
+	if (fd < 0 && !pm->image)
+		return;
+	mod_load(ctx, pm, &s);
+}
+
+/* Opens the file of mapping e of pid again, checked to be the very file of pm (device,
+ * inode, size, mtime). Returns the fd or -errno. */
+static int mod_reopen(struct unwinder *u, pid_t pid, const struct proccache_map *e,
+		      const struct proccache_module *pm)
+{
+	struct procmaps_entry pe = {
+		.start = e->start, .end = e->end, .pgoff = e->pgoff, .inode = pm->ino,
+		.dev_major = major(pm->dev), .dev_minor = minor(pm->dev), .exec = e->exec,
+		.path = (char *)e->path,
+	};
+	struct stat st;
+	int fd;
+
+	if (pm->vdso || !e->path[0])
+		return -ENOENT;
+	fd = procmaps_open_file(pid, &pe);
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_dev != pm->dev ||
+	    st.st_ino != pm->ino || st.st_size != pm->size ||
+	    st.st_mtim.tv_sec != pm->mtime.tv_sec || st.st_mtim.tv_nsec != pm->mtime.tv_nsec) {
+		close(fd);
+		return -ESTALE;
+	}
+	u->stats.table_reopens++;
+	return fd;
+}
+
+/* The unwind tables of e's module, read at its creation (load_tables), or now for a module
+ * the cache made before this unwinder registered its loader. NULL when the file is not a
+ * 64-bit little-endian ELF file, or cannot be read. */
+static struct umod *mod_get(struct unwinder *u, pid_t pid, const struct proccache_map *e)
+{
+	struct proccache_module *pm = e->mod;
+	struct proccache_slot *slot = &pm->slots[PROCCACHE_SLOT_UNWIND];
+
+	if (!slot->tried) {
+		struct src s = { .fd = -1, .mem = pm->image, .mem_len = pm->image_size };
+
+		if (!pm->image)
+			s.fd = mod_reopen(u, pid, e, pm);
+		if (s.fd >= 0 || pm->image)
+			mod_load(u, pm, &s);
+		else
+			proccache_slot_set(slot, NULL, NULL);
+		if (s.fd >= 0)
+			close(s.fd);
+	}
+	return slot->data;
 }
 
 /* ---- .debug_frame ---- */
@@ -438,10 +784,29 @@ static bool in_exec_load(const struct umod *m, uint64_t vaddr)
 	return false;
 }
 
+/* The converted offset of the CIE at old_off: cies[] is sorted by old_off (made in file
+ * order), so a binary search. UINT64_MAX when there is none. */
+static uint64_t cie_lookup(const struct cie_map *cies, size_t n, uint64_t old_off)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (cies[mid].old_off < old_off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && cies[lo].old_off == old_off ? cies[lo].new_off : UINT64_MAX;
+}
+
 /* Rewrites .debug_frame (32-bit DWARF, 8-byte addresses) into .eh_frame form followed by a
  * sorted table of int32 pairs (vaddr, FDE offset); see the top comment. CIEs with an
- * augmentation and FDEs outside the module's executable segments are dropped. */
-static int debug_frame_convert(struct umod *m, const uint8_t *df, size_t len)
+ * augmentation and FDEs outside the module's executable segments are dropped; CIEs over
+ * CIE_MAX and FDEs over FDE_MAX bytes too (counted), and a result over DEBUG_FRAME_MAX is
+ * refused. Two linear passes, CIEs found by binary search: O(n log n). */
+static int debug_frame_convert(struct unwinder *u, struct umod *m, const uint8_t *df, size_t len)
 {
 	struct cie_map *cies = NULL;
 	struct fde_ent *fdes = NULL;
@@ -464,12 +829,21 @@ static int debug_frame_convert(struct umod *m, const uint8_t *df, size_t len)
 				continue;
 			c.end = df + off;
 			id = cur_u32(&c);
+			if (b.len > DEBUG_FRAME_MAX) {
+				refuse(u, UNWIND_REFUSED_DEBUG_FRAME);
+				err = -E2BIG;
+				goto out;
+			}
 			if (id == 0xffffffff && pass == 0) {
 				uint8_t version = cur_u8(&c);
 				uint64_t code_align, ra;
 				int64_t data_align;
 				size_t hdr;
 
+				if (elen > CIE_MAX) {
+					refuse(u, UNWIND_REFUSED_ENTRY);
+					continue;
+				}
 				if ((version != 1 && version != 3 && version != 4) || cur_u8(&c) != 0)
 					continue; /* unknown version, or an augmentation */
 				if (version == 4 && (cur_u8(&c) != 8 || cur_u8(&c) != 0))
@@ -503,16 +877,16 @@ static int debug_frame_convert(struct umod *m, const uint8_t *df, size_t len)
 					memcpy(b.p + hdr, &l, 4);
 				}
 			} else if (id != 0xffffffff && pass == 1) {
-				uint64_t vaddr = cur_u64(&c), range = cur_u64(&c), cie_new = UINT64_MAX;
+				uint64_t vaddr = cur_u64(&c), range = cur_u64(&c), cie_new;
 				size_t hdr;
 
 				if (c.bad || !range || vaddr >= 0x80000000ull || !in_exec_load(m, vaddr))
 					continue;
-				for (size_t i = 0; i < nr_cies; i++)
-					if (cies[i].old_off == id)
-						cie_new = cies[i].new_off;
-				if (cie_new == UINT64_MAX)
+				cie_new = cie_lookup(cies, nr_cies, id);
+				if (elen > FDE_MAX || cie_new == UINT64_MAX) {
+					refuse(u, UNWIND_REFUSED_ENTRY);
 					continue;
+				}
 				err = util_grow((void **)&fdes, &cap_fdes, nr_fdes + 1, sizeof(*fdes));
 				if (err)
 					goto out;
@@ -534,8 +908,13 @@ static int debug_frame_convert(struct umod *m, const uint8_t *df, size_t len)
 		}
 	}
 	ob_u32(&b, 0); /* terminator */
-	if (b.oom || b.len >= 0x7fffffff) {
+	if (b.oom) {
 		err = -ENOMEM;
+		goto out;
+	}
+	if (b.len + 8 * (uint64_t)nr_fdes + 8 > DEBUG_FRAME_MAX) {
+		refuse(u, UNWIND_REFUSED_DEBUG_FRAME);
+		err = -E2BIG;
 		goto out;
 	}
 	qsort(fdes, nr_fdes, sizeof(*fdes), fde_ent_cmp);
@@ -550,9 +929,12 @@ static int debug_frame_convert(struct umod *m, const uint8_t *df, size_t len)
 		err = -ENOMEM;
 		goto out;
 	}
+	free(m->dbg);
 	m->dbg = b.p;
 	m->dbg_size = b.len;
 	m->dbg_count = nr_fdes;
+	m->bytes += b.len;
+	__atomic_fetch_add(&tables_bytes, b.len, __ATOMIC_RELAXED);
 	b.p = NULL;
 out:
 	free(b.p);
@@ -561,41 +943,50 @@ out:
 	return err;
 }
 
-/* Loads m's .debug_frame from the file, else from its separate debug file, looked up under the
- * process's root first. Once per module. */
-static void mod_load_debug_frame(struct umod *m, pid_t pid)
+/* Loads m's .debug_frame from its separate debug file, looked up under the process's root
+ * first (the file's own .debug_frame was converted at load). Once per module: the file is
+ * opened again for its .gnu_debuglink (pread through libelf, never mapped). */
+static void mod_load_debug_frame(struct unwinder *u, struct umod *m, pid_t pid,
+				 const struct proccache_map *e)
 {
 	struct elffile_debug dbg = { .fd = -1 };
 	char root[64];
 	const uint8_t *df;
 	size_t dflen;
 	bool owned;
-	int err;
+	Elf *elf = NULL;
+	int fd, err;
 
 	if (m->dbg_state != DBG_UNTRIED)
 		return;
 	m->dbg_state = DBG_NONE;
-	err = elffile_section_bytes(m->pm->elf, ".debug_frame", DEBUG_FRAME_MAX, &df, &dflen,
-				    &owned);
-	if (err) {
-		snprintf(root, sizeof(root), "/proc/%d/root", (int)pid);
-		if (elffile_find_debug(m->pm->elf, m->pm->dev, m->pm->ino, m->pm->path, root,
-				       m->pm->build_id, &dbg))
-			return;
-		err = elffile_section_bytes(dbg.elf, ".debug_frame", DEBUG_FRAME_MAX, &df, &dflen,
-					    &owned);
-	}
+	fd = mod_reopen(u, pid, e, m->pm);
+	if (fd < 0)
+		return;
+	elffile_init();
+	elf = elf_begin(fd, ELF_C_READ, NULL);
+	snprintf(root, sizeof(root), "/proc/%d/root", (int)pid);
+	if (!elf || elf_kind(elf) != ELF_K_ELF ||
+	    elffile_find_debug(elf, m->pm->dev, m->pm->ino, m->pm->path, root, m->pm->build_id,
+			       &dbg))
+		goto out;
+	err = elffile_section_bytes(dbg.elf, ".debug_frame", DEBUG_FRAME_MAX, &df, &dflen, &owned);
+	if (err == -ENOTSUP)
+		refuse(u, UNWIND_REFUSED_DEBUG_FRAME);
 	if (!err) {
-		err = debug_frame_convert(m, df, dflen);
+		err = debug_frame_convert(u, m, df, dflen);
 		if (owned)
 			free((void *)df);
 	}
 	if (!err && m->dbg_count) {
-		if (dbg.path)
-			log_debug("unwind: %s: .debug_frame from %s", m->pm->path, dbg.path);
+		log_debug("unwind: %s: .debug_frame from %s", m->pm->path, dbg.path);
 		m->dbg_state = DBG_READY;
 	}
+out:
 	elffile_debug_close(&dbg);
+	if (elf)
+		elf_end(elf);
+	close(fd);
 }
 
 /* ---- processes ---- */
@@ -628,7 +1019,7 @@ static bool map_bias(const struct umod *m, uint64_t start, uint64_t pgoff, uint6
 }
 
 /* Derives up's mappings from p's capture, when the cache captured p again. */
-static int uproc_sync(struct uproc *up, const struct proccache_proc *p)
+static int uproc_sync(struct unwinder *u, struct uproc *up, const struct proccache_proc *p)
 {
 	struct umap *maps;
 
@@ -640,8 +1031,9 @@ static int uproc_sync(struct uproc *up, const struct proccache_proc *p)
 	for (size_t i = 0; i < p->nr_maps; i++) {
 		const struct proccache_map *e = &p->maps[i];
 		struct umap *m = &maps[i];
-		struct umod *mod = e->mod ? mod_get(e->mod) : NULL;
+		struct umod *mod = e->mod ? mod_get(u, p->pid, e) : NULL;
 
+		m->pmap = e;
 		m->start = e->start;
 		m->end = e->end;
 		m->pgoff = e->pgoff;
@@ -735,7 +1127,7 @@ static int proc_get(struct unwinder *u, pid_t pid, uint64_t start_time,
 		proccache_slot_set(slot, up, uproc_free);
 	}
 	up = slot->data;
-	err = uproc_sync(up, p);
+	err = uproc_sync(u, up, p);
 	if (err)
 		return err;
 	up->last_use = ++u->tick;
@@ -754,14 +1146,21 @@ static int read_module(const struct umap *m, uint64_t addr, unw_word_t *valp)
 	if (!m->mod)
 		return -UNW_EINVAL;
 	off = addr - m->start + m->pgoff;
-	s = mod_seg_at_off(m->mod, off);
-	/* A writable segment may differ from the file (relocations, data), but libunwind reads
+	for (size_t i = 0; i < m->mod->nr_ext; i++) {
+		const struct extent *e = &m->mod->ext[i];
+
+		if (off >= e->off && e->len >= sizeof(*valp) && off - e->off <= e->len - sizeof(*valp)) {
+			memcpy(valp, e->data + (off - e->off), sizeof(*valp));
+			return 0;
+		}
+	}
+	/* A writable segment differs from the file anyway (relocations, data); libunwind reads
 	 * one only for the personality routine's pointer of a "zPLR" CIE (C++), which unwinding
-	 * does not use: the file's bytes serve. Past p_filesz (.bss) nothing does. */
-	if (!s || s->off + s->filesz - off < sizeof(*valp) ||
-	    off + sizeof(*valp) > m->mod->pm->image_size)
+	 * does not use: zeros serve. Nothing else of the file is kept. */
+	s = mod_seg_at_off(m->mod, off);
+	if (!s || !(s->flags & PF_W) || s->off + s->filesz - off < sizeof(*valp))
 		return -UNW_EINVAL;
-	memcpy(valp, m->mod->pm->image + off, sizeof(*valp));
+	*valp = 0;
 	return 0;
 }
 
@@ -787,6 +1186,23 @@ static int read_synth(struct unwind_ctx *ctx, uint64_t addr, unw_word_t *valp)
 	return 0;
 }
 
+/* Spends one accessor call of the unwind's budget; false once it is spent. */
+static bool ctx_spend(struct unwind_ctx *ctx)
+{
+	if (ctx->step_calls >= STEP_CALL_BUDGET) {
+		ctx->over_budget = true;
+		ctx->step_over_budget = true;
+		return false;
+	}
+	if (ctx->calls >= UNWIND_CALL_BUDGET) {
+		ctx->over_budget = true;
+		return false;
+	}
+	ctx->calls++;
+	ctx->step_calls++;
+	return true;
+}
+
 static int access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *valp, int write,
 		      void *arg)
 {
@@ -794,7 +1210,7 @@ static int access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *valp, in
 	const struct umap *m;
 
 	(void)as;
-	if (write)
+	if (write || !ctx_spend(ctx))
 		return -UNW_EINVAL;
 	if (addr >= ctx->sp && ctx->stack_len >= sizeof(*valp) &&
 	    addr - ctx->sp <= ctx->stack_len - sizeof(*valp)) {
@@ -819,9 +1235,12 @@ static int access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *valp, in
 static int access_reg(unw_addr_space_t as, unw_regnum_t reg, unw_word_t *valp, int write,
 		      void *arg)
 {
-	const struct unwind_regs *r = ((struct unwind_ctx *)arg)->regs;
+	struct unwind_ctx *ctx = arg;
+	const struct unwind_regs *r = ctx->regs;
 
 	(void)as;
+	if (!ctx_spend(ctx))
+		return -UNW_EINVAL;
 	if (write)
 		return -UNW_EREADONLYREG;
 	switch (reg) {
@@ -858,15 +1277,17 @@ static int find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t *p
 	struct umod *mod;
 	int ret;
 
+	if (!ctx_spend(ctx))
+		return -UNW_EINVAL;
 	m = proc_find_map(p, ip);
 	if (!m && proccache_miss_due(ctx->p) && proccache_recapture(ctx->u->pc, ctx->p) == 0 &&
-	    uproc_sync(p, ctx->p) == 0) {
+	    uproc_sync(ctx->u, p, ctx->p) == 0) {
 		/* new maps: pointers into the old ones are gone */
 		ctx->last_map = NULL;
 		ctx->dbg_map = NULL;
 		m = proc_find_map(p, ip);
 	}
-	if (!m || !m->mod)
+	if (!m || !m->mod || m->mod->hostile)
 		goto no_info;
 	mod = m->mod;
 	if (mod->has_hdr) {
@@ -881,7 +1302,7 @@ static int find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t *p
 		if (ret != -UNW_ENOINFO)
 			return ret;
 	}
-	mod_load_debug_frame(mod, ctx->p->pid);
+	mod_load_debug_frame(ctx->u, mod, ctx->p->pid, m->pmap);
 	if (mod->dbg_state == DBG_READY) {
 		memset(&di, 0, sizeof(di));
 		di.start_ip = m->start;
@@ -975,6 +1396,8 @@ int unwinder_new_shared(struct proccache *pc, struct unwinder **ret_u)
 			return err;
 		}
 	}
+	/* the tables are copied while the cache holds each new file open */
+	proccache_set_loader(u->pc, PROCCACHE_SLOT_UNWIND, load_tables, u);
 	*ret_u = u;
 	return 0;
 }
@@ -990,6 +1413,7 @@ void unwinder_free(struct unwinder *u)
 
 	if (!u)
 		return;
+	proccache_set_loader(u->pc, PROCCACHE_SLOT_UNWIND, NULL, NULL);
 	for (size_t i = 0; (p = proccache_proc_at(u->pc, i));) {
 		/* our state goes now: the address spaces' accessors are ours */
 		proccache_slot_set(&p->slots[PROCCACHE_SLOT_UNWIND], NULL, NULL);
@@ -1051,7 +1475,26 @@ int unwind_stack(struct unwinder *u, pid_t pid, uint64_t start_time,
 	}
 	while (n < max) {
 		ctx.no_info = false;
+		ctx.step_calls = 0;
 		ret = unw_step(&cursor);
+		if (ctx.over_budget) {
+			/* whatever libunwind made of the refusals, the walk ends here; the CFI
+			 * evaluated was that of the frame at ret_pcs[n - 1] */
+			const struct umap *m = proc_find_map(p, ret_pcs[n - 1] - (n > 1));
+
+			if (ctx.step_over_budget && m && m->mod && !m->mod->hostile) {
+				m->mod->hostile = true;
+				refuse(u, UNWIND_REFUSED_HOSTILE_CFI);
+				log_debug("unwind: %s: CFI of %#" PRIx64 " spent a step's budget: "
+					  "its unwind info is not used again", m->mod->pm->path,
+					  ret_pcs[n - 1]);
+			}
+			/* libunwind's register-state cache may hold that CFI: forget it */
+			if (ctx.step_over_budget)
+				unw_flush_cache(p->as, 0, 0);
+			truncated = true;
+			break;
+		}
 		if (ret <= 0 || ctx.no_info) {
 			/* 0 after CFI said "no return address": the root. 0 after libunwind's
 			 * rbp-based guess, or an error: truncated. */
@@ -1071,6 +1514,11 @@ int unwind_stack(struct unwinder *u, pid_t pid, uint64_t start_time,
 	}
 done:
 	unwind_skip_sigmask = false;
+	if (ctx.over_budget) {
+		u->stats.budget_exhausted++;
+		refuse(u, UNWIND_REFUSED_BUDGET);
+		truncated = true;
+	}
 	if (ctx.mem_fault)
 		u->stats.mem_faults++;
 	u->stats.unwinds++;
@@ -1110,4 +1558,27 @@ void unwind_get_stats(const struct unwinder *u, struct unwind_stats *ret_stats)
 	proccache_get_stats(u->pc, &cs);
 	ret_stats->modules = cs.modules;
 	ret_stats->module_opens = cs.module_opens;
+	ret_stats->table_bytes = __atomic_load_n(&tables_bytes, __ATOMIC_RELAXED);
+}
+
+const char *unwind_refusal_name(enum unwind_refusal r)
+{
+	static const char *const names[UNWIND_REFUSED_MAX] = {
+		[UNWIND_REFUSED_BUDGET] = "budget",
+		[UNWIND_REFUSED_OVERSIZED_TABLE] = "oversized_table",
+		[UNWIND_REFUSED_TOTAL_TABLES] = "tables_total",
+		[UNWIND_REFUSED_DEBUG_FRAME] = "oversized_debug_frame",
+		[UNWIND_REFUSED_ENTRY] = "bad_entry",
+		[UNWIND_REFUSED_BAD_ELF] = "bad_elf",
+		[UNWIND_REFUSED_HOSTILE_CFI] = "hostile_cfi",
+	};
+
+	return (unsigned)r < UNWIND_REFUSED_MAX ? names[r] : "unknown";
+}
+
+uint64_t unwind_refused(const struct unwinder *u, enum unwind_refusal r)
+{
+	if (!u || (unsigned)r >= UNWIND_REFUSED_MAX)
+		return 0;
+	return __atomic_load_n(&u->refused[r], __ATOMIC_RELAXED);
 }
