@@ -31,6 +31,7 @@
  * - libunwind's fallback for a PC without unwind info (follow rbp) is never trusted: the stack
  *   ends there, truncated. */
 #include "unwind.h"
+#include "unwind_fuzz.h"
 #include "unwind_sigmask.h"
 
 #include <elf.h>
@@ -300,6 +301,245 @@ static bool read_encoded(struct cur *c, uint8_t enc, uint64_t pos_vaddr, uint64_
 	return !c->bad;
 }
 
+/* ---- CFI sanitizer ---- */
+
+/* libunwind 1.6 (Debian 12) trusts two register numbers of the CFI it parses: the second one
+ * of DW_CFA_register and a CIE's return-address column index its register arrays unchecked
+ * (apply_reg_state), so a file could make it read out of bounds of the agent's stack. Both are
+ * rewritten in our copies, in place and at the same length, to a register it accepts; the
+ * walk over the instructions is the one libunwind makes (an opcode it does not know is one
+ * byte; one it refuses ends the walk). */
+#define CFI_NUM_REGS 17 /* DWARF_NUM_PRESERVED_REGS on x86-64 */
+
+/* Rewrites the ULEB128 at p (n bytes) as v, padded to n bytes. */
+static void uleb_rewrite(uint8_t *p, size_t n, uint8_t v)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)((i ? 0 : v) | (i + 1 < n ? 0x80 : 0));
+}
+
+/* The ULEB128 at c (its value), and where it started and how long it is. */
+static uint64_t cur_uleb_at(struct cur *c, uint8_t **ret_p, size_t *ret_n)
+{
+	const uint8_t *start = c->p;
+	uint64_t v = cur_uleb(c);
+
+	*ret_p = (uint8_t *)start;
+	*ret_n = (size_t)(c->p - start);
+	return v;
+}
+
+static size_t enc_size(uint8_t enc)
+{
+	switch (enc & 0x0f) {
+	case DW_EH_PE_absptr:
+	case DW_EH_PE_udata8:
+	case DW_EH_PE_sdata8:
+		return 8;
+	case DW_EH_PE_udata4:
+	case DW_EH_PE_sdata4:
+		return 4;
+	case DW_EH_PE_udata2:
+	case DW_EH_PE_sdata2:
+		return 2;
+	default:
+		return 0;
+	}
+}
+
+/* Walks one CFI program in [c->p, c->end); returns how many operands it rewrote. */
+static unsigned cfi_walk(struct cur *c, uint8_t fde_enc)
+{
+	unsigned fixed = 0;
+
+	while (!c->bad && c->p < c->end) {
+		uint8_t op = cur_u8(c), *rp;
+		uint64_t r1, r2, len;
+		size_t rn;
+
+		if (op & 0xc0) {
+			if ((op & 0xc0) == 0x80)
+				(void)cur_uleb(c); /* DW_CFA_offset */
+			continue;
+		}
+		switch (op) {
+		case 0x01: /* set_loc */
+			if (!enc_size(fde_enc))
+				return fixed;
+			cur_take(c, NULL, enc_size(fde_enc));
+			break;
+		case 0x02: cur_take(c, NULL, 1); break;
+		case 0x03: cur_take(c, NULL, 2); break;
+		case 0x04: cur_take(c, NULL, 4); break;
+		case 0x05: case 0x0c: case 0x2f: /* reg, uleb */
+			(void)cur_uleb(c);
+			(void)cur_uleb(c);
+			break;
+		case 0x11: case 0x12: /* reg, sleb */
+			(void)cur_uleb(c);
+			(void)cur_sleb(c);
+			break;
+		case 0x06: case 0x07: case 0x08: case 0x0d: case 0x0e: case 0x2e:
+			(void)cur_uleb(c);
+			break;
+		case 0x13:
+			(void)cur_sleb(c);
+			break;
+		case 0x09: /* DW_CFA_register: the second register is not checked by libunwind */
+			r1 = cur_uleb(c);
+			r2 = cur_uleb_at(c, &rp, &rn);
+			if (!c->bad && r2 >= CFI_NUM_REGS) {
+				uleb_rewrite(rp, rn, r1 < CFI_NUM_REGS ? (uint8_t)r1 : 0);
+				fixed++;
+			}
+			break;
+		case 0x0f: /* def_cfa_expression */
+			len = cur_uleb(c);
+			if (len > (uint64_t)(c->end - c->p))
+				return fixed;
+			c->p += len;
+			break;
+		case 0x10: /* expression */
+			(void)cur_uleb(c);
+			len = cur_uleb(c);
+			if (len > (uint64_t)(c->end - c->p))
+				return fixed;
+			c->p += len;
+			break;
+		case 0x1c: case 0x1d: case 0x2d: case 0x3f: /* refused by libunwind */
+			return fixed;
+		default: /* nop, remember/restore_state, and what libunwind skips as one byte */
+			break;
+		}
+	}
+	return fixed;
+}
+
+struct cie_desc {
+	uint64_t off;
+	uint8_t fde_enc;
+	bool has_z;
+};
+
+/* Sanitizes a buffer in .eh_frame form (CIE id 0, FDEs pointing back to their CIE). Returns
+ * how many entries it rewrote. */
+static unsigned cfi_sanitize(uint8_t *buf, size_t len)
+{
+	struct cie_desc *cies = NULL;
+	size_t nr_cies = 0, cap_cies = 0, off = 0;
+	unsigned fixed_entries = 0;
+
+	while (len - off >= 4) {
+		struct cur c = { buf + off, buf + len, false };
+		uint32_t elen = cur_u32(&c), id;
+		size_t entry = off, id_off = off + 4;
+		unsigned fixed = 0;
+
+		if (elen == 0 || elen == 0xffffffff || elen > len - off - 4)
+			break; /* the terminator, 64-bit, or damaged: libunwind reads no further */
+		off += 4 + (size_t)elen;
+		if (elen < 4)
+			continue;
+		c.end = buf + off;
+		id = cur_u32(&c);
+		if (id == 0) {
+			struct cie_desc d = { entry, DW_EH_PE_absptr, false };
+			uint8_t version = cur_u8(&c), *rp;
+			const uint8_t *aug, *nul;
+			uint64_t ra;
+			size_t rn;
+
+			aug = c.p;
+			nul = memchr(c.p, '\0', (size_t)(c.end - c.p));
+			if (!nul)
+				continue;
+			c.p = nul + 1;
+			if (strstr((const char *)aug, "eh"))
+				cur_take(&c, NULL, 8);
+			(void)cur_uleb(&c);
+			(void)cur_sleb(&c);
+			if (version == 1) {
+				rp = (uint8_t *)c.p;
+				ra = cur_u8(&c);
+				if (!c.bad && ra >= CFI_NUM_REGS) {
+					*rp = 16; /* rip */
+					fixed++;
+				}
+			} else {
+				ra = cur_uleb_at(&c, &rp, &rn);
+				if (!c.bad && ra >= CFI_NUM_REGS) {
+					uleb_rewrite(rp, rn, 16);
+					fixed++;
+				}
+			}
+			if (aug[0] == 'z') {
+				uint64_t alen = cur_uleb(&c);
+				const uint8_t *adata = c.p;
+
+				d.has_z = true;
+				for (const uint8_t *a = aug + 1; *a && !c.bad; a++) {
+					if (*a == 'R') {
+						d.fde_enc = cur_u8(&c);
+					} else if (*a == 'L') {
+						(void)cur_u8(&c);
+					} else if (*a == 'P') {
+						uint8_t penc = cur_u8(&c);
+
+						if (!enc_size(penc))
+							break;
+						cur_take(&c, NULL, enc_size(penc));
+					} else if (*a != 'S') {
+						break;
+					}
+				}
+				c.p = adata;
+				if (alen > (uint64_t)(c.end - c.p))
+					continue;
+				c.p += alen;
+			}
+			if (c.bad)
+				continue;
+			fixed += cfi_walk(&c, d.fde_enc);
+			if (!util_grow((void **)&cies, &cap_cies, nr_cies + 1, sizeof(*cies)))
+				cies[nr_cies++] = d;
+		} else {
+			size_t lo = 0, hi = nr_cies;
+			uint64_t cie_off = id_off - id;
+			const struct cie_desc *d = NULL;
+			size_t es;
+
+			if (id > id_off)
+				continue;
+			while (lo < hi) {
+				size_t mid = lo + (hi - lo) / 2;
+
+				if (cies[mid].off < cie_off)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			if (lo < nr_cies && cies[lo].off == cie_off)
+				d = &cies[lo];
+			if (!d || !(es = enc_size(d->fde_enc)))
+				continue; /* libunwind cannot parse it either */
+			cur_take(&c, NULL, 2 * es);
+			if (d->has_z) {
+				uint64_t alen = cur_uleb(&c);
+
+				if (c.bad || alen > (uint64_t)(c.end - c.p))
+					continue;
+				c.p += alen;
+			}
+			if (!c.bad)
+				fixed += cfi_walk(&c, d->fde_enc);
+		}
+		if (fixed)
+			fixed_entries++;
+	}
+	free(cies);
+	return fixed_entries;
+}
+
 /* ---- growable output buffer ---- */
 
 struct obuf {
@@ -353,10 +593,15 @@ static void ob_sleb(struct obuf *b, int64_t v)
  * loop thread; the atomics are for the metrics thread). */
 static uint64_t tables_bytes;
 
+static void refuse_n(struct unwinder *u, enum unwind_refusal r, uint64_t n)
+{
+	if (u && n)
+		__atomic_fetch_add(&u->refused[r], n, __ATOMIC_RELAXED);
+}
+
 static void refuse(struct unwinder *u, enum unwind_refusal r)
 {
-	if (u)
-		__atomic_fetch_add(&u->refused[r], 1, __ATOMIC_RELAXED);
+	refuse_n(u, r, 1);
 }
 
 static void mod_free(void *data)
@@ -650,6 +895,8 @@ static int mod_parse(struct unwinder *u, struct umod *m, const struct src *s)
 			refuse(u, UNWIND_REFUSED_BAD_ELF);
 			goto debug_frame;
 		}
+		refuse_n(u, UNWIND_REFUSED_CFI_REWRITTEN,
+			 cfi_sanitize(m->ext[m->nr_ext - 1].data, m->ext[m->nr_ext - 1].len));
 		m->has_hdr = true;
 		m->hdr_vaddr = hdr.p_vaddr;
 		m->table_vaddr = hdr.p_vaddr + (uint64_t)(c.p - d);
@@ -917,7 +1164,9 @@ static int debug_frame_convert(struct unwinder *u, struct umod *m, const uint8_t
 		err = -E2BIG;
 		goto out;
 	}
-	qsort(fdes, nr_fdes, sizeof(*fdes), fde_ent_cmp);
+	refuse_n(u, UNWIND_REFUSED_CFI_REWRITTEN, cfi_sanitize(b.p, b.len));
+	if (nr_fdes)
+		qsort(fdes, nr_fdes, sizeof(*fdes), fde_ent_cmp);
 	while (b.len % 8)
 		ob_u8(&b, 0);
 	m->dbg_table_off = b.len;
@@ -1429,24 +1678,38 @@ void unwinder_free(struct unwinder *u)
 	free(u);
 }
 
+static int unwind_walk(struct unwinder *u, struct proccache_proc *pp, struct uproc *p,
+		       const struct unwind_regs *regs, const void *stack, size_t stack_len,
+		       uint64_t *ret_pcs, size_t max, size_t *ret_n, bool *ret_truncated);
+
 int unwind_stack(struct unwinder *u, pid_t pid, uint64_t start_time,
 		 const struct unwind_regs *regs, const void *stack, size_t stack_len,
 		 uint64_t *ret_pcs, size_t max, size_t *ret_n, bool *ret_truncated)
 {
-	struct unwind_ctx ctx = { 0 };
-	unw_word_t prev_sp, ip, sp;
 	struct proccache_proc *pp;
-	unw_cursor_t cursor;
 	struct uproc *p;
-	bool truncated = true;
-	size_t n = 0;
-	int err, ret;
+	int err;
 
 	if (!u || !regs || !ret_pcs || !max || !ret_n || !ret_truncated || (!stack && stack_len))
 		return -EINVAL;
 	err = proc_get(u, pid, start_time, &pp, &p);
 	if (err)
 		return err;
+	return unwind_walk(u, pp, p, regs, stack, stack_len, ret_pcs, max, ret_n, ret_truncated);
+}
+
+/* unwind_stack() once the process and our state for it are at hand. */
+static int unwind_walk(struct unwinder *u, struct proccache_proc *pp, struct uproc *p,
+		       const struct unwind_regs *regs, const void *stack, size_t stack_len,
+		       uint64_t *ret_pcs, size_t max, size_t *ret_n, bool *ret_truncated)
+{
+	struct unwind_ctx ctx = { 0 };
+	unw_word_t prev_sp, ip, sp;
+	unw_cursor_t cursor;
+	bool truncated = true;
+	size_t n = 0;
+	int ret;
+
 	if (!p->as) {
 		p->as = unw_create_addr_space(&accessors, 0);
 		if (!p->as)
@@ -1470,7 +1733,7 @@ int unwind_stack(struct unwinder *u, pid_t pid, uint64_t start_time,
 	unwind_skip_sigmask = true;
 	ret = unw_init_remote(&cursor, p->as, &ctx);
 	if (ret < 0) {
-		log_debug("unwind: pid %d: unw_init_remote: %s", (int)pid, unw_strerror(ret));
+		log_debug("unwind: pid %d: unw_init_remote: %s", (int)pp->pid, unw_strerror(ret));
 		goto done;
 	}
 	while (n < max) {
@@ -1571,6 +1834,7 @@ const char *unwind_refusal_name(enum unwind_refusal r)
 		[UNWIND_REFUSED_ENTRY] = "bad_entry",
 		[UNWIND_REFUSED_BAD_ELF] = "bad_elf",
 		[UNWIND_REFUSED_HOSTILE_CFI] = "hostile_cfi",
+		[UNWIND_REFUSED_CFI_REWRITTEN] = "cfi_rewritten",
 	};
 
 	return (unsigned)r < UNWIND_REFUSED_MAX ? names[r] : "unknown";
@@ -1581,4 +1845,150 @@ uint64_t unwind_refused(const struct unwinder *u, enum unwind_refusal r)
 	if (!u || (unsigned)r >= UNWIND_REFUSED_MAX)
 		return 0;
 	return __atomic_load_n(&u->refused[r], __ATOMIC_RELAXED);
+}
+
+/* ---- fuzzing entry points (unwind_fuzz.h) ---- */
+
+/* Unwinds a few snapshots of a process that maps m (its mappings in maps, sorted, disjoint),
+ * from each PC of pcs, over a stack whose words are those PCs again (so walks go on). */
+static void fuzz_walk(struct umod *m, struct umap *maps, size_t nr_maps, const uint64_t *pcs,
+		      size_t nr_pcs)
+{
+	struct unwinder u = { 0 };
+	struct proccache_proc pp = { .gone = true }; /* never re-read */
+	struct uproc up = { .maps = maps, .nr_maps = nr_maps };
+	uint64_t stack[256], out[128];
+	struct unwind_regs regs = { 0 };
+	bool truncated;
+	size_t n;
+
+	(void)m;
+	for (size_t i = 0; i < sizeof(stack) / sizeof(stack[0]); i++)
+		stack[i] = nr_pcs ? pcs[i % nr_pcs] + 1 : 0;
+	for (size_t i = 0; i < nr_pcs; i++) {
+		regs.ip = pcs[i];
+		regs.sp = 0x7ff000000000ull;
+		regs.bp = regs.sp + 64;
+		(void)unwind_walk(&u, &pp, &up, &regs, stack, sizeof(stack), out, 128, &n,
+				  &truncated);
+	}
+	if (up.as)
+		unw_destroy_addr_space(up.as);
+}
+
+static int fuzz_map_cmp(const void *a, const void *b)
+{
+	const struct umap *x = a, *y = b;
+
+	return (x->start > y->start) - (x->start < y->start);
+}
+
+int unwind_fuzz_tables(const void *img, size_t len)
+{
+	struct proccache_module pm = { .path = (char *)"fuzz" };
+	struct src s = { .fd = -1, .mem = img, .mem_len = len };
+	struct umap maps[LOADS_MAX];
+	uint64_t pcs[8];
+	size_t nr_maps = 0, nr_pcs = 0;
+	struct umod *m = calloc(1, sizeof(*m));
+	int err;
+
+	if (!m)
+		return -ENOMEM;
+	m->pm = &pm;
+	err = mod_parse(NULL, m, &s);
+	if (err)
+		goto out;
+	if (m->dbg_state == DBG_UNTRIED)
+		m->dbg_state = DBG_NONE; /* no debug file to look up */
+	/* one mapping per PT_LOAD, at its vaddr (bias 0), the overlapping ones dropped */
+	for (size_t i = 0; i < m->nr_loads; i++) {
+		const struct load_seg *l = &m->loads[i];
+		uint64_t start = l->vaddr & ~4095ull, end = l->vaddr + l->filesz;
+
+		if (!l->filesz || end < l->vaddr || end > (1ull << 47) ||
+		    (l->off & 4095) != (l->vaddr & 4095))
+			continue;
+		maps[nr_maps++] = (struct umap){ .start = start, .end = end,
+						 .pgoff = l->off & ~4095ull, .mod = m };
+	}
+	qsort(maps, nr_maps, sizeof(maps[0]), fuzz_map_cmp);
+	for (size_t i = 1; i < nr_maps;) {
+		if (maps[i].start < maps[i - 1].end) {
+			memmove(&maps[i], &maps[i + 1], (nr_maps - i - 1) * sizeof(maps[0]));
+			nr_maps--;
+		} else {
+			i++;
+		}
+	}
+	/* PCs: the first and last functions of each table, and each mapping's start */
+	if (m->has_hdr && m->nr_ext) {
+		const struct extent *e = &m->ext[0];
+		uint64_t t = m->table_vaddr - m->hdr_vaddr;
+
+		for (uint64_t k = 0; k < 2 && nr_pcs < 8; k++) {
+			uint64_t idx = k ? m->fde_count - 1 : 0;
+			int32_t loc;
+
+			if (t + 8 * idx + 4 > e->len)
+				break;
+			memcpy(&loc, e->data + t + 8 * idx, 4);
+			pcs[nr_pcs++] = m->hdr_vaddr + (uint64_t)(int64_t)loc + 1;
+		}
+	}
+	if (m->dbg_state == DBG_READY) {
+		for (uint64_t k = 0; k < 2 && nr_pcs < 8; k++) {
+			uint64_t idx = k ? m->dbg_count - 1 : 0;
+			uint32_t loc;
+
+			memcpy(&loc, m->dbg + m->dbg_table_off + 8 * idx, 4);
+			pcs[nr_pcs++] = loc + 1ull;
+		}
+	}
+	for (size_t i = 0; i < nr_maps && nr_pcs < 8; i++)
+		pcs[nr_pcs++] = maps[i].start;
+	fuzz_walk(m, maps, nr_maps, pcs, nr_pcs);
+out:
+	mod_free(m);
+	return err;
+}
+
+int unwind_fuzz_debug_frame(const void *df, size_t len)
+{
+	struct proccache_module pm = { .path = (char *)"fuzz" };
+	struct umap map = { .start = 0x1000, .end = 0x80000000ull };
+	struct umod *m = calloc(1, sizeof(*m));
+	uint64_t pcs[4];
+	size_t nr_pcs = 0;
+	int err;
+
+	if (!m)
+		return -ENOMEM;
+	m->pm = &pm;
+	m->loads = calloc(1, sizeof(*m->loads));
+	if (!m->loads) {
+		err = -ENOMEM;
+		goto out;
+	}
+	m->loads[0] = (struct load_seg){ .vaddr = 0, .off = 0, .filesz = 0x80000000ull,
+					 .flags = PF_R | PF_X };
+	m->nr_loads = 1;
+	m->dbg_state = DBG_NONE;
+	err = debug_frame_convert(NULL, m, df, len);
+	if (err || !m->dbg_count)
+		goto out;
+	m->dbg_state = DBG_READY;
+	map.mod = m;
+	map.pgoff = 0x1000;
+	for (uint64_t k = 0; k < 3; k++) {
+		uint64_t idx = k == 0 ? 0 : k == 1 ? m->dbg_count / 2 : m->dbg_count - 1;
+		uint32_t loc;
+
+		memcpy(&loc, m->dbg + m->dbg_table_off + 8 * idx, 4);
+		pcs[nr_pcs++] = loc + 1ull;
+	}
+	fuzz_walk(m, &map, 1, pcs, nr_pcs);
+out:
+	mod_free(m);
+	return err;
 }

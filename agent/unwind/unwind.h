@@ -56,6 +56,7 @@ enum unwind_refusal {
 	UNWIND_REFUSED_ENTRY,           /* a CIE or FDE skipped: oversized, or unknown CIE */
 	UNWIND_REFUSED_BAD_ELF,         /* headers out of bounds (too many, outside the file) */
 	UNWIND_REFUSED_HOSTILE_CFI,     /* a module whose CFI spent a step's whole budget: not used again */
+	UNWIND_REFUSED_CFI_REWRITTEN,   /* CIEs/FDEs naming a register libunwind would index unchecked */
 	UNWIND_REFUSED_MAX,
 };
 
