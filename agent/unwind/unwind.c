@@ -347,69 +347,91 @@ static size_t enc_size(uint8_t enc)
 	}
 }
 
-/* Walks one CFI program in [c->p, c->end); returns how many operands it rewrote. */
+/* A LEB128 of c, flagging *odd when it is longer than 9 bytes: libunwind's reader shifts past
+ * 63 bits there (x86 takes the count mod 64), so its value and ours would differ. */
+static uint64_t walk_leb(struct cur *c, bool is_signed, bool *odd, uint8_t **ret_p, size_t *ret_n)
+{
+	const uint8_t *start = c->p;
+	uint64_t v = is_signed ? (uint64_t)cur_sleb(c) : cur_uleb(c);
+
+	if (c->p - start > 9)
+		*odd = true;
+	if (ret_p) {
+		*ret_p = (uint8_t *)start;
+		*ret_n = (size_t)(c->p - start);
+	}
+	return v;
+}
+
+/* Walks one CFI program in [c->p, c->end), as libunwind does; returns how many operands it
+ * rewrote. Where our walk and libunwind's could part (an over-long LEB128, an expression
+ * running past the entry, an address of unknown size), the rest of the program becomes
+ * DW_CFA_nop: libunwind then uses the rules made so far. */
 static unsigned cfi_walk(struct cur *c, uint8_t fde_enc)
 {
 	unsigned fixed = 0;
 
 	while (!c->bad && c->p < c->end) {
-		uint8_t op = cur_u8(c), *rp;
+		uint8_t *op_p = (uint8_t *)c->p, op = cur_u8(c), *rp;
 		uint64_t r1, r2, len;
+		bool odd = false;
 		size_t rn;
 
 		if (op & 0xc0) {
 			if ((op & 0xc0) == 0x80)
-				(void)cur_uleb(c); /* DW_CFA_offset */
-			continue;
-		}
-		switch (op) {
-		case 0x01: /* set_loc */
-			if (!enc_size(fde_enc))
+				(void)walk_leb(c, false, &odd, NULL, NULL); /* DW_CFA_offset */
+		} else {
+			switch (op) {
+			case 0x01: /* set_loc */
+				if (!enc_size(fde_enc))
+					odd = true;
+				else
+					cur_take(c, NULL, enc_size(fde_enc));
+				break;
+			case 0x02: cur_take(c, NULL, 1); break;
+			case 0x03: cur_take(c, NULL, 2); break;
+			case 0x04: cur_take(c, NULL, 4); break;
+			case 0x05: case 0x0c: case 0x2f: /* reg, uleb */
+				(void)walk_leb(c, false, &odd, NULL, NULL);
+				(void)walk_leb(c, false, &odd, NULL, NULL);
+				break;
+			case 0x11: case 0x12: /* reg, sleb */
+				(void)walk_leb(c, false, &odd, NULL, NULL);
+				(void)walk_leb(c, true, &odd, NULL, NULL);
+				break;
+			case 0x06: case 0x07: case 0x08: case 0x0d: case 0x0e: case 0x2e:
+				(void)walk_leb(c, false, &odd, NULL, NULL);
+				break;
+			case 0x13:
+				(void)walk_leb(c, true, &odd, NULL, NULL);
+				break;
+			case 0x09: /* DW_CFA_register: libunwind does not check the second one */
+				r1 = walk_leb(c, false, &odd, NULL, NULL);
+				r2 = walk_leb(c, false, &odd, &rp, &rn);
+				if (!c->bad && !odd && r2 >= CFI_NUM_REGS) {
+					uleb_rewrite(rp, rn, r1 < CFI_NUM_REGS ? (uint8_t)r1 : 0);
+					fixed++;
+				}
+				break;
+			case 0x10: /* expression: reg, then a block like def_cfa_expression's */
+				(void)walk_leb(c, false, &odd, NULL, NULL);
+				/* fallthrough */
+			case 0x0f: /* def_cfa_expression */
+				len = walk_leb(c, false, &odd, NULL, NULL);
+				if (len > (uint64_t)(c->end - c->p))
+					odd = true;
+				else
+					c->p += len;
+				break;
+			case 0x1c: case 0x1d: case 0x2d: case 0x3f: /* refused by libunwind */
 				return fixed;
-			cur_take(c, NULL, enc_size(fde_enc));
-			break;
-		case 0x02: cur_take(c, NULL, 1); break;
-		case 0x03: cur_take(c, NULL, 2); break;
-		case 0x04: cur_take(c, NULL, 4); break;
-		case 0x05: case 0x0c: case 0x2f: /* reg, uleb */
-			(void)cur_uleb(c);
-			(void)cur_uleb(c);
-			break;
-		case 0x11: case 0x12: /* reg, sleb */
-			(void)cur_uleb(c);
-			(void)cur_sleb(c);
-			break;
-		case 0x06: case 0x07: case 0x08: case 0x0d: case 0x0e: case 0x2e:
-			(void)cur_uleb(c);
-			break;
-		case 0x13:
-			(void)cur_sleb(c);
-			break;
-		case 0x09: /* DW_CFA_register: the second register is not checked by libunwind */
-			r1 = cur_uleb(c);
-			r2 = cur_uleb_at(c, &rp, &rn);
-			if (!c->bad && r2 >= CFI_NUM_REGS) {
-				uleb_rewrite(rp, rn, r1 < CFI_NUM_REGS ? (uint8_t)r1 : 0);
-				fixed++;
+			default: /* nop, remember/restore_state, what libunwind skips as one byte */
+				break;
 			}
-			break;
-		case 0x0f: /* def_cfa_expression */
-			len = cur_uleb(c);
-			if (len > (uint64_t)(c->end - c->p))
-				return fixed;
-			c->p += len;
-			break;
-		case 0x10: /* expression */
-			(void)cur_uleb(c);
-			len = cur_uleb(c);
-			if (len > (uint64_t)(c->end - c->p))
-				return fixed;
-			c->p += len;
-			break;
-		case 0x1c: case 0x1d: case 0x2d: case 0x3f: /* refused by libunwind */
-			return fixed;
-		default: /* nop, remember/restore_state, and what libunwind skips as one byte */
-			break;
+		}
+		if (odd || c->bad) {
+			memset(op_p, 0, (size_t)(c->end - op_p));
+			return fixed + 1;
 		}
 	}
 	return fixed;
@@ -467,7 +489,7 @@ static unsigned cfi_sanitize(uint8_t *buf, size_t len)
 				}
 			} else {
 				ra = cur_uleb_at(&c, &rp, &rn);
-				if (!c.bad && ra >= CFI_NUM_REGS) {
+				if (!c.bad && (ra >= CFI_NUM_REGS || rn > 9)) {
 					uleb_rewrite(rp, rn, 16);
 					fixed++;
 				}
