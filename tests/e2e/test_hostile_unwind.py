@@ -1,13 +1,16 @@
 """Hostile unwind inputs: an unprivileged user (uid 65534) runs, beside a root service
 (cpu_split_fp), programs whose files attack the DWARF unwinder of an agent run with its default
 options (--unwind auto: their executables have no frame pointers, so they are unwound from stack
-snapshots with libunwind):
+snapshots with libunwind), but for --service selecting the root service and the attacker's
+programs (by comm, as an agent profiling every process would see them), so that nothing else
+running on the host decides the outcome:
 
 - a function whose CFA rule is a DWARF expression that jumps to itself (DW_OP_skip -3), and
   one that branches back forever (DW_OP_lit1; DW_OP_bra -4): libunwind would evaluate them
   forever; the unwind's budget stops it, and the counters say so;
 - a library the user owns, on the stack of a running process, truncated to 0 bytes (the
-  process keeps running; a second thread dlopens so that the agent re-reads its maps): the
+  process keeps running; a second thread maps a file executable, again and again, so that the
+  agent re-reads its maps and libunwind's caches are flushed): the
   agent must not fault on its copy of the file (SIGBUS);
 - a copy of the root service's executable, with the same build-id, whose hot function is
   renamed ATTACKERA: the root service's stacks must still name hot_alpha.
@@ -50,32 +53,33 @@ static volatile int sink;
 __attribute__((noinline)) void victim_run(void (*cb)(void)) { cb(); sink++; }
 """
 
-DUMMY_C = "int dummy_value = 1; int dummy(void) { return dummy_value; }\n"
-
 TRUNC_C = r"""
-#include <dlfcn.h>
-#include <pthread.h>
-#include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 void victim_run(void (*cb)(void));
 static volatile unsigned long spins;
-static const char *dummy;
-__attribute__((noinline)) static void spin(void) { for (;;) spins++; }
-static void *reload(void *arg) {
-    (void)arg;
-    for (;;) {   /* an exec mapping appears and goes: the agent re-reads our maps */
-        void *h = dlopen(dummy, RTLD_NOW);
-        usleep(100000);
-        if (h) dlclose(h);
-        usleep(100000);
-    }
-    return NULL;
+static const char *victim;
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+__attribute__((noinline)) static void warm(void) {
+    double end = now() + 1.5;   /* sampled: the agent captures our maps, opens the library */
+    while (now() < end) spins++;
+}
+__attribute__((noinline)) static void spin(void) {
+    struct stat st;
+    /* off-CPU until the owner has truncated the library: the agent has not needed its
+     * unwind tables yet; from now on every sample's stack holds victim_run's frame */
+    while (stat(victim, &st) == 0 && st.st_size > 0) usleep(20000);
+    for (;;) spins++;
 }
 int main(int argc, char **argv) {
-    pthread_t t;
-    dummy = argc > 1 ? argv[1] : "libdummy.so";
-    pthread_create(&t, NULL, reload, NULL);
-    victim_run(spin);   /* never returns: victim_run's frame stays on the stack */
+    victim = argv[1];
+    warm();
+    victim_run(spin);   /* never returns, never runs the library's code again */
     return 0;
 }
 """
@@ -129,7 +133,7 @@ with tempfile.TemporaryDirectory() as tmp:
     os.chmod(tmp, 0o755)
     evil = os.path.join(tmp, "evil")
     os.mkdir(evil)
-    for name, src in (("loop.c", LOOP_C), ("victim.c", VICTIM_C), ("dummy.c", DUMMY_C),
+    for name, src in (("loop.c", LOOP_C), ("victim.c", VICTIM_C),
                       ("trunc.c", TRUNC_C)):
         with open(os.path.join(evil, name), "w") as f:
             f.write(src)
@@ -138,9 +142,8 @@ with tempfile.TemporaryDirectory() as tmp:
     gcc(os.path.join(evil, "loop_bra"), os.path.join(evil, "loop.c"),
         '-DEXPR="0x04, 0x31, 0x28, 0xfc, 0xff"')
     gcc(os.path.join(evil, "libvictim.so"), os.path.join(evil, "victim.c"), "-shared", "-fPIC")
-    gcc(os.path.join(evil, "libdummy.so"), os.path.join(evil, "dummy.c"), "-shared", "-fPIC")
     gcc(os.path.join(evil, "trunc_prog"), os.path.join(evil, "trunc.c"), "-L" + evil,
-        "-lvictim", "-Wl,-rpath," + evil, "-pthread", "-ldl")
+        "-lvictim", "-Wl,-rpath," + evil)
     # the root service's executable, its hot function renamed, its build-id kept
     with open(os.path.join(FIXTURES, "cpu_split_fp"), "rb") as f:
         image = f.read()
@@ -159,7 +162,12 @@ with tempfile.TemporaryDirectory() as tmp:
         root_svc = subprocess.Popen([os.path.join(FIXTURES, "cpu_split_fp"), "60"],
                                     stdout=subprocess.DEVNULL)
         procs.append(root_svc)
-        agent = Agent(["--server", rcv.url, "--interval", "2", "--metrics-addr", str(mport)])
+        # default options (--unwind auto) but for the selection: the root service and the
+        # attacker's programs, so that nothing else on the host (other tests' attackers) plays
+        agent = Agent(["--server", rcv.url, "--interval", "2", "--metrics-addr", f"127.0.0.1:{mport}",
+                       "--service", f"cpu_split_fp=pid:{root_svc.pid}",
+                       *[a for p in ("loop_skip", "loop_bra", "evil_split", "trunc_prog")
+                         for a in ("--service", f"{p}=comm:{p}")]])
         c.check(wait_for(lambda: "cpu_split_fp" in by_service(rcv.series()), 20),
                 "the root service is profiled before the attack")
         for prog in ("loop_skip", "loop_bra", "evil_split"):
@@ -167,7 +175,7 @@ with tempfile.TemporaryDirectory() as tmp:
                                           (["60"] if prog == "evil_split" else []),
                                           preexec_fn=as_nobody, stdout=subprocess.DEVNULL))
         trunc = subprocess.Popen([os.path.join(evil, "trunc_prog"),
-                                  os.path.join(evil, "libdummy.so")], preexec_fn=as_nobody)
+                                  os.path.join(evil, "libvictim.so")], preexec_fn=as_nobody)
         procs.append(trunc)
 
         # 1. endless CFA expressions: each unwind stops at its budget
@@ -177,14 +185,15 @@ with tempfile.TemporaryDirectory() as tmp:
         hostile = metric(mport, "ember_unwind_refused_total", 'reason="hostile_cfi"') or 0
         c.check(hostile >= 2, f"both looping files are refused from then on (hostile_cfi {hostile})")
 
-        # 2. the victim library is on trunc_prog's stack and unwound; then its owner truncates it
+        # 2. the victim library is mapped and seen; its owner truncates it; then it is on the stack
         c.check(wait_for(lambda: "trunc_prog" in by_service(rcv.series()), 20),
                 "the process with the victim library is profiled")
-        time.sleep(2)
         subprocess.run(["truncate", "-s", "0", os.path.join(evil, "libvictim.so")],
                        preexec_fn=as_nobody, check=True)
         t_trunc = len(rcv.series())
-        time.sleep(6)  # trunc_prog keeps running, remapping; the agent re-reads its maps
+        c.check(wait_for(lambda: any("victim_run" in functions([s]) for s in
+                                     by_service(rcv.series()[t_trunc:]).get("trunc_prog", [])), 12),
+                "after the truncation, stacks through the truncated library are unwound")
         c.check(trunc.poll() is None, "the truncating process is still running (its stack holds the library)")
         c.check(agent.proc.poll() is None,
                 f"the agent survives the truncation (exit status {agent.proc.returncode})")
