@@ -120,7 +120,7 @@ struct umod {
 	struct load_seg *loads;
 	size_t nr_loads;
 	bool has_hdr;        /* usable .eh_frame_hdr */
-	uint64_t hdr_vaddr, table_vaddr, fde_count;
+	uint64_t hdr_vaddr, hdr_off, table_vaddr, fde_count;
 	/* copies of the file's bytes libunwind reads: .eh_frame_hdr, .eh_frame */
 	struct extent {
 		uint64_t off; /* file offset */
@@ -757,13 +757,23 @@ static bool vaddr_to_off(const struct umod *m, uint64_t vaddr, uint64_t *ret_off
 	return false;
 }
 
+/* Copies [off, off + len) of s as an extent, widened to whole 8-byte words when the file has
+ * them: libunwind reads aligned words, so the last entry of .eh_frame_hdr's table is read
+ * with the 4 bytes after it. */
 static int mod_add_extent(struct umod *m, const struct src *s, uint64_t off, uint64_t len)
 {
+	uint64_t lo = off & ~7ull, hi = (off + len + 7) & ~7ull;
 	int err;
 
 	if (m->nr_ext >= sizeof(m->ext) / sizeof(m->ext[0]))
 		return -E2BIG;
-	err = src_copy(s, off, (size_t)len, &m->ext[m->nr_ext].data);
+	err = (lo < off || hi > off + len) ? src_copy(s, lo, (size_t)(hi - lo), &m->ext[m->nr_ext].data) : -EIO;
+	if (!err) {
+		off = lo;
+		len = hi - lo;
+	} else {
+		err = src_copy(s, off, (size_t)len, &m->ext[m->nr_ext].data);
+	}
 	if (err)
 		return err;
 	m->ext[m->nr_ext].off = off;
@@ -883,7 +893,7 @@ static int mod_parse(struct unwinder *u, struct umod *m, const struct src *s)
 			refuse(u, UNWIND_REFUSED_BAD_ELF);
 			goto debug_frame;
 		}
-		d = m->ext[0].data;
+		d = m->ext[0].data + (hdr.p_offset - m->ext[0].off);
 		c = (struct cur){ d, d + hdr.p_filesz, false };
 		uint8_t version = cur_u8(&c), ptr_enc = cur_u8(&c), count_enc = cur_u8(&c);
 		uint8_t table_enc = cur_u8(&c);
@@ -918,8 +928,9 @@ static int mod_parse(struct unwinder *u, struct umod *m, const struct src *s)
 			goto debug_frame;
 		}
 		refuse_n(u, UNWIND_REFUSED_CFI_REWRITTEN,
-			 cfi_sanitize(m->ext[m->nr_ext - 1].data, m->ext[m->nr_ext - 1].len));
+			 cfi_sanitize(m->ext[1].data + (eh_off - m->ext[1].off), (size_t)eh_len));
 		m->has_hdr = true;
+		m->hdr_off = hdr.p_offset;
 		m->hdr_vaddr = hdr.p_vaddr;
 		m->table_vaddr = hdr.p_vaddr + (uint64_t)(c.p - d);
 		m->fde_count = count;
@@ -1946,7 +1957,7 @@ int unwind_fuzz_tables(const void *img, size_t len)
 	/* PCs: the first and last functions of each table, and each mapping's start */
 	if (m->has_hdr && m->nr_ext) {
 		const struct extent *e = &m->ext[0];
-		uint64_t t = m->table_vaddr - m->hdr_vaddr;
+		uint64_t t = m->table_vaddr - m->hdr_vaddr + (m->hdr_off - e->off);
 
 		for (uint64_t k = 0; k < 2 && nr_pcs < 8; k++) {
 			uint64_t idx = k ? m->fde_count - 1 : 0;
