@@ -23,7 +23,14 @@
  *
  * Choices the header leaves open:
  * - files are opened by the cache (procmaps_open_file: /proc/PID/map_files, then
- *   /proc/PID/root/PATH, checked against the mapped inode);
+ *   /proc/PID/root/PATH, checked against the mapped inode); a module the cache made before
+ *   this unwinder registered its loader, and the lookup of a separate debug file, open the
+ *   file again that way, checked to be the same file (device, inode, size, mtime);
+ * - tables are shared between processes only through the cache's modules, which are keyed by
+ *   file identity: a file claiming another's build-id gets its own tables;
+ * - our copies of .eh_frame and of the converted .debug_frame are walked once as libunwind
+ *   walks them, and register numbers libunwind 1.6 would use unchecked are rewritten
+ *   (cfi_sanitize);
  * - a PC outside every mapping re-reads the maps, at most once a second per process, never
  *   once the process was seen gone;
  * - we hold at most UNWIND_MAX_PROCS processes, letting go of the least recently unwound;
