@@ -606,6 +606,13 @@ void cpu_collector_write_metrics(struct cpu_collector *c, struct metrics_writer 
 	metrics_counter(w, "ember_dwarf_stacks_total", "DWARF-unwound stacks, by outcome",
 			(const char *[]){ "outcome", "dropped_backlog", NULL },
 			(double)ds.dropped_pending);
+	for (int r = 0; c->unwinder && r < UNWIND_REFUSED_MAX; r++)
+		metrics_counter(w, "ember_unwind_refused_total",
+				"DWARF unwinds stopped and unwind tables or entries refused, by reason "
+				"(budget: an unwind spent its accessor-call budget; hostile_cfi: a "
+				"module whose CFI did so, not used again)",
+				(const char *[]){ "reason", unwind_refusal_name(r), NULL },
+				(double)unwind_refused(c->unwinder, r));
 	metrics_counter(w, "ember_dwarf_snapshots_short_total",
 			"DWARF snapshots with less stack readable than --stack-size (the unwind may "
 			"end early)", NULL, (double)st[EMBER_STAT_SNAPSHOT_SHORT]);

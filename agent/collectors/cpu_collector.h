@@ -100,7 +100,8 @@ void cpu_collector_dwarf_stats(struct cpu_collector *c, struct cpu_dwarf_stats *
 
 /* Writes the collector's self-metrics: ember_samples_lost_total by reason (every counter of
  * enum ember_cpu_stat), ember_samples_filtered_total, ember_dwarf_stacks_total by outcome,
- * ember_dwarf_snapshots_short_total. Safe on the metrics thread. */
+ * ember_dwarf_snapshots_short_total, ember_unwind_refused_total by reason. Safe on the metrics
+ * thread. */
 struct metrics_writer;
 void cpu_collector_write_metrics(struct cpu_collector *c, struct metrics_writer *w);
 

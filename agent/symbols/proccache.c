@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -91,10 +90,7 @@ static void module_free(struct proccache_module *m)
 		slot_fini(&m->slots[i]);
 	if (m->elf)
 		elf_end(m->elf);
-	if (m->vdso)
-		free(m->image);
-	else if (m->image)
-		munmap(m->image, m->image_size);
+	free(m->image);
 	free(m->path);
 	free(m->root);
 	free(m);
@@ -145,7 +141,6 @@ static int module_get(struct proccache *pc, int fd, const char *path, const char
 {
 	struct proccache_module *m;
 	struct stat st;
-	void *image;
 	int err;
 
 	if (fstat(fd, &st))
@@ -176,17 +171,9 @@ static int module_get(struct proccache *pc, int fd, const char *path, const char
 		module_free(m);
 		return -ENOMEM;
 	}
-	if (st.st_size > 0) {
-		image = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-		if (image != MAP_FAILED) {
-			m->image = image;
-			m->image_size = (size_t)st.st_size;
-		} else {
-			log_debug("proccache: %s: mmap: %s", path, strerror(errno));
-		}
-	}
-	/* Read through fd, not the image: a page of the image touched maps its neighbours too
-	 * (fault-around), and only the unwinder needs the image. */
+	/* No view of the file is kept: its owner may truncate it at any time, and a mapping of
+	 * it (shared or private) would then fault (SIGBUS) at the next read. The loaders copy
+	 * what they need while fd is open. */
 	if (elfsyms_read_build_id(fd, m->build_id, sizeof(m->build_id)))
 		m->build_id[0] = '\0';
 	pc->module_opens++;

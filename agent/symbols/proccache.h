@@ -4,9 +4,10 @@
  * mapping, in address order; paths interned for the life of the entry). A module is one mapped
  * file, keyed by file identity (device, inode, size, mtime). The build-id is read as a hint for
  * finding debug files, never used as a key: any file can claim any build-id. A module is made
- * at the first capture that maps its file executable: the file is opened once, mapped
- * privately (the image, shared by the page cache with every process, untouched until a
- * consumer reads it) and handed to every loader registered on the cache; then the fd is closed. Consumers keep what they derive in
+ * at the first capture that maps its file executable: the file is opened once and handed to
+ * every loader registered on the cache, which copies what it needs (pread, bounded); then the
+ * fd is closed. No view of a file is kept: its owner may truncate it, and a mapping, shared or
+ * private, would then fault (SIGBUS) at the next read. Consumers keep what they derive in
  * slots: per module the symbol table and the unwind tables, per process the unwinder's address
  * space and the symbolizer's perf map, and an interpreter slot (Python) for each.
  *
@@ -64,8 +65,7 @@ struct proccache_module {
 	char build_id[ELFFILE_BUILD_ID_MAX]; /* lowercase hex, "" when none; a hint only */
 	char *path;                          /* path as the first process saw it */
 	char *root;                          /* "/proc/PID/root" of that process */
-	/* the whole file mapped privately (writable: libelf may convert in place), or our copy of
-	 * the vDSO; NULL when the file could not be mapped */
+	/* our copy of the vDSO (malloc'd); NULL for files, which are never mapped */
 	uint8_t *image;
 	size_t image_size;
 	Elf *elf;                            /* see proccache_module_elf() */
@@ -159,8 +159,8 @@ const struct proccache_map *proccache_map_find(const struct proccache_proc *p, u
  * too many strings already). */
 const char *proccache_intern(struct proccache_proc *p, const char *str);
 
-/* libelf over m's image, made at the first call (the image is not touched before: its pages
- * cost memory only once a consumer reads them); NULL when m is not an ELF file. */
+/* libelf over m's image (the vDSO's), made at the first call; NULL for files (they have no
+ * image: read them in a loader) and when m is not an ELF file. */
 Elf *proccache_module_elf(struct proccache_module *m);
 
 /* Sets a slot, freeing what it held. */

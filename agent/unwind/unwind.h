@@ -2,10 +2,14 @@
  * BPF at a sample) into the PCs of the call chain, with libunwind's remote API.
  *
  * Unwind info comes from each module's .eh_frame_hdr/.eh_frame, then from .debug_frame (in the
- * file, or in its separate debug file found by build-id or .gnu_debuglink). Memory reads are
- * served from the snapshot, else from the mapped file's file-backed ELF segments (for writable
- * ones that is the unrelocated bytes, which libunwind reads only for C++ personality pointers
- * it does not use), else they fail. Captures of the processes' mappings, keyed by (pid, start
+ * file, or in its separate debug file found by build-id or .gnu_debuglink). Those sections are
+ * copied (pread, bounded) into our memory when the file is opened: no file stays mapped, so a
+ * file its owner truncates or rewrites later cannot fault the agent. Memory reads are served
+ * from the snapshot, else from those copies (a read of a writable file-backed segment, which
+ * libunwind does only for C++ personality pointers it does not use, gives zeros), else fail.
+ * Every unwind has a budget of libunwind accessor calls that no unwind info can escape (a
+ * DWARF expression that jumps to itself ends there), and every table a byte budget; what is
+ * refused is counted (unwind_refused()). Captures of the processes' mappings, keyed by (pid, start
  * time), and the modules, keyed by file identity, are a proccache's (symbols/proccache.h): the
  * symbolizer's, handed to unwinder_new_shared(), so that each file is opened once for both, or
  * the unwinder's own. The unwinder keeps its tables in the cache's UNWIND slots.
@@ -37,7 +41,28 @@ struct unwind_stats {
 	uint64_t processes;   /* processes whose mappings are held now */
 	uint64_t modules;     /* modules cached now */
 	uint64_t module_opens; /* files opened into a new module (shared with the symbolizer) */
+	uint64_t budget_exhausted; /* unwinds stopped by the accessor-call budget (truncated) */
+	uint64_t table_reopens; /* files opened again for their tables or debug file */
+	uint64_t table_bytes;   /* bytes of unwind tables held now, all modules */
 };
+
+/* What the unwinder refused, by reason. Counted with atomics: unwind_refused() is safe on
+ * another thread (the metrics thread) while the unwinder runs. */
+enum unwind_refusal {
+	UNWIND_REFUSED_BUDGET,          /* an unwind spent its accessor-call budget */
+	UNWIND_REFUSED_OVERSIZED_TABLE, /* .eh_frame_hdr + .eh_frame over the per-module bound */
+	UNWIND_REFUSED_TOTAL_TABLES,    /* a module's tables over what all modules may hold */
+	UNWIND_REFUSED_DEBUG_FRAME,     /* a .debug_frame over its bound (raw, decompressed, converted) */
+	UNWIND_REFUSED_ENTRY,           /* a CIE or FDE skipped: oversized, or unknown CIE */
+	UNWIND_REFUSED_BAD_ELF,         /* headers out of bounds (too many, outside the file) */
+	UNWIND_REFUSED_HOSTILE_CFI,     /* a module whose CFI spent a step's whole budget: not used again */
+	UNWIND_REFUSED_CFI_REWRITTEN,   /* CIEs/FDEs naming a register libunwind would index unchecked */
+	UNWIND_REFUSED_MAX,
+};
+
+/* The metric label of r: "budget", "oversized_table", ... */
+const char *unwind_refusal_name(enum unwind_refusal r);
+uint64_t unwind_refused(const struct unwinder *u, enum unwind_refusal r);
 
 struct proccache;
 

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -383,6 +384,80 @@ out:
 	(void)rmdir(dir);
 }
 
+static int first_function(const struct elffile_sym *sym, void *ctx)
+{
+	uint64_t *ret = ctx;
+
+	if (sym->size < 8)
+		return 0;
+	*ret = sym->value;
+	return 1;
+}
+
+/* A file mapped executable (so the cache makes a module of it), unwound once, then truncated
+ * by its owner: the next unwind through it (maps re-read, libunwind's caches flushed) reads
+ * the unwinder's copies of the tables, never the file, and the test does not die of SIGBUS. */
+static void test_truncated_file(void)
+{
+	char dir[] = "/tmp/ember-proccache-XXXXXX", src[PATH_MAX], path[PATH_MAX];
+	uint64_t stack[64] = { 0 }, pcs[8], fn = 0;
+	struct unwind_regs regs = { 0 };
+	struct unwinder *u = NULL;
+	void *map = MAP_FAILED;
+	uint8_t *img = NULL;
+	size_t len = 0, n = 0;
+	bool truncated;
+	Elf *e = NULL;
+	int fd = -1;
+
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(src, sizeof(src), "%s/libsym_shared.so", getenv("FIXTURE_DIR"));
+	snprintf(path, sizeof(path), "%s/lib.so", dir);
+	if (read_file(src, &img, &len) || write_exe(path, img, len)) {
+		CHECK(!"copied libsym_shared.so");
+		goto out;
+	}
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	CHECK(fd >= 0);
+	if (fd < 0)
+		goto out;
+	elffile_init();
+	e = elf_begin(fd, ELF_C_READ, NULL);
+	CHECK(e && elffile_for_each_symbol(e, ELFFILE_SYM_DYNSYM | ELFFILE_SYM_SYMTAB,
+					   first_function, &fn) == 1);
+	map = mmap(NULL, len, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+	CHECK(map != MAP_FAILED);
+	if (!fn || map == MAP_FAILED)
+		goto out;
+	/* the text segment's file offsets are its vaddrs (ld's layout): one mapping serves */
+	regs.ip = (uint64_t)(uintptr_t)map + fn + 1;
+	regs.sp = (uint64_t)(uintptr_t)stack;
+	CHECK_INT(unwinder_new(&u), 0);
+	if (!u)
+		goto out;
+	CHECK_INT(unwind_stack(u, getpid(), self_start, &regs, stack, sizeof(stack), pcs, 8, &n,
+			       &truncated), 0);
+	CHECK(n >= 1);
+	CHECK_INT(ftruncate(fd, 0), 0);
+	unwind_refresh(u, getpid());
+	CHECK_INT(unwind_stack(u, getpid(), self_start, &regs, stack, sizeof(stack), pcs, 8, &n,
+			       &truncated), 0);
+	CHECK(n >= 1);
+	fprintf(stderr, "truncated file: unwound after truncation, %zu frames\n", n);
+out:
+	unwind_forget(u, getpid());
+	unwinder_free(u);
+	if (map != MAP_FAILED)
+		munmap(map, len);
+	if (e)
+		elf_end(e);
+	if (fd >= 0)
+		close(fd);
+	free(img);
+	(void)unlink(path);
+	(void)rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
 	pthread_attr_t attr;
@@ -407,5 +482,6 @@ int main(int argc, char **argv)
 	test_symbolize_then_unwind();
 	test_unwind_then_symbolize();
 	test_forged_build_id();
+	test_truncated_file();
 	return check_exit("test_proccache");
 }

@@ -18,6 +18,7 @@
 #include "unwind.h"
 #include "unwind_chain.h"
 #include "unwind_sigmask.h"
+#include "util.h"
 
 #define MAX_FRAMES 128
 
@@ -163,6 +164,46 @@ static void check_sigmask(void)
 	CHECK(!blocked(SIGUSR2));
 }
 
+/* A frame whose CFA expression never ends: libunwind would evaluate it forever. The unwind
+ * returns (within its budget), truncated after the leaf and that frame; the module's CFI is
+ * then not used again, so the next unwind through it is cheap. An unwinder of its own: the
+ * test binary's module is marked. */
+static void test_loop(void (*fn)(void), const char *what)
+{
+	struct unwinder *u = NULL;
+	struct unwind_stats st;
+	uint64_t pcs[MAX_FRAMES];
+	int64_t t0, t1, t2;
+	bool truncated = false;
+	size_t n = 0;
+
+	CHECK_INT(unwinder_new(&u), 0);
+	if (!u)
+		return;
+	fn();
+	t0 = util_now_ns(CLOCK_MONOTONIC);
+	CHECK_INT(unwind_stack(u, getpid(), self_start, &chain_snap.regs, chain_snap.stack,
+			       chain_snap.len, pcs, MAX_FRAMES, &n, &truncated), 0);
+	t1 = util_now_ns(CLOCK_MONOTONIC);
+	CHECK(truncated);
+	CHECK(n >= 1 && n <= 2); /* chain_capture, then at most the looping frame */
+	unwind_get_stats(u, &st);
+	CHECK_INT(st.budget_exhausted, 1);
+	CHECK_INT(unwind_refused(u, UNWIND_REFUSED_BUDGET), 1);
+	CHECK_INT(unwind_refused(u, UNWIND_REFUSED_HOSTILE_CFI), 1);
+	/* again: the module's CFI is refused at once */
+	CHECK_INT(unwind_stack(u, getpid(), self_start, &chain_snap.regs, chain_snap.stack,
+			       chain_snap.len, pcs, MAX_FRAMES, &n, &truncated), 0);
+	t2 = util_now_ns(CLOCK_MONOTONIC);
+	CHECK(truncated);
+	unwind_get_stats(u, &st);
+	CHECK_INT(st.budget_exhausted, 1);
+	fprintf(stderr, "looping CFA expression (%s): stopped after %.2f ms, then %.3f ms\n", what,
+		(double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6);
+	unwind_forget(u, getpid());
+	unwinder_free(u);
+}
+
 int main(void)
 {
 	pthread_attr_t attr;
@@ -220,6 +261,8 @@ int main(void)
 	}
 	unwind_forget(unw, getpid());
 	unwinder_free(unw);
+	test_loop(chain_loop_skip, "DW_OP_skip -3");
+	test_loop(chain_loop_bra, "DW_OP_lit1; DW_OP_bra -4");
 	symbolizer_free(sym);
 	return check_exit("unit_unwind");
 }

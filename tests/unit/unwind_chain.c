@@ -96,3 +96,33 @@ __attribute__((noinline)) int chain_a(void)
 	sink++;
 	return r + 1;
 }
+
+/* Two leaves whose CFA rule is a DWARF expression that never ends, as a hostile file's can:
+ * DW_CFA_def_cfa_expression (0x0f), then { DW_OP_skip -3 } (0x2f 0xfd 0xff: jumps back to
+ * itself) or { DW_OP_lit1; DW_OP_bra -4 } (0x31 0x28 0xfc 0xff: pushes 1, branches back to
+ * the push). Each calls chain_capture with its stack aligned. */
+__asm__(".text\n"
+	".globl chain_loop_skip\n"
+	".type chain_loop_skip, @function\n"
+	"chain_loop_skip:\n"
+	".cfi_startproc\n"
+	"	sub $8, %rsp\n"
+	".cfi_escape 0x0f, 0x03, 0x2f, 0xfd, 0xff\n"
+	"	call chain_capture@PLT\n"
+	"	add $8, %rsp\n"
+	".cfi_def_cfa rsp, 8\n"
+	"	ret\n"
+	".cfi_endproc\n"
+	".size chain_loop_skip, .-chain_loop_skip\n"
+	".globl chain_loop_bra\n"
+	".type chain_loop_bra, @function\n"
+	"chain_loop_bra:\n"
+	".cfi_startproc\n"
+	"	sub $8, %rsp\n"
+	".cfi_escape 0x0f, 0x04, 0x31, 0x28, 0xfc, 0xff\n"
+	"	call chain_capture@PLT\n"
+	"	add $8, %rsp\n"
+	".cfi_def_cfa rsp, 8\n"
+	"	ret\n"
+	".cfi_endproc\n"
+	".size chain_loop_bra, .-chain_loop_bra\n");

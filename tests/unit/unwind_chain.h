@@ -28,6 +28,11 @@ int chain_a(void);
  * The chain_df_* functions have .debug_frame CFI only. */
 int chain_df_a(void);
 
+/* chain_capture called from a function whose CFA rule is a DWARF expression that loops
+ * forever (DW_OP_skip -3, or DW_OP_lit1; DW_OP_bra -4). */
+void chain_loop_skip(void);
+void chain_loop_bra(void);
+
 void chain_capture(void);
 /* libc's own function `name`, bypassing interposers (ASan replaces qsort and bsearch). */
 void *chain_libc_sym(const char *name);
