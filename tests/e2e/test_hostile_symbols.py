@@ -288,10 +288,9 @@ with tempfile.TemporaryDirectory() as tmp:
                 os.unlink(os.path.join(fake, "tmp", f))
 
     run("--service", ["--service", "svc=exe:*/fixtures/cpu_split_fp"])
-    # Every process: --unwind fp, because libunwind loops forever on the JIT processes' stacks
-    # (issue 12 defect 1, the unwinder's budget), which stops the agent before the symbolizer
-    # is reached; drop it once that budget is in.
-    run("every process", ["--unwind", "fp"])
+    # Every process, with the default --unwind auto (the unwinder's budget keeps the JIT
+    # processes' stacks from looping libunwind).
+    run("every process", [])
     # The links alone (the FIFOs above stop an unfixed agent before it reads them).
-    run("every process, links only", ["--unwind", "fp"], links_only=True)
+    run("every process, links only", [], links_only=True)
 c.done()
