@@ -63,7 +63,8 @@ int fpdetect_fd(int fd, enum fpdetect_result *ret_result, double *ret_share)
 	Elf *e;
 
 	elffile_init();
-	e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	/* Read, not mapped: a file truncated under us is a read error, never a SIGBUS. */
+	e = elf_begin(fd, ELF_C_READ, NULL);
 	if (!e)
 		return -EINVAL;
 	if (!gelf_getehdr(e, &eh)) {
