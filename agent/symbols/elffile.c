@@ -424,8 +424,11 @@ int elffile_find_debug(Elf *e, dev_t self_dev, ino_t self_ino, const char *path,
 		}
 	}
 	if (build_id[0] && strlen(build_id) > 2) {
+		/* The host's build-id tree first: root-owned files a container cannot plant, and
+		 * the same build-id is the same binary. A container's own tree only after. */
 		snprintf(rel, sizeof(rel), DEBUG_DIR "/.build-id/%.2s/%s.debug", build_id, build_id + 2);
-		if (!try_debug_rooted(rootfd, rel, &want, ret))
+		if (!try_debug_file(AT_FDCWD, rel, &want, ret) ||
+		    (rootfd >= 0 && !try_debug_file(rootfd, rel, &want, ret)))
 			err = 0;
 	}
 out:
