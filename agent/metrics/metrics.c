@@ -1,6 +1,7 @@
 #include "metrics.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -33,6 +34,7 @@ struct metrics_conn {
 	int fd;                            /* -1: free slot */
 	bool writing;                      /* request read, answer being sent */
 	int64_t deadline_ms;               /* CLOCK_MONOTONIC; closed when reached */
+	int64_t accepted_ms;               /* CLOCK_MONOTONIC */
 	size_t req_len;
 	char req[METRICS_MAX_REQUEST];
 	char *out;
@@ -48,6 +50,17 @@ struct metrics {
 	void *ctx;
 	double start_time;                 /* process start, seconds since the epoch */
 	struct metrics_conn conns[METRICS_MAX_CONNS];
+	/* Metrics thread only. */
+	int reserve_fd;                    /* /dev/null, given up to accept-and-close on EMFILE */
+	int64_t accept_paused_until_ms;    /* out of descriptors: the listen socket waits */
+	uint64_t conns_dropped[METRICS_DROP_MAX];
+};
+
+static const char *const conn_drop_names[METRICS_DROP_MAX] = {
+	[METRICS_DROP_BUSY] = "busy",
+	[METRICS_DROP_EVICTED] = "evicted",
+	[METRICS_DROP_NO_FDS] = "no_fds",
+	[METRICS_DROP_TIMEOUT] = "timeout",
 };
 
 /* ---- exposition writer ---------------------------------------------------------------- */
@@ -317,6 +330,11 @@ static void metrics_process(struct metrics *m, struct metrics_writer *w)
 	metrics_gauge(w, "ember_agent_start_time_seconds",
 		      "Start time of the agent process, in seconds since the Unix epoch.", NULL,
 		      m->start_time);
+	for (int i = 0; i < METRICS_DROP_MAX; i++)
+		metrics_counter(w, "ember_metrics_connections_dropped_total",
+				"Connections to this endpoint closed unanswered, by reason",
+				(const char *[]){ "reason", conn_drop_names[i], NULL },
+				(double)m->conns_dropped[i]);
 }
 
 /* ---- HTTP ----------------------------------------------------------------------------- */
@@ -463,34 +481,79 @@ close:
 	metrics_conn_close(c);
 }
 
+/* Out of descriptors: the waiting client is accepted into the reserve descriptor's place and
+ * closed, so that the listening socket does not stay readable (a busy loop), and accepting
+ * pauses for a second. */
+static void metrics_accept_no_fds(struct metrics *m, int err)
+{
+	if (m->reserve_fd >= 0) {
+		int fd;
+
+		close(m->reserve_fd);
+		fd = accept4(m->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd >= 0)
+			close(fd);
+		m->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
+	m->conns_dropped[METRICS_DROP_NO_FDS]++;
+	m->accept_paused_until_ms = metrics_now_ms() + METRICS_ACCEPT_BACKOFF_MS;
+	log_debug("metrics: accept: %s; pausing", strerror(err));
+}
+
+/* A free slot, or the slot of the oldest connection still waiting for its request once it
+ * has had METRICS_EVICT_GRACE_MS to send one: slow clients cannot keep a scraper out, which
+ * sends its request as soon as it connects. NULL when every slot is busy and young. */
+static struct metrics_conn *metrics_slot(struct metrics *m)
+{
+	struct metrics_conn *oldest = NULL;
+	int64_t now = metrics_now_ms();
+
+	for (size_t i = 0; i < METRICS_MAX_CONNS; i++) {
+		struct metrics_conn *c = &m->conns[i];
+
+		if (c->fd < 0)
+			return c;
+		if (!c->writing && now - c->accepted_ms >= METRICS_EVICT_GRACE_MS &&
+		    (!oldest || c->accepted_ms < oldest->accepted_ms))
+			oldest = c;
+	}
+	if (oldest) {
+		metrics_conn_close(oldest);
+		m->conns_dropped[METRICS_DROP_EVICTED]++;
+	}
+	return oldest;
+}
+
 static void metrics_accept(struct metrics *m)
 {
 	static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
 				   "Connection: close\r\n\r\n";
 
 	for (;;) {
-		struct metrics_conn *c = NULL;
+		struct metrics_conn *c;
 		int fd = accept4(m->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				metrics_accept_no_fds(m, errno);
+			else if (errno != EAGAIN && errno != EWOULDBLOCK)
 				log_debug("metrics: accept: %s", strerror(errno));
 			return;
 		}
-		for (size_t i = 0; i < METRICS_MAX_CONNS && !c; i++)
-			if (m->conns[i].fd < 0)
-				c = &m->conns[i];
+		c = metrics_slot(m);
 		if (!c) {
 			(void)send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
 			close(fd);
+			m->conns_dropped[METRICS_DROP_BUSY]++;
 			continue;
 		}
 		c->fd = fd;
 		c->writing = false;
 		c->req_len = 0;
-		c->deadline_ms = metrics_now_ms() + METRICS_TIMEOUT_MS;
+		c->accepted_ms = metrics_now_ms();
+		c->deadline_ms = c->accepted_ms + METRICS_TIMEOUT_MS;
 	}
 }
 
@@ -507,6 +570,10 @@ static void *metrics_thread(void *arg)
 
 		pfds[0] = (struct pollfd){ .fd = m->wake_fd, .events = POLLIN };
 		pfds[1] = (struct pollfd){ .fd = m->listen_fd, .events = POLLIN };
+		if (m->accept_paused_until_ms > now) {
+			pfds[1].fd = -1;
+			next = m->accept_paused_until_ms;
+		}
 		for (int i = 0; i < METRICS_MAX_CONNS; i++) {
 			struct metrics_conn *c = &m->conns[i];
 
@@ -514,6 +581,7 @@ static void *metrics_thread(void *arg)
 				continue;
 			if (now >= c->deadline_ms) {
 				metrics_conn_close(c);
+				m->conns_dropped[METRICS_DROP_TIMEOUT]++;
 				continue;
 			}
 			if (next < 0 || c->deadline_ms < next)
@@ -646,6 +714,7 @@ int metrics_start(const char *addr, metrics_collect_fn fn, void *ctx, struct met
 	if (!m)
 		return -ENOMEM;
 	m->listen_fd = m->wake_fd = -1;
+	m->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	for (int i = 0; i < METRICS_MAX_CONNS; i++)
 		m->conns[i].fd = -1;
 	m->fn = fn;
@@ -706,5 +775,7 @@ void metrics_stop(struct metrics *m)
 		close(m->wake_fd);
 	if (m->listen_fd >= 0)
 		close(m->listen_fd);
+	if (m->reserve_fd >= 0)
+		close(m->reserve_fd);
 	free(m);
 }
