@@ -21,6 +21,8 @@
 #include "log.h"
 
 #define METRICS_NAME_MAX 200
+/* Regular slots, then spare ones that a connection gets on probation (see metrics_slot). */
+#define METRICS_SLOTS (METRICS_MAX_CONNS + METRICS_SPARE_CONNS)
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
 struct metrics_writer {
@@ -35,6 +37,7 @@ struct metrics_conn {
 	bool writing;                      /* request read, answer being sent */
 	int64_t deadline_ms;               /* CLOCK_MONOTONIC; closed when reached */
 	int64_t accepted_ms;               /* CLOCK_MONOTONIC */
+	bool probation;                    /* in a spare slot: 503 unless its request comes soon */
 	size_t req_len;
 	char req[METRICS_MAX_REQUEST];
 	char *out;
@@ -49,7 +52,7 @@ struct metrics {
 	metrics_collect_fn fn;
 	void *ctx;
 	double start_time;                 /* process start, seconds since the epoch */
-	struct metrics_conn conns[METRICS_MAX_CONNS];
+	struct metrics_conn conns[METRICS_SLOTS];
 	/* Metrics thread only. */
 	int reserve_fd;                    /* /dev/null, given up to accept-and-close on EMFILE */
 	int64_t accept_paused_until_ms;    /* out of descriptors: the listen socket waits */
@@ -500,35 +503,74 @@ static void metrics_accept_no_fds(struct metrics *m, int err)
 	log_debug("metrics: accept: %s; pausing", strerror(err));
 }
 
-/* A free slot, or the slot of the oldest connection still waiting for its request once it
- * has had METRICS_EVICT_GRACE_MS to send one: slow clients cannot keep a scraper out, which
- * sends its request as soon as it connects. NULL when every slot is busy and young. */
-static struct metrics_conn *metrics_slot(struct metrics *m)
-{
-	struct metrics_conn *oldest = NULL;
-	int64_t now = metrics_now_ms();
-
-	for (size_t i = 0; i < METRICS_MAX_CONNS; i++) {
-		struct metrics_conn *c = &m->conns[i];
-
-		if (c->fd < 0)
-			return c;
-		if (!c->writing && now - c->accepted_ms >= METRICS_EVICT_GRACE_MS &&
-		    (!oldest || c->accepted_ms < oldest->accepted_ms))
-			oldest = c;
-	}
-	if (oldest) {
-		metrics_conn_close(oldest);
-		m->conns_dropped[METRICS_DROP_EVICTED]++;
-	}
-	return oldest;
-}
-
-static void metrics_accept(struct metrics *m)
+static void metrics_send_busy(int fd)
 {
 	static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
 				   "Connection: close\r\n\r\n";
 
+	(void)send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* The oldest connection in slots [from, to) that is still waiting for its request and was
+ * accepted at or before `before`; NULL if none. */
+static struct metrics_conn *metrics_oldest_reading(struct metrics *m, size_t from, size_t to,
+						   int64_t before)
+{
+	struct metrics_conn *oldest = NULL;
+
+	for (size_t i = from; i < to; i++) {
+		struct metrics_conn *c = &m->conns[i];
+
+		if (c->fd >= 0 && !c->writing && c->accepted_ms <= before &&
+		    (!oldest || c->accepted_ms < oldest->accepted_ms))
+			oldest = c;
+	}
+	return oldest;
+}
+
+/* Where a new connection goes, so that slow clients cannot keep a scraper (which sends its
+ * request as soon as it connects) out:
+ *   1. a free regular slot;
+ *   2. the regular slot of the oldest connection that has not sent its request
+ *      METRICS_EVICT_GRACE_MS after it connected (a slow client), which is closed;
+ *   3. a free spare slot, on probation: answered 503 unless its request comes within
+ *      METRICS_EVICT_GRACE_MS;
+ *   4. the spare slot of the oldest connection on probation still without its request.
+ * NULL when every slot is answering: the new connection is answered 503. */
+static struct metrics_conn *metrics_slot(struct metrics *m)
+{
+	int64_t now = metrics_now_ms();
+	struct metrics_conn *c;
+
+	for (size_t i = 0; i < METRICS_MAX_CONNS; i++)
+		if (m->conns[i].fd < 0) {
+			m->conns[i].probation = false;
+			return &m->conns[i];
+		}
+	c = metrics_oldest_reading(m, 0, METRICS_MAX_CONNS, now - METRICS_EVICT_GRACE_MS);
+	if (c) {
+		metrics_conn_close(c);
+		m->conns_dropped[METRICS_DROP_EVICTED]++;
+		c->probation = false;
+		return c;
+	}
+	for (size_t i = METRICS_MAX_CONNS; i < METRICS_SLOTS; i++)
+		if (m->conns[i].fd < 0) {
+			m->conns[i].probation = true;
+			return &m->conns[i];
+		}
+	c = metrics_oldest_reading(m, METRICS_MAX_CONNS, METRICS_SLOTS, INT64_MAX);
+	if (c) {
+		metrics_send_busy(c->fd);
+		metrics_conn_close(c);
+		m->conns_dropped[METRICS_DROP_EVICTED]++;
+		c->probation = true;
+	}
+	return c;
+}
+
+static void metrics_accept(struct metrics *m)
+{
 	for (;;) {
 		struct metrics_conn *c;
 		int fd = accept4(m->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -544,7 +586,7 @@ static void metrics_accept(struct metrics *m)
 		}
 		c = metrics_slot(m);
 		if (!c) {
-			(void)send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+			metrics_send_busy(fd);
 			close(fd);
 			m->conns_dropped[METRICS_DROP_BUSY]++;
 			continue;
@@ -553,15 +595,18 @@ static void metrics_accept(struct metrics *m)
 		c->writing = false;
 		c->req_len = 0;
 		c->accepted_ms = metrics_now_ms();
-		c->deadline_ms = c->accepted_ms + METRICS_TIMEOUT_MS;
+		c->deadline_ms = c->accepted_ms +
+				 (c->probation ? METRICS_EVICT_GRACE_MS : METRICS_TIMEOUT_MS);
+		/* A request already there is served at once, before later connections. */
+		metrics_conn_read(m, c);
 	}
 }
 
 static void *metrics_thread(void *arg)
 {
 	struct metrics *m = arg;
-	struct pollfd pfds[2 + METRICS_MAX_CONNS];
-	int slot[2 + METRICS_MAX_CONNS];
+	struct pollfd pfds[2 + METRICS_SLOTS];
+	int slot[2 + METRICS_SLOTS];
 
 	for (;;) {
 		int64_t now = metrics_now_ms(), next = -1;
@@ -574,14 +619,19 @@ static void *metrics_thread(void *arg)
 			pfds[1].fd = -1;
 			next = m->accept_paused_until_ms;
 		}
-		for (int i = 0; i < METRICS_MAX_CONNS; i++) {
+		for (int i = 0; i < METRICS_SLOTS; i++) {
 			struct metrics_conn *c = &m->conns[i];
 
 			if (c->fd < 0)
 				continue;
 			if (now >= c->deadline_ms) {
+				if (c->probation && !c->writing) {
+					metrics_send_busy(c->fd);
+					m->conns_dropped[METRICS_DROP_BUSY]++;
+				} else {
+					m->conns_dropped[METRICS_DROP_TIMEOUT]++;
+				}
 				metrics_conn_close(c);
-				m->conns_dropped[METRICS_DROP_TIMEOUT]++;
 				continue;
 			}
 			if (next < 0 || c->deadline_ms < next)
@@ -613,7 +663,7 @@ static void *metrics_thread(void *arg)
 		if (pfds[1].revents)
 			metrics_accept(m);
 	}
-	for (int i = 0; i < METRICS_MAX_CONNS; i++)
+	for (int i = 0; i < METRICS_SLOTS; i++)
 		metrics_conn_close(&m->conns[i]);
 	return NULL;
 }
@@ -715,7 +765,7 @@ int metrics_start(const char *addr, metrics_collect_fn fn, void *ctx, struct met
 		return -ENOMEM;
 	m->listen_fd = m->wake_fd = -1;
 	m->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	for (int i = 0; i < METRICS_MAX_CONNS; i++)
+	for (int i = 0; i < METRICS_SLOTS; i++)
 		m->conns[i].fd = -1;
 	m->fn = fn;
 	m->ctx = ctx;

@@ -34,9 +34,12 @@ struct metrics;
 struct metrics_writer;
 
 /* Connections served at once. One more takes the slot of the oldest connection that has not
- * sent its request in METRICS_EVICT_GRACE_MS (a slow client: a scraper sends at once), or,
- * when every connection is younger, is answered 503 and closed. */
+ * sent its request in METRICS_EVICT_GRACE_MS (a slow client: a scraper sends at once); when
+ * every connection is younger, it gets one of METRICS_SPARE_CONNS spare slots, where it is
+ * answered 503 unless its request comes within METRICS_EVICT_GRACE_MS (the oldest such
+ * connection makes way for a newer one when the spares are full too). */
 #define METRICS_MAX_CONNS 64
+#define METRICS_SPARE_CONNS 8
 #define METRICS_EVICT_GRACE_MS 250
 /* Out of descriptors (EMFILE), accepting pauses this long instead of spinning. */
 #define METRICS_ACCEPT_BACKOFF_MS 1000
