@@ -12,8 +12,9 @@ stops on SIGTERM within 10 s; the refusal counters say uid_limit, timeout, uid_b
 oversized, and evicted for /metrics.
 
 Push: a server answering 200 with a 1 GiB body (streamed until the client disconnects) costs
-the agent under 30% of a core and each answer under 64 MiB of transfer, and the uploads count
+the agent under 10% of a core and each answer under 64 MiB of transfer, and the uploads count
 as sent; a server answering 302 is counted as redirect_3xx, not rejected_4xx."""
+import faulthandler
 import json
 import os
 import re
@@ -39,8 +40,11 @@ sock_path, mport, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 MAGIC = 0x50474d45
 def hdr(t, n): return struct.pack("<IHHII", MAGIC, 1, t, n, 0)
 HELLO = hdr(1, 48) + struct.pack("<IIQQII16s", os.getpid(), 0, 0, 0, 0, 0, b"evil")
+setup_end = time.time() + 8  # an agent that stops accepting must not stall the attack
 def gconn():
-    for _ in range(50):  # a full backlog answers EAGAIN: wait for the agent to accept
+    for _ in range(50):
+        if time.time() > setup_end:
+            return None  # a full backlog answers EAGAIN: wait for the agent to accept
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(2)
         try:
@@ -178,7 +182,10 @@ def test_gpu_and_metrics(c, tmp):
         attacker = subprocess.Popen([NOBODY_PYTHON, "-c", ATTACKER, sock, str(mport), "14"],
                                     preexec_fn=as_nobody, stdout=subprocess.PIPE, text=True)
         worst, failed = 0.0, 0
+        give_up = time.time() + 40
         while attacker.poll() is None:
+            if time.time() > give_up:
+                attacker.kill()
             body, took = scrape(mport)
             worst = max(worst, took)
             failed += body is None or "ember_gpu_clients" not in body
@@ -291,7 +298,7 @@ def test_push(c):
         c.check(len(srv.sent) >= 3, f"uploads were answered with 1 GiB bodies ({len(srv.sent)})")
         c.check(srv.sent and max(srv.sent) < 64 << 20,
                 f"the agent stopped reading each body early (at most {max(srv.sent or [0]) >> 20} MiB of 1024)")
-        c.check(used < 0.30, f"agent CPU while answered with 1 GiB bodies: {100 * used:.0f}% of a core (bound 30%)")
+        c.check(used < 0.10, f"agent CPU while answered with 1 GiB bodies: {100 * used:.0f}% of a core (bound 10%)")
         c.check(value(body, "ember_profiles_sent_total") >= 1, f"cut answers count as sent ({value(body, 'ember_profiles_sent_total'):.0f})")
         c.check(value(body, "ember_upload_responses_truncated_total") >= 1, "cut answers are counted")
         c.check(rc == 0 and took < 10, f"SIGTERM: exit {rc} in {took:.1f} s")
@@ -315,6 +322,7 @@ def test_push(c):
 
 
 if __name__ == "__main__":
+    faulthandler.dump_traceback_later(150, exit=True)  # a hang fails, and says where
     require_root_bpf()
     c = Checker("hostile_sockets")
     with tempfile.TemporaryDirectory() as tmp:
