@@ -182,6 +182,17 @@ static bool stack_eq(const void *ctx, uint32_t it)
 	return s->n == k->n && !memcmp(s->frames, k->ids, k->n * sizeof(*k->ids));
 }
 
+/* Sums saturate instead of wrapping: a client that reports absurd values (GPU time is what a
+ * remote library says) must not turn a service's total negative. */
+static int64_t sat_add(int64_t a, int64_t b)
+{
+	int64_t r;
+
+	if (__builtin_add_overflow(a, b, &r))
+		return b > 0 ? INT64_MAX : INT64_MIN;
+	return r;
+}
+
 int stackagg_new(size_t nvalues, struct stackagg **ret_agg)
 {
 	struct stackagg *a;
@@ -268,7 +279,7 @@ int stackagg_add(struct stackagg *a, const struct sym_frame *frames, size_t n,
 	}
 	s = &a->stacks[it];
 	for (size_t v = 0; v < a->nvalues; v++)
-		s->values[v] += values[v];
+		s->values[v] = sat_add(s->values[v], values[v]);
 	return 0;
 }
 
@@ -282,7 +293,7 @@ int64_t stackagg_total(const struct stackagg *a, size_t idx)
 	int64_t t = 0;
 
 	for (size_t i = 0; i < a->nstacks && idx < a->nvalues; i++)
-		t += a->stacks[i].values[idx];
+		t = sat_add(t, a->stacks[i].values[idx]);
 	return t;
 }
 
@@ -350,7 +361,7 @@ static int build_once(struct stackagg *a, const struct stackagg_profile *p, cons
 		}
 		for (size_t i = keep; i < a->nstacks; i++)
 			for (size_t v = 0; v < a->nvalues; v++)
-				other[v] += a->stacks[order[i]].values[v];
+				other[v] = sat_add(other[v], a->stacks[order[i]].values[v]);
 		pf[0] = (struct pprof_frame){ .function = "[other]" };
 		err = pprof_add_sample(b, pf, 1, other);
 		if (err)
@@ -381,7 +392,7 @@ static int build_svg(struct stackagg *a, const struct flamegraph_view *view, con
 		int64_t v = view->value < a->nvalues ? s->values[view->value] / div : 0;
 
 		if (i >= keep) {
-			other += v;
+			other = sat_add(other, v);
 			continue;
 		}
 		if (v <= 0)

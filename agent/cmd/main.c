@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 
 #include "agent.h"
 #include "run.h"
@@ -31,6 +32,16 @@ int main(int argc, char **argv)
 	/* Ember holds credentials (push) and other processes' stacks: no core dumps, no ptrace by
 	 * the user that started it. */
 	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	/* Descriptors: the hard limit (systemd's soft default of 1,024 is shared with every GPU
+	 * client; the receiver takes at most a quarter of what it finds). */
+	{
+		struct rlimit rl;
+
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			(void)setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
 	if (argc < 2) {
 		usage(stderr);
 		return 2;

@@ -26,6 +26,7 @@ struct sink {
 	struct push *push;
 	struct localsink *local;
 	struct series_labels labels; /* hostname + the user's labels, sorted by name */
+	char *server_shown;          /* --server without its userinfo, for logs */
 	_Atomic uint64_t m_local_written, m_local_errors, m_folded;
 };
 
@@ -96,7 +97,7 @@ static int open_push(struct sink *s)
 	wipe_free(password);
 	wipe_free(token);
 	if (err)
-		options_invalid("server", "%s: %s", cfg->server, strerror(-err));
+		options_invalid("server", "%s: %s", s->server_shown, strerror(-err));
 	return err;
 }
 
@@ -108,6 +109,15 @@ int sink_new(const struct ember_config *cfg, struct sink **ret)
 	if (!s)
 		return 1;
 	s->cfg = cfg;
+	if (cfg->server) {
+		/* Credentials inside the URL (http://user:pass@host) never reach a log line. */
+		size_t n = strlen(cfg->server) + 4; /* "***" may be longer than the userinfo */
+
+		s->server_shown = malloc(n);
+		if (!s->server_shown)
+			goto fail;
+		(void)push_redact_url(cfg->server, s->server_shown, n);
+	}
 	if (series_labels_init(&s->labels, &cfg->labels))
 		goto fail;
 	if (cfg->server) {
@@ -201,7 +211,7 @@ void sink_write_metrics(void *ctx, struct metrics_writer *w)
 
 const char *sink_describe(const struct sink *s)
 {
-	return s->push ? s->cfg->server : s->cfg->output;
+	return s->push ? s->server_shown : s->cfg->output;
 }
 
 void sink_stop(struct sink *s, double timeout_s)
@@ -217,5 +227,6 @@ void sink_free(struct sink *s)
 	push_free(s->push);
 	localsink_free(s->local);
 	series_labels_fini(&s->labels);
+	free(s->server_shown);
 	free(s);
 }

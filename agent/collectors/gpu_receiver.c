@@ -1,4 +1,5 @@
 #include "gpu_receiver.h"
+#include "gpu_receiver_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,9 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "demangle.h"
@@ -19,16 +22,34 @@
 #include "metrics.h"
 #include "procmaps.h"
 
-#define RX_INITIAL 65536
+/* A client's receive buffer: none while it has nothing partial, RX_MIN for headers and small
+ * messages, grown to the exact size of a larger message it has started, given back once the
+ * message is complete. So idle clients hold no buffer and a client's bytes are what it has in
+ * flight, which the per-uid and total byte bounds limit. */
+#define RX_MIN 4096
+#define RX_KEEP 65536
+#define READS_PER_WAKE 16
+/* Absurd values are a client's lie or bug, not a measurement: one entry sums one interval. */
+#define MAX_ENTRY_GPU_NS (3600ull * 1000000000ull)
+#define ACCEPT_BACKOFF_MS 1000
 
 struct client {
 	int fd;
 	pid_t pid;
+	uid_t uid;
 	uint64_t start_time;
 	bool hello;
 	uint8_t *rx;
 	size_t rxlen, rxcap;
+	int64_t accepted_ms;   /* CLOCK_MONOTONIC */
+	int64_t last_rx_ms;    /* last byte received */
+	int64_t partial_ms;    /* first byte of the incomplete message in rx; 0 if none */
 	uint64_t ctr[EMBER_GPU_CTR_COUNT]; /* last COUNTERS values */
+};
+
+struct uid_use {
+	uid_t uid;
+	size_t conns, bytes;
 };
 
 struct stored {
@@ -40,17 +61,111 @@ struct stored {
 struct gpu_receiver {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	int lfd, efd;
+	int reserve_fd;        /* /dev/null, closed to accept-and-close when out of descriptors */
 	pthread_t thread;
 	bool thread_started;
+	/* Receiver thread only. */
 	struct client *clients;
 	size_t nclients;
+	struct uid_use *uids;
+	size_t nuids;
+	size_t rx_bytes;       /* every client's rx buffer */
+	int64_t accept_paused_until_ms;
+	uint8_t rbuf[65536];
 
 	pthread_mutex_t lock; /* everything below */
 	struct stored *head, **tail;
 	size_t pending, pending_bytes;
 	size_t max_clients, max_pending, max_pending_bytes;
+	size_t max_uid_clients, max_uid_bytes, max_rx_bytes;
+	int64_t hello_timeout_ms, idle_timeout_ms, partial_timeout_ms;
 	struct gpu_receiver_stats stats;
 };
+
+static const char *const refuse_names[GPU_REFUSE_MAX] = {
+	[GPU_REFUSE_UID_LIMIT] = "uid_limit",
+	[GPU_REFUSE_TOTAL_LIMIT] = "total_limit",
+	[GPU_REFUSE_UID_BYTES] = "uid_bytes",
+	[GPU_REFUSE_TOTAL_BYTES] = "total_bytes",
+	[GPU_REFUSE_TIMEOUT] = "timeout",
+	[GPU_REFUSE_OVERSIZED] = "oversized",
+	[GPU_REFUSE_MALFORMED] = "malformed",
+	[GPU_REFUSE_NO_FDS] = "no_fds",
+	[GPU_REFUSE_NO_IDENTITY] = "no_identity",
+};
+
+const char *gpu_refuse_reason_name(enum gpu_refuse_reason why)
+{
+	return (unsigned)why < GPU_REFUSE_MAX ? refuse_names[why] : "unknown";
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void count_refused(struct gpu_receiver *r, enum gpu_refuse_reason why)
+{
+	pthread_mutex_lock(&r->lock);
+	r->stats.rejected++;
+	r->stats.refused[why]++;
+	pthread_mutex_unlock(&r->lock);
+}
+
+static struct uid_use *uid_find(struct gpu_receiver *r, uid_t uid)
+{
+	for (size_t i = 0; i < r->nuids; i++)
+		if (r->uids[i].uid == uid)
+			return &r->uids[i];
+	return NULL;
+}
+
+static void uid_release(struct gpu_receiver *r, uid_t uid)
+{
+	struct uid_use *u = uid_find(r, uid);
+
+	if (u && --u->conns == 0)
+		*u = r->uids[--r->nuids];
+}
+
+/* Sets c's buffer to cap bytes (0: none), within its uid's and the total byte bounds. */
+static int client_set_cap(struct gpu_receiver *r, struct client *c, size_t cap)
+{
+	struct uid_use *u = uid_find(r, c->uid);
+	size_t max_uid, max_total;
+	uint8_t *nb;
+
+	if (cap == c->rxcap || !u)
+		return 0;
+	pthread_mutex_lock(&r->lock);
+	max_uid = r->max_uid_bytes;
+	max_total = r->max_rx_bytes;
+	pthread_mutex_unlock(&r->lock);
+	if (cap > c->rxcap) {
+		size_t more = cap - c->rxcap;
+
+		if (u->bytes + more > max_uid)
+			return -EDQUOT;
+		if (r->rx_bytes + more > max_total)
+			return -ENOBUFS;
+	}
+	if (cap == 0) {
+		free(c->rx);
+		nb = NULL;
+	} else {
+		nb = realloc(c->rx, cap);
+		if (!nb)
+			return -ENOMEM;
+	}
+	u->bytes = u->bytes - c->rxcap + cap;
+	r->rx_bytes = r->rx_bytes - c->rxcap + cap;
+	c->rx = nb;
+	c->rxcap = cap;
+	return 0;
+}
 
 static int mkdir_parent(const char *path)
 {
@@ -111,10 +226,17 @@ int gpu_receiver_start(const char *path, struct gpu_receiver **ret_r)
 		return -ENOMEM;
 	r->lfd = -1;
 	r->efd = -1;
+	r->reserve_fd = -1;
 	r->tail = &r->head;
-	r->max_clients = 1024;
+	r->max_clients = GPU_RECV_MAX_CLIENTS;
 	r->max_pending = 200000;
 	r->max_pending_bytes = 64u << 20;
+	r->max_uid_clients = GPU_RECV_MAX_UID_CLIENTS;
+	r->max_uid_bytes = GPU_RECV_MAX_UID_BYTES;
+	r->max_rx_bytes = GPU_RECV_MAX_RX_BYTES;
+	r->hello_timeout_ms = GPU_RECV_HELLO_TIMEOUT_MS;
+	r->idle_timeout_ms = GPU_RECV_IDLE_TIMEOUT_MS;
+	r->partial_timeout_ms = GPU_RECV_PARTIAL_TIMEOUT_MS;
 	pthread_mutex_init(&r->lock, NULL);
 	snprintf(r->path, sizeof(r->path), "%s", path);
 	strcpy(addr.sun_path, path);
@@ -140,6 +262,9 @@ int gpu_receiver_start(const char *path, struct gpu_receiver **ret_r)
 		err = -errno;
 		goto err_unlink;
 	}
+	/* Kept to be closed when accept() says EMFILE: the pending client is then accepted and
+	 * closed at once instead of making the listening socket readable forever. */
+	r->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (r->efd < 0) {
 		err = -errno;
@@ -165,7 +290,8 @@ static void client_close(struct gpu_receiver *r, size_t i)
 	struct client *c = &r->clients[i];
 
 	close(c->fd);
-	free(c->rx);
+	(void)client_set_cap(r, c, 0);
+	uid_release(r, c->uid);
 	r->clients[i] = r->clients[--r->nclients];
 	pthread_mutex_lock(&r->lock);
 	r->stats.clients = r->nclients;
@@ -187,8 +313,11 @@ void gpu_receiver_stop(struct gpu_receiver *r)
 	while (r->nclients)
 		client_close(r, r->nclients - 1);
 	free(r->clients);
+	free(r->uids);
 	if (r->lfd >= 0)
 		close(r->lfd);
+	if (r->reserve_fd >= 0)
+		close(r->reserve_fd);
 	if (r->efd >= 0)
 		close(r->efd);
 	if (r->path[0])
@@ -211,6 +340,26 @@ void gpu_receiver_set_limits(struct gpu_receiver *r, size_t max_clients, size_t 
 	pthread_mutex_unlock(&r->lock);
 }
 
+void gpu_receiver_set_client_limits(struct gpu_receiver *r, size_t max_uid_clients,
+				    size_t max_uid_bytes, size_t max_rx_bytes)
+{
+	pthread_mutex_lock(&r->lock);
+	r->max_uid_clients = max_uid_clients;
+	r->max_uid_bytes = max_uid_bytes;
+	r->max_rx_bytes = max_rx_bytes;
+	pthread_mutex_unlock(&r->lock);
+}
+
+void gpu_receiver_set_timeouts(struct gpu_receiver *r, int64_t hello_ms, int64_t idle_ms,
+			       int64_t partial_ms)
+{
+	pthread_mutex_lock(&r->lock);
+	r->hello_timeout_ms = hello_ms;
+	r->idle_timeout_ms = idle_ms;
+	r->partial_timeout_ms = partial_ms;
+	pthread_mutex_unlock(&r->lock);
+}
+
 void gpu_receiver_get_stats(struct gpu_receiver *r, struct gpu_receiver_stats *ret_stats)
 {
 	pthread_mutex_lock(&r->lock);
@@ -227,8 +376,15 @@ void gpu_receiver_write_metrics(struct gpu_receiver *r, struct metrics_writer *w
 		      NULL, (double)gs.clients);
 	metrics_counter(w, "ember_gpu_entries_total", "GPU sample entries received", NULL,
 			(double)gs.entries);
+	for (int i = 0; i < GPU_REFUSE_MAX; i++)
+		metrics_counter(w, "ember_gpu_clients_refused_total",
+				"GPU clients refused or disconnected, by reason",
+				(const char *[]){ "reason", gpu_refuse_reason_name(i), NULL },
+				(double)gs.refused[i]);
 	metrics_counter(w, "ember_gpu_dropped_total", "GPU entries dropped, by reason",
 			(const char *[]){ "reason", "agent_queue_full", NULL }, (double)gs.dropped);
+	metrics_counter(w, "ember_gpu_dropped_total", "GPU entries dropped, by reason",
+			(const char *[]){ "reason", "absurd_value", NULL }, (double)gs.absurd);
 	metrics_counter(w, "ember_gpu_dropped_total", "GPU entries dropped, by reason",
 			(const char *[]){ "reason", "client_rejected", NULL }, (double)gs.rejected);
 }
@@ -286,6 +442,13 @@ static int store_entry(struct gpu_receiver *r, const struct client *c,
 	struct stored *st;
 	char *p;
 
+	/* Not an error of the stream: the entry alone is dropped (and counted). */
+	if (e->gpu_time_ns > MAX_ENTRY_GPU_NS || e->launches > INT64_MAX) {
+		pthread_mutex_lock(&r->lock);
+		r->stats.absurd++;
+		pthread_mutex_unlock(&r->lock);
+		return 0;
+	}
 	memcpy(name, name_in, e->name_len);
 	name[e->name_len] = '\0';
 	sanitize(name);
@@ -341,8 +504,8 @@ static int store_entry(struct gpu_receiver *r, const struct client *c,
 	st->s.flags = e->flags;
 	st->s.npcs = e->nframes;
 	st->s.ncapture = e->ncapture;
-	st->s.gpu_ns = e->gpu_time_ns > INT64_MAX ? INT64_MAX : (int64_t)e->gpu_time_ns;
-	st->s.launches = e->launches > INT64_MAX ? INT64_MAX : (int64_t)e->launches;
+	st->s.gpu_ns = (int64_t)e->gpu_time_ns;
+	st->s.launches = (int64_t)e->launches;
 	st->s.start_ns = bt->start_ns;
 	st->s.end_ns = bt->end_ns;
 
@@ -450,52 +613,164 @@ static int handle_msg(struct gpu_receiver *r, struct client *c, const struct emb
 	return -EBADMSG;
 }
 
+/* Why a client is disconnected, from a parse or buffer error. */
+static enum gpu_refuse_reason refuse_reason(int err)
+{
+	switch (err) {
+	case -EMSGSIZE: return GPU_REFUSE_OVERSIZED;
+	case -EDQUOT: return GPU_REFUSE_UID_BYTES;
+	case -ENOBUFS: return GPU_REFUSE_TOTAL_BYTES;
+	case -ETIMEDOUT: return GPU_REFUSE_TIMEOUT;
+	default: return GPU_REFUSE_MALFORMED;
+	}
+}
+
+/* Handles the complete messages at the start of c->rx and keeps the rest. */
+static int client_parse(struct gpu_receiver *r, struct client *c, int64_t now)
+{
+	size_t off = 0;
+	int err = 0;
+
+	while (c->rxlen - off >= sizeof(struct ember_gpu_hdr)) {
+		struct ember_gpu_hdr h;
+
+		memcpy(&h, c->rx + off, sizeof(h));
+		if (h.magic != EMBER_GPU_MAGIC || h.version != EMBER_GPU_VERSION || h.reserved) {
+			err = -EBADMSG;
+			break;
+		}
+		if (h.length > EMBER_GPU_MAX_MSG) {
+			err = -EMSGSIZE;
+			break;
+		}
+		if (c->rxlen - off - sizeof(h) < h.length)
+			break;
+		err = handle_msg(r, c, &h, c->rx + off + sizeof(h));
+		if (err)
+			break;
+		off += sizeof(h) + h.length;
+	}
+	if (off) {
+		memmove(c->rx, c->rx + off, c->rxlen - off);
+		c->rxlen -= off;
+		c->partial_ms = c->rxlen ? now : 0;
+	}
+	return err;
+}
+
+/* Takes len bytes of c's stream: buffers them (within the byte bounds) and handles every
+ * message they complete. Returns 0, or < 0 to disconnect the client. */
+static int client_input(struct gpu_receiver *r, struct client *c, const uint8_t *data,
+			size_t len, int64_t now)
+{
+	if (len)
+		c->last_rx_ms = now;
+	while (len) {
+		size_t want = RX_MIN, take;
+		int err;
+
+		if (c->rxlen >= sizeof(struct ember_gpu_hdr)) {
+			struct ember_gpu_hdr h;
+
+			/* client_parse() left an incomplete message with a valid header. */
+			memcpy(&h, c->rx, sizeof(h));
+			if (sizeof(h) + (size_t)h.length > want)
+				want = sizeof(h) + (size_t)h.length;
+		}
+		if (c->rxcap < want) {
+			err = client_set_cap(r, c, want);
+			if (err)
+				return err;
+		}
+		take = c->rxcap - c->rxlen < len ? c->rxcap - c->rxlen : len;
+		if (!c->rxlen)
+			c->partial_ms = now;
+		memcpy(c->rx + c->rxlen, data, take);
+		c->rxlen += take;
+		data += take;
+		len -= take;
+		err = client_parse(r, c, now);
+		if (err)
+			return err;
+	}
+	/* Nothing partial, or only a small part: give a large buffer back. */
+	if (c->rxlen == 0 && c->rxcap)
+		(void)client_set_cap(r, c, 0);
+	else if (c->rxlen <= RX_MIN && c->rxcap > RX_KEEP)
+		(void)client_set_cap(r, c, RX_MIN);
+	return 0;
+}
+
 /* Reads what the client sent; returns 0, or < 0 to disconnect it (EOF, error, bad input). */
 static int client_read(struct gpu_receiver *r, struct client *c)
 {
-	for (;;) {
-		size_t off = 0;
-		ssize_t n;
+	/* A bounded number of reads: a client that never stops sending cannot starve the rest. */
+	for (int i = 0; i < READS_PER_WAKE; i++) {
+		ssize_t n = recv(c->fd, r->rbuf, sizeof(r->rbuf), MSG_DONTWAIT);
+		int err;
 
-		if (c->rxlen == c->rxcap) {
-			/* Only a message longer than the buffer gets here: grow up to the max. */
-			size_t ncap = c->rxcap * 2;
-			uint8_t *nb;
-
-			if (ncap > sizeof(struct ember_gpu_hdr) + EMBER_GPU_MAX_MSG)
-				ncap = sizeof(struct ember_gpu_hdr) + EMBER_GPU_MAX_MSG;
-			if (ncap <= c->rxcap)
-				return -EBADMSG;
-			nb = realloc(c->rx, ncap);
-			if (!nb)
-				return -ENOMEM;
-			c->rx = nb;
-			c->rxcap = ncap;
-		}
-		n = recv(c->fd, c->rx + c->rxlen, c->rxcap - c->rxlen, MSG_DONTWAIT);
 		if (n == 0)
 			return -ECONNRESET;
 		if (n < 0)
 			return errno == EAGAIN || errno == EINTR ? 0 : -errno;
-		c->rxlen += (size_t)n;
-		while (c->rxlen - off >= sizeof(struct ember_gpu_hdr)) {
-			struct ember_gpu_hdr h;
-			int err;
-
-			memcpy(&h, c->rx + off, sizeof(h));
-			if (h.magic != EMBER_GPU_MAGIC || h.version != EMBER_GPU_VERSION ||
-			    h.reserved || h.length > EMBER_GPU_MAX_MSG)
-				return -EBADMSG;
-			if (c->rxlen - off - sizeof(h) < h.length)
-				break;
-			err = handle_msg(r, c, &h, c->rx + off + sizeof(h));
-			if (err)
-				return err;
-			off += sizeof(h) + h.length;
-		}
-		memmove(c->rx, c->rx + off, c->rxlen - off);
-		c->rxlen -= off;
+		err = client_input(r, c, r->rbuf, (size_t)n, now_ms());
+		if (err)
+			return err;
 	}
+	return 0;
+}
+
+/* The time c is closed at unless it sends; INT64_MAX for none. */
+static int64_t client_deadline(const struct gpu_receiver *r, const struct client *c,
+			       int64_t hello_ms, int64_t idle_ms, int64_t partial_ms)
+{
+	int64_t d = INT64_MAX;
+
+	(void)r;
+	if (!c->hello && hello_ms > 0)
+		d = c->accepted_ms + hello_ms;
+	if (idle_ms > 0 && c->last_rx_ms + idle_ms < d)
+		d = c->last_rx_ms + idle_ms;
+	if (c->partial_ms && partial_ms > 0 && c->partial_ms + partial_ms < d)
+		d = c->partial_ms + partial_ms;
+	return d;
+}
+
+/* Out of descriptors: accept the waiting client into the reserve descriptor's place and close
+ * it, so that the listening socket does not stay readable, and stop accepting for a while. */
+static void accept_no_fds(struct gpu_receiver *r, int err)
+{
+	static int64_t last_warn_ms;
+	int64_t now = now_ms();
+
+	if (r->reserve_fd >= 0) {
+		int fd;
+
+		close(r->reserve_fd);
+		fd = accept4(r->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd >= 0)
+			close(fd);
+		r->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
+	count_refused(r, GPU_REFUSE_NO_FDS);
+	r->accept_paused_until_ms = now + ACCEPT_BACKOFF_MS;
+	if (!last_warn_ms || now - last_warn_ms > 60000) {
+		last_warn_ms = now;
+		log_warn("gpu_receiver: accept: %s; refusing GPU clients for a while (%zu connected)",
+			 strerror(err), r->nclients);
+	}
+}
+
+/* The client bound: the configured one, and never more than a quarter of the descriptors this
+ * process may open, so that GPU clients cannot take the descriptors profiles are written with. */
+static size_t effective_max_clients(size_t max)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur / 4 < max)
+		max = rl.rlim_cur / 4;
+	return max;
 }
 
 static void accept_clients(struct gpu_receiver *r)
@@ -504,43 +779,83 @@ static void accept_clients(struct gpu_receiver *r)
 		struct ucred cred;
 		socklen_t len = sizeof(cred);
 		struct client *nc, c = { .fd = -1 };
-		size_t max;
+		struct uid_use *u;
+		size_t max, max_uid;
 		int fd = accept4(r->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
-		if (fd < 0)
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				accept_no_fds(r, errno);
 			return;
+		}
 		pthread_mutex_lock(&r->lock);
 		max = r->max_clients;
+		max_uid = r->max_uid_clients;
 		pthread_mutex_unlock(&r->lock);
-		if (r->nclients >= max ||
-		    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.pid <= 0) {
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.pid <= 0) {
 			close(fd);
-			pthread_mutex_lock(&r->lock);
-			r->stats.rejected++;
-			pthread_mutex_unlock(&r->lock);
+			count_refused(r, GPU_REFUSE_NO_IDENTITY);
+			continue;
+		}
+		u = uid_find(r, cred.uid);
+		if (u && u->conns >= max_uid) {
+			close(fd);
+			count_refused(r, GPU_REFUSE_UID_LIMIT);
+			continue;
+		}
+		if (r->nclients >= effective_max_clients(max)) {
+			close(fd);
+			count_refused(r, GPU_REFUSE_TOTAL_LIMIT);
 			continue;
 		}
 		c.fd = fd;
 		c.pid = cred.pid;
-		(void)procmaps_start_time(cred.pid, &c.start_time);
-		c.rx = malloc(RX_INITIAL);
+		c.uid = cred.uid;
+		c.accepted_ms = c.last_rx_ms = now_ms();
+		/* Every sample carries this start time: with it, a pid that is reused after the
+		 * client exits is told apart from the client. No start time, no samples. */
+		if (procmaps_start_time(cred.pid, &c.start_time) < 0 || !c.start_time) {
+			close(fd);
+			count_refused(r, GPU_REFUSE_NO_IDENTITY);
+			continue;
+		}
 		nc = realloc(r->clients, (r->nclients + 1) * sizeof(*nc));
-		if (!c.rx || !nc) {
-			free(c.rx);
-			if (nc)
-				r->clients = nc;
+		if (nc)
+			r->clients = nc;
+		if (!u && nc) {
+			struct uid_use *nu = realloc(r->uids, (r->nuids + 1) * sizeof(*nu));
+
+			if (nu) {
+				r->uids = nu;
+				u = &r->uids[r->nuids++];
+				*u = (struct uid_use){ .uid = cred.uid };
+			}
+		}
+		if (!nc || !u) {
 			close(fd);
 			continue;
 		}
-		c.rxcap = RX_INITIAL;
-		r->clients = nc;
+		u->conns++;
 		r->clients[r->nclients++] = c;
 		pthread_mutex_lock(&r->lock);
 		r->stats.accepted++;
 		r->stats.clients = r->nclients;
 		pthread_mutex_unlock(&r->lock);
-		log_debug("gpu_receiver: pid %d connected", (int)cred.pid);
+		log_debug("gpu_receiver: pid %d (uid %u) connected", (int)cred.pid,
+			  (unsigned)cred.uid);
 	}
+}
+
+static void client_drop(struct gpu_receiver *r, size_t i, int err)
+{
+	if (err != -ECONNRESET && err != -EPIPE && err != -ENOMEM) {
+		log_debug("gpu_receiver: pid %d: %s, disconnecting", (int)r->clients[i].pid,
+			  gpu_refuse_reason_name(refuse_reason(err)));
+		count_refused(r, refuse_reason(err));
+	}
+	client_close(r, i);
 }
 
 static void *receiver_main(void *arg)
@@ -551,17 +866,40 @@ static void *receiver_main(void *arg)
 	for (;;) {
 		size_t n = r->nclients + 2;
 		struct pollfd *np = realloc(pfds, n * sizeof(*pfds));
+		int64_t now = now_ms(), next = INT64_MAX, hello_ms, idle_ms, partial_ms;
+		int timeout;
 
 		if (!np) {
 			usleep(100000);
 			continue;
 		}
 		pfds = np;
+		pthread_mutex_lock(&r->lock);
+		hello_ms = r->hello_timeout_ms;
+		idle_ms = r->idle_timeout_ms;
+		partial_ms = r->partial_timeout_ms;
+		pthread_mutex_unlock(&r->lock);
+		/* Silent clients, and clients that trickle a message, are closed at their deadline. */
+		for (size_t i = r->nclients; i-- > 0;) {
+			int64_t d = client_deadline(r, &r->clients[i], hello_ms, idle_ms, partial_ms);
+
+			if (d <= now)
+				client_drop(r, i, -ETIMEDOUT);
+			else if (d < next)
+				next = d;
+		}
+		n = r->nclients + 2;
 		pfds[0] = (struct pollfd){ .fd = r->efd, .events = POLLIN };
 		pfds[1] = (struct pollfd){ .fd = r->lfd, .events = POLLIN };
+		if (r->accept_paused_until_ms > now) {
+			pfds[1].fd = -1; /* out of descriptors: not now */
+			if (r->accept_paused_until_ms < next)
+				next = r->accept_paused_until_ms;
+		}
 		for (size_t i = 0; i < r->nclients; i++)
 			pfds[i + 2] = (struct pollfd){ .fd = r->clients[i].fd, .events = POLLIN };
-		if (poll(pfds, n, -1) < 0) {
+		timeout = next == INT64_MAX ? -1 : next - now > 60000 ? 60000 : (int)(next - now);
+		if (poll(pfds, n, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
@@ -575,20 +913,49 @@ static void *receiver_main(void *arg)
 			if (!pfds[i + 2].revents)
 				continue;
 			err = client_read(r, &r->clients[i]);
-			if (err) {
-				if (err == -EBADMSG) {
-					log_debug("gpu_receiver: pid %d sent a malformed message, "
-						  "disconnecting", (int)r->clients[i].pid);
-					pthread_mutex_lock(&r->lock);
-					r->stats.rejected++;
-					pthread_mutex_unlock(&r->lock);
-				}
-				client_close(r, i);
-			}
+			if (err)
+				client_drop(r, i, err);
 		}
 		if (pfds[1].revents)
 			accept_clients(r);
 	}
 	free(pfds);
 	return NULL;
+}
+
+/* ---- fuzzing entry point (gpu_receiver_internal.h) ---- */
+
+struct gpu_receiver *gpu_receiver_new_detached(void)
+{
+	struct gpu_receiver *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->lfd = r->efd = r->reserve_fd = -1;
+	r->tail = &r->head;
+	r->max_clients = GPU_RECV_MAX_CLIENTS;
+	r->max_pending = 200000;
+	r->max_pending_bytes = 64u << 20;
+	r->max_uid_clients = GPU_RECV_MAX_UID_CLIENTS;
+	r->max_uid_bytes = GPU_RECV_MAX_UID_BYTES;
+	r->max_rx_bytes = GPU_RECV_MAX_RX_BYTES;
+	pthread_mutex_init(&r->lock, NULL);
+	r->clients = calloc(1, sizeof(*r->clients));
+	r->uids = calloc(1, sizeof(*r->uids));
+	if (!r->clients || !r->uids) {
+		gpu_receiver_stop(r);
+		return NULL;
+	}
+	r->clients[0] = (struct client){ .fd = -1, .pid = 1, .uid = 0, .start_time = 1 };
+	r->uids[0] = (struct uid_use){ .uid = 0, .conns = 1 };
+	r->nclients = 1;
+	r->nuids = 1;
+	return r;
+}
+
+int gpu_receiver_feed(struct gpu_receiver *r, const uint8_t *data, size_t len)
+{
+	if (!r->nclients)
+		return -ENOTCONN;
+	return client_input(r, &r->clients[0], data, len, 1);
 }

@@ -7,6 +7,13 @@
  * client claims), and its start time is read by the agent from /proc at accept. Kernel names are
  * demangled here (libstdc++'s __cxa_demangle, as the symbolizer does) into the sample's leaf
  * frame name. Pending entries are bounded (count and bytes); excess is counted as dropped.
+ *
+ * Anyone may connect, so every client is bounded: connections per uid (SO_PEERCRED) and in
+ * all (never more than a quarter of RLIMIT_NOFILE), bytes of partial messages per uid and in
+ * all (an idle client holds no buffer), a time for HELLO, for silence and for completing a
+ * message once started; out of descriptors, the receiver accepts-and-closes with a reserved
+ * descriptor and pauses accepting instead of spinning. What is refused is counted by reason.
+ * An entry claiming more than an hour of GPU time is dropped and counted (absurd_value).
  * Thread-safe: the receiver thread and one draining thread. */
 #ifndef EMBER_GPU_RECEIVER_H
 #define EMBER_GPU_RECEIVER_H
@@ -19,9 +26,39 @@
 
 struct gpu_receiver;
 
+/* Defaults. A CUDA process is one client; the library reports every flush (1 s by default,
+ * 60 s at most), so two minutes of silence is a dead or hostile client. A message, once
+ * started, is sent in full within one flush; 30 s is plenty on a Unix socket. */
+#define GPU_RECV_MAX_CLIENTS         1024
+#define GPU_RECV_MAX_UID_CLIENTS     64
+#define GPU_RECV_MAX_UID_BYTES       (8u << 20)  /* 8 messages of the largest size in flight */
+#define GPU_RECV_MAX_RX_BYTES        (64u << 20)
+#define GPU_RECV_HELLO_TIMEOUT_MS    10000
+#define GPU_RECV_IDLE_TIMEOUT_MS     120000
+#define GPU_RECV_PARTIAL_TIMEOUT_MS  30000
+
+/* Why a client was refused at accept or disconnected (ember_gpu_clients_refused_total). */
+enum gpu_refuse_reason {
+	GPU_REFUSE_UID_LIMIT = 0,  /* its uid has max_uid_clients connected */
+	GPU_REFUSE_TOTAL_LIMIT,    /* max_clients connected */
+	GPU_REFUSE_UID_BYTES,      /* its uid's partial messages would exceed max_uid_bytes */
+	GPU_REFUSE_TOTAL_BYTES,    /* all partial messages would exceed max_rx_bytes */
+	GPU_REFUSE_TIMEOUT,        /* no HELLO, silent, or a message not completed in time */
+	GPU_REFUSE_OVERSIZED,      /* a length prefix over EMBER_GPU_MAX_MSG */
+	GPU_REFUSE_MALFORMED,      /* any other protocol violation */
+	GPU_REFUSE_NO_FDS,         /* accept() failed with EMFILE/ENFILE: accepted and closed */
+	GPU_REFUSE_NO_IDENTITY,    /* no SO_PEERCRED pid, or its start time could not be read */
+	GPU_REFUSE_MAX
+};
+
+const char *gpu_refuse_reason_name(enum gpu_refuse_reason why);
+
 struct gpu_sample {
 	pid_t pid;                   /* peer pid (SO_PEERCRED) */
-	uint64_t start_time;         /* its start time, clock ticks (/proc/PID/stat 22); 0 unknown */
+	uint64_t start_time;         /* its start time, clock ticks (/proc/PID/stat 22), read at
+				      * accept; never 0 (a client without one is refused). A
+				      * consumer compares it with the pid's current start time
+				      * to refuse samples of a pid that has been reused. */
 	uint16_t op;                 /* enum ember_gpu_op */
 	uint32_t flags;              /* EMBER_GPU_ENTRY_* */
 	const char *name;            /* as sent: kernel symbol (mangled), copy kind, ... */
@@ -39,10 +76,12 @@ struct gpu_sample {
 struct gpu_receiver_stats {
 	uint64_t clients;            /* connected now */
 	uint64_t accepted;           /* connections accepted since start */
-	uint64_t rejected;           /* clients disconnected for a malformed message, or over limit */
+	uint64_t rejected;           /* clients refused or disconnected: the sum of refused[] */
+	uint64_t refused[GPU_REFUSE_MAX];
 	uint64_t batches;            /* BATCH messages accepted */
 	uint64_t entries;            /* entries accepted */
 	uint64_t dropped;            /* entries dropped: pending store full */
+	uint64_t absurd;             /* entries dropped: GPU time over an hour, or launches < 0 */
 	/* Library counters summed over every client seen (enum ember_gpu_counter). */
 	uint64_t lib[EMBER_GPU_CTR_COUNT];
 };
@@ -62,7 +101,7 @@ size_t gpu_receiver_drain(struct gpu_receiver *r,
 void gpu_receiver_get_stats(struct gpu_receiver *r, struct gpu_receiver_stats *ret_stats);
 
 /* Writes the receiver's self-metrics (ember_gpu_clients, ember_gpu_entries_total,
- * ember_gpu_dropped_total by reason, the last series written being ember_gpu_dropped_total so
+ * ember_gpu_clients_refused_total by reason, ember_gpu_dropped_total by reason, the last series written being ember_gpu_dropped_total so
  * that a caller can add reasons of its own right after). Thread-safe. */
 struct metrics_writer;
 void gpu_receiver_write_metrics(struct gpu_receiver *r, struct metrics_writer *w);
@@ -71,5 +110,13 @@ void gpu_receiver_write_metrics(struct gpu_receiver *r, struct metrics_writer *w
  * arrives next. Thread-safe. */
 void gpu_receiver_set_limits(struct gpu_receiver *r, size_t max_clients, size_t max_pending,
 			     size_t max_pending_bytes);
+/* Per-client bounds (defaults GPU_RECV_MAX_UID_CLIENTS, _UID_BYTES, _RX_BYTES). Thread-safe. */
+void gpu_receiver_set_client_limits(struct gpu_receiver *r, size_t max_uid_clients,
+				    size_t max_uid_bytes, size_t max_rx_bytes);
+/* Timeouts in ms (defaults GPU_RECV_*_TIMEOUT_MS; 0 disables one): HELLO after accept, any byte
+ * since the last, the rest of a message after its first byte. Thread-safe; applied from the
+ * thread's next wake-up. */
+void gpu_receiver_set_timeouts(struct gpu_receiver *r, int64_t hello_ms, int64_t idle_ms,
+			       int64_t partial_ms);
 
 #endif

@@ -1,6 +1,7 @@
 #include "metrics.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -20,6 +21,8 @@
 #include "log.h"
 
 #define METRICS_NAME_MAX 200
+/* Regular slots, then spare ones that a connection gets on probation (see metrics_slot). */
+#define METRICS_SLOTS (METRICS_MAX_CONNS + METRICS_SPARE_CONNS)
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
 struct metrics_writer {
@@ -33,6 +36,8 @@ struct metrics_conn {
 	int fd;                            /* -1: free slot */
 	bool writing;                      /* request read, answer being sent */
 	int64_t deadline_ms;               /* CLOCK_MONOTONIC; closed when reached */
+	int64_t accepted_ms;               /* CLOCK_MONOTONIC */
+	bool probation;                    /* in a spare slot: 503 unless its request comes soon */
 	size_t req_len;
 	char req[METRICS_MAX_REQUEST];
 	char *out;
@@ -47,7 +52,18 @@ struct metrics {
 	metrics_collect_fn fn;
 	void *ctx;
 	double start_time;                 /* process start, seconds since the epoch */
-	struct metrics_conn conns[METRICS_MAX_CONNS];
+	struct metrics_conn conns[METRICS_SLOTS];
+	/* Metrics thread only. */
+	int reserve_fd;                    /* /dev/null, given up to accept-and-close on EMFILE */
+	int64_t accept_paused_until_ms;    /* out of descriptors: the listen socket waits */
+	uint64_t conns_dropped[METRICS_DROP_MAX];
+};
+
+static const char *const conn_drop_names[METRICS_DROP_MAX] = {
+	[METRICS_DROP_BUSY] = "busy",
+	[METRICS_DROP_EVICTED] = "evicted",
+	[METRICS_DROP_NO_FDS] = "no_fds",
+	[METRICS_DROP_TIMEOUT] = "timeout",
 };
 
 /* ---- exposition writer ---------------------------------------------------------------- */
@@ -317,6 +333,11 @@ static void metrics_process(struct metrics *m, struct metrics_writer *w)
 	metrics_gauge(w, "ember_agent_start_time_seconds",
 		      "Start time of the agent process, in seconds since the Unix epoch.", NULL,
 		      m->start_time);
+	for (int i = 0; i < METRICS_DROP_MAX; i++)
+		metrics_counter(w, "ember_metrics_connections_dropped_total",
+				"Connections to this endpoint closed unanswered, by reason",
+				(const char *[]){ "reason", conn_drop_names[i], NULL },
+				(double)m->conns_dropped[i]);
 }
 
 /* ---- HTTP ----------------------------------------------------------------------------- */
@@ -463,42 +484,129 @@ close:
 	metrics_conn_close(c);
 }
 
-static void metrics_accept(struct metrics *m)
+/* Out of descriptors: the waiting client is accepted into the reserve descriptor's place and
+ * closed, so that the listening socket does not stay readable (a busy loop), and accepting
+ * pauses for a second. */
+static void metrics_accept_no_fds(struct metrics *m, int err)
+{
+	if (m->reserve_fd >= 0) {
+		int fd;
+
+		close(m->reserve_fd);
+		fd = accept4(m->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd >= 0)
+			close(fd);
+		m->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
+	m->conns_dropped[METRICS_DROP_NO_FDS]++;
+	m->accept_paused_until_ms = metrics_now_ms() + METRICS_ACCEPT_BACKOFF_MS;
+	log_debug("metrics: accept: %s; pausing", strerror(err));
+}
+
+static void metrics_send_busy(int fd)
 {
 	static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
 				   "Connection: close\r\n\r\n";
 
+	(void)send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* The oldest connection in slots [from, to) that is still waiting for its request and was
+ * accepted at or before `before`; NULL if none. */
+static struct metrics_conn *metrics_oldest_reading(struct metrics *m, size_t from, size_t to,
+						   int64_t before)
+{
+	struct metrics_conn *oldest = NULL;
+
+	for (size_t i = from; i < to; i++) {
+		struct metrics_conn *c = &m->conns[i];
+
+		if (c->fd >= 0 && !c->writing && c->accepted_ms <= before &&
+		    (!oldest || c->accepted_ms < oldest->accepted_ms))
+			oldest = c;
+	}
+	return oldest;
+}
+
+/* Where a new connection goes, so that slow clients cannot keep a scraper (which sends its
+ * request as soon as it connects) out:
+ *   1. a free regular slot;
+ *   2. the regular slot of the oldest connection that has not sent its request
+ *      METRICS_EVICT_GRACE_MS after it connected (a slow client), which is closed;
+ *   3. a free spare slot, on probation: answered 503 unless its request comes within
+ *      METRICS_EVICT_GRACE_MS;
+ *   4. the spare slot of the oldest connection on probation still without its request.
+ * NULL when every slot is answering: the new connection is answered 503. */
+static struct metrics_conn *metrics_slot(struct metrics *m)
+{
+	int64_t now = metrics_now_ms();
+	struct metrics_conn *c;
+
+	for (size_t i = 0; i < METRICS_MAX_CONNS; i++)
+		if (m->conns[i].fd < 0) {
+			m->conns[i].probation = false;
+			return &m->conns[i];
+		}
+	c = metrics_oldest_reading(m, 0, METRICS_MAX_CONNS, now - METRICS_EVICT_GRACE_MS);
+	if (c) {
+		metrics_conn_close(c);
+		m->conns_dropped[METRICS_DROP_EVICTED]++;
+		c->probation = false;
+		return c;
+	}
+	for (size_t i = METRICS_MAX_CONNS; i < METRICS_SLOTS; i++)
+		if (m->conns[i].fd < 0) {
+			m->conns[i].probation = true;
+			return &m->conns[i];
+		}
+	c = metrics_oldest_reading(m, METRICS_MAX_CONNS, METRICS_SLOTS, INT64_MAX);
+	if (c) {
+		metrics_send_busy(c->fd);
+		metrics_conn_close(c);
+		m->conns_dropped[METRICS_DROP_EVICTED]++;
+		c->probation = true;
+	}
+	return c;
+}
+
+static void metrics_accept(struct metrics *m)
+{
 	for (;;) {
-		struct metrics_conn *c = NULL;
+		struct metrics_conn *c;
 		int fd = accept4(m->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				metrics_accept_no_fds(m, errno);
+			else if (errno != EAGAIN && errno != EWOULDBLOCK)
 				log_debug("metrics: accept: %s", strerror(errno));
 			return;
 		}
-		for (size_t i = 0; i < METRICS_MAX_CONNS && !c; i++)
-			if (m->conns[i].fd < 0)
-				c = &m->conns[i];
+		c = metrics_slot(m);
 		if (!c) {
-			(void)send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+			metrics_send_busy(fd);
 			close(fd);
+			m->conns_dropped[METRICS_DROP_BUSY]++;
 			continue;
 		}
 		c->fd = fd;
 		c->writing = false;
 		c->req_len = 0;
-		c->deadline_ms = metrics_now_ms() + METRICS_TIMEOUT_MS;
+		c->accepted_ms = metrics_now_ms();
+		c->deadline_ms = c->accepted_ms +
+				 (c->probation ? METRICS_EVICT_GRACE_MS : METRICS_TIMEOUT_MS);
+		/* A request already there is served at once, before later connections. */
+		metrics_conn_read(m, c);
 	}
 }
 
 static void *metrics_thread(void *arg)
 {
 	struct metrics *m = arg;
-	struct pollfd pfds[2 + METRICS_MAX_CONNS];
-	int slot[2 + METRICS_MAX_CONNS];
+	struct pollfd pfds[2 + METRICS_SLOTS];
+	int slot[2 + METRICS_SLOTS];
 
 	for (;;) {
 		int64_t now = metrics_now_ms(), next = -1;
@@ -507,12 +615,22 @@ static void *metrics_thread(void *arg)
 
 		pfds[0] = (struct pollfd){ .fd = m->wake_fd, .events = POLLIN };
 		pfds[1] = (struct pollfd){ .fd = m->listen_fd, .events = POLLIN };
-		for (int i = 0; i < METRICS_MAX_CONNS; i++) {
+		if (m->accept_paused_until_ms > now) {
+			pfds[1].fd = -1;
+			next = m->accept_paused_until_ms;
+		}
+		for (int i = 0; i < METRICS_SLOTS; i++) {
 			struct metrics_conn *c = &m->conns[i];
 
 			if (c->fd < 0)
 				continue;
 			if (now >= c->deadline_ms) {
+				if (c->probation && !c->writing) {
+					metrics_send_busy(c->fd);
+					m->conns_dropped[METRICS_DROP_BUSY]++;
+				} else {
+					m->conns_dropped[METRICS_DROP_TIMEOUT]++;
+				}
 				metrics_conn_close(c);
 				continue;
 			}
@@ -545,7 +663,7 @@ static void *metrics_thread(void *arg)
 		if (pfds[1].revents)
 			metrics_accept(m);
 	}
-	for (int i = 0; i < METRICS_MAX_CONNS; i++)
+	for (int i = 0; i < METRICS_SLOTS; i++)
 		metrics_conn_close(&m->conns[i]);
 	return NULL;
 }
@@ -646,7 +764,8 @@ int metrics_start(const char *addr, metrics_collect_fn fn, void *ctx, struct met
 	if (!m)
 		return -ENOMEM;
 	m->listen_fd = m->wake_fd = -1;
-	for (int i = 0; i < METRICS_MAX_CONNS; i++)
+	m->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	for (int i = 0; i < METRICS_SLOTS; i++)
 		m->conns[i].fd = -1;
 	m->fn = fn;
 	m->ctx = ctx;
@@ -706,5 +825,7 @@ void metrics_stop(struct metrics *m)
 		close(m->wake_fd);
 	if (m->listen_fd >= 0)
 		close(m->listen_fd);
+	if (m->reserve_fd >= 0)
+		close(m->reserve_fd);
 	free(m);
 }

@@ -22,6 +22,8 @@
  *   ember_upload_queue_bytes                    gauge    bytes waiting in the upload queue
  *   ember_upload_latency_seconds                summary  _sum and _count of upload durations
  *   ember_symbolization_misses_total            counter  frames left without a symbol
+ *   ember_metrics_connections_dropped_total{reason=busy|evicted|no_fds|timeout}
+ *                                               counter  connections to /metrics closed unanswered
  */
 #ifndef EMBER_METRICS_H
 #define EMBER_METRICS_H
@@ -31,14 +33,30 @@
 struct metrics;
 struct metrics_writer;
 
-/* Connections served at once; one more is answered 503 and closed. */
-#define METRICS_MAX_CONNS 16
+/* Connections served at once. One more takes the slot of the oldest connection that has not
+ * sent its request in METRICS_EVICT_GRACE_MS (a slow client: a scraper sends at once); when
+ * every connection is younger, it gets one of METRICS_SPARE_CONNS spare slots, where it is
+ * answered 503 unless its request comes within METRICS_EVICT_GRACE_MS (the oldest such
+ * connection makes way for a newer one when the spares are full too). */
+#define METRICS_MAX_CONNS 64
+#define METRICS_SPARE_CONNS 8
+#define METRICS_EVICT_GRACE_MS 250
+/* Out of descriptors (EMFILE), accepting pauses this long instead of spinning. */
+#define METRICS_ACCEPT_BACKOFF_MS 1000
 /* Largest request head (request line + headers); larger is answered 431. */
 #define METRICS_MAX_REQUEST 8192
 /* Time a client has to send its request, and again to read the answer, in ms. */
 #define METRICS_TIMEOUT_MS 2000
 /* Largest /metrics body; lines past it are left out (and logged at debug). */
 #define METRICS_MAX_BODY (4u << 20)
+
+enum metrics_conn_drop {
+	METRICS_DROP_BUSY = 0,   /* every slot busy and young: answered 503 */
+	METRICS_DROP_EVICTED,    /* made way for a new connection: no request after the grace */
+	METRICS_DROP_NO_FDS,     /* accept() failed with EMFILE/ENFILE: accepted and closed */
+	METRICS_DROP_TIMEOUT,    /* request or answer not done in METRICS_TIMEOUT_MS */
+	METRICS_DROP_MAX
+};
 
 /* Called at each scrape, on the metrics thread (see above). */
 typedef void (*metrics_collect_fn)(void *ctx, struct metrics_writer *w);

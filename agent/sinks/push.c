@@ -25,6 +25,9 @@
 /* Pyroscope's reject_older_than is 1 h (PYROSCOPE.md §4); keep a margin for the request. */
 #define PUSH_DEFAULT_MAX_AGE_NS  (55LL * 60 * 1000000000LL)
 #define PUSH_RESP_MAX            4096
+/* A server's response headers beyond this are not read: the transfer is cut. Pyroscope's
+ * are a few hundred bytes. */
+#define PUSH_HEADERS_MAX         (64u << 10)
 #define PUSH_WARNED_MAX          32
 #define PUSH_TOKEN_MAX           16384
 
@@ -65,6 +68,9 @@ struct push {
 	char errbuf[CURL_ERROR_SIZE];
 	char resp[PUSH_RESP_MAX];
 	size_t resp_len;
+	bool resp_truncated;     /* the body went past resp[]: the transfer was cut there */
+	size_t hdr_bytes;
+	bool hdr_overflow;       /* the headers went past PUSH_HEADERS_MAX */
 	uint64_t rng;
 	unsigned fail_streak;    /* consecutive retryable failures: the backoff exponent */
 	bool outage;
@@ -84,18 +90,99 @@ struct push {
 	_Atomic int64_t deadline_ns; /* CLOCK_MONOTONIC stop deadline, INT64_MAX until push_stop */
 };
 
-enum send_result { SEND_OK, SEND_RETRY, SEND_REJECT, SEND_ABORT };
+enum send_result { SEND_OK, SEND_RETRY, SEND_REJECT, SEND_REDIRECT, SEND_ABORT };
 
 static const char *const drop_names[PUSH_DROP_MAX] = {
 	[PUSH_DROP_QUEUE_FULL] = "queue_full",
 	[PUSH_DROP_TOO_OLD] = "too_old",
 	[PUSH_DROP_REJECTED] = "rejected_4xx",
+	[PUSH_DROP_REDIRECT] = "redirect_3xx",
 	[PUSH_DROP_SHUTDOWN] = "shutdown",
 };
 
 const char *push_drop_reason_name(enum push_drop_reason r)
 {
 	return (unsigned)r < PUSH_DROP_MAX ? drop_names[r] : "unknown";
+}
+
+static const char *const error_names[PUSH_ERR_MAX] = {
+	[PUSH_ERR_TLS] = "tls",
+	[PUSH_ERR_DNS] = "dns",
+	[PUSH_ERR_CONNECT] = "connect",
+	[PUSH_ERR_TIMEOUT] = "timeout",
+	[PUSH_ERR_PROTOCOL] = "protocol",
+	[PUSH_ERR_OTHER] = "other",
+};
+
+const char *push_error_kind_name(enum push_error_kind k)
+{
+	return (unsigned)k < PUSH_ERR_MAX ? error_names[k] : "unknown";
+}
+
+static enum push_error_kind error_kind(CURLcode rc)
+{
+	switch (rc) {
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+	case CURLE_SSL_INVALIDCERTSTATUS:
+	case CURLE_SSL_CRL_BADFILE:
+	case CURLE_SSL_SHUTDOWN_FAILED:
+	case CURLE_SSL_ENGINE_NOTFOUND:
+	case CURLE_SSL_ENGINE_SETFAILED:
+	case CURLE_SSL_ENGINE_INITFAILED:
+	case CURLE_USE_SSL_FAILED:
+		return PUSH_ERR_TLS;
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+		return PUSH_ERR_DNS;
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+		return PUSH_ERR_CONNECT;
+	case CURLE_OPERATION_TIMEDOUT:
+		return PUSH_ERR_TIMEOUT;
+	case CURLE_GOT_NOTHING:
+	case CURLE_WEIRD_SERVER_REPLY:
+	case CURLE_HTTP2:
+	case CURLE_HTTP2_STREAM:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_BAD_CONTENT_ENCODING:
+	case CURLE_WRITE_ERROR: /* only the headers bound gets here */
+		return PUSH_ERR_PROTOCOL;
+	default:
+		return PUSH_ERR_OTHER;
+	}
+}
+
+size_t push_redact_url(const char *url, char *buf, size_t n)
+{
+	const char *host = url ? strstr(url, "://") : NULL, *end, *at = NULL;
+	int len;
+
+	if (!n)
+		return 0;
+	if (!url) {
+		buf[0] = '\0';
+		return 0;
+	}
+	if (host) {
+		host += 3;
+		/* The authority ends at the first '/', '?' or '#'; its last '@' ends the userinfo. */
+		end = host + strcspn(host, "/?#");
+		for (const char *q = host; q < end; q++)
+			if (*q == '@')
+				at = q;
+	}
+	if (at)
+		len = snprintf(buf, n, "%.*s***%s", (int)(host - url), url, at);
+	else
+		len = snprintf(buf, n, "%s", url);
+	return len < 0 ? 0 : (size_t)len;
 }
 
 static int64_t clock_ns(clockid_t clk)
@@ -197,14 +284,34 @@ static double rand01(struct push *p)
 	return (double)((p->rng * 2685821657736338717ULL) >> 11) / (double)(1ULL << 53);
 }
 
+/* Keeps the body's first PUSH_RESP_MAX - 1 bytes (for an error message) and no more: past
+ * them, a short count makes curl stop the transfer (CURLE_WRITE_ERROR, see push_send), so a
+ * server answering a huge body costs one buffer, not the whole download. */
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 {
 	struct push *p = userdata;
 	size_t n = size * nmemb, room = sizeof(p->resp) - 1 - p->resp_len;
+	size_t take = n < room ? n : room;
 
-	memcpy(p->resp + p->resp_len, data, n < room ? n : room);
-	p->resp_len += n < room ? n : room;
+	memcpy(p->resp + p->resp_len, data, take);
+	p->resp_len += take;
 	p->resp[p->resp_len] = '\0';
+	if (take < n)
+		p->resp_truncated = true;
+	return take;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	struct push *p = userdata;
+	size_t n = size * nmemb;
+
+	(void)data;
+	p->hdr_bytes += n;
+	if (p->hdr_bytes > PUSH_HEADERS_MAX) {
+		p->hdr_overflow = true;
+		return 0;
+	}
 	return n;
 }
 
@@ -268,6 +375,11 @@ static int push_setup_curl(struct push *p)
 	SETOPT(CURLOPT_USERAGENT, "ember/0.1");
 	SETOPT(CURLOPT_WRITEFUNCTION, on_body);
 	SETOPT(CURLOPT_WRITEDATA, p);
+	SETOPT(CURLOPT_HEADERFUNCTION, on_header);
+	SETOPT(CURLOPT_HEADERDATA, p);
+	/* Redirects are not followed (a push server that redirects is misconfigured, and the
+	 * credentials must not travel to another host): a 3xx is counted as such. */
+	SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
 	SETOPT(CURLOPT_NOPROGRESS, 0L);
 	SETOPT(CURLOPT_XFERINFOFUNCTION, on_progress);
 	SETOPT(CURLOPT_XFERINFODATA, p);
@@ -289,20 +401,6 @@ static int push_setup_curl(struct push *p)
 }
 
 static void *push_thread(void *arg);
-
-/* The server URL without any user:password@ part, for log lines. */
-static const char *server_for_log(const char *url)
-{
-	const char *host = strstr(url, "://"), *at;
-
-	if (!host)
-		return url;
-	host += 3;
-	at = strchr(host, '@');
-	if (at && (!strchr(host, '/') || at < strchr(host, '/')))
-		return at + 1;
-	return url;
-}
 
 /* What push_new() set up, secrets wiped: its error path and push_free() both end here. */
 static void push_release(struct push *p)
@@ -435,8 +533,13 @@ int push_new(const struct push_opts *opts, struct push **ret_push)
 		goto free_push;
 	}
 	p->thread_running = true;
-	log_debug("push: sending to %s with %s, queue bound %zu bytes", server_for_log(p->server),
-		  p->protocol == PUSH_PROTO_PUSH ? "push.v1" : "/ingest", p->queue_max_bytes);
+	{
+		char shown[512];
+
+		(void)push_redact_url(p->server, shown, sizeof(shown));
+		log_debug("push: sending to %s with %s, queue bound %zu bytes", shown,
+			  p->protocol == PUSH_PROTO_PUSH ? "push.v1" : "/ingest", p->queue_max_bytes);
+	}
 	*ret_push = p;
 	return 0;
 
@@ -698,7 +801,8 @@ out:
 
 /* Sends one upload (unlocked; the item is p->inflight). */
 static enum send_result push_send(struct push *p, struct push_item *it, char *why, size_t whylen,
-				  long *ret_status, long *ret_retry_after_s)
+				  long *ret_status, long *ret_retry_after_s,
+				  enum push_error_kind *ret_kind)
 {
 	int64_t start = clock_ns(CLOCK_MONOTONIC), left = atomic_load(&p->deadline_ns) - start;
 	long timeout_ms = (long)(p->timeout_s * 1000), status = 0;
@@ -734,6 +838,9 @@ static enum send_result push_send(struct push *p, struct push_item *it, char *wh
 	p->errbuf[0] = '\0';
 	p->resp_len = 0;
 	p->resp[0] = '\0';
+	p->resp_truncated = false;
+	p->hdr_bytes = 0;
+	p->hdr_overflow = false;
 	rc = curl_easy_setopt(p->curl, CURLOPT_URL, url);
 	if (rc == CURLE_OK)
 		rc = curl_easy_setopt(p->curl, CURLOPT_POSTFIELDS, body);
@@ -743,9 +850,20 @@ static enum send_result push_send(struct push *p, struct push_item *it, char *wh
 		rc = curl_easy_setopt(p->curl, CURLOPT_TIMEOUT_MS, timeout_ms);
 	if (rc == CURLE_OK)
 		rc = curl_easy_perform(p->curl);
+	/* Cut short by on_body once the kept prefix was full: the answer is complete enough. */
+	if (rc == CURLE_WRITE_ERROR && p->resp_truncated && !p->hdr_overflow) {
+		rc = CURLE_OK;
+		pthread_mutex_lock(&p->lock);
+		p->stats.body_truncated++;
+		pthread_mutex_unlock(&p->lock);
+	}
 	if (rc != CURLE_OK) {
-		snprintf(why, whylen, "%s", p->errbuf[0] ? p->errbuf : curl_easy_strerror(rc));
+		if (p->hdr_overflow)
+			snprintf(why, whylen, "response headers over %u bytes", PUSH_HEADERS_MAX);
+		else
+			snprintf(why, whylen, "%s", p->errbuf[0] ? p->errbuf : curl_easy_strerror(rc));
 		log_debug("push: request failed: %s", why);
+		*ret_kind = error_kind(rc);
 		return rc == CURLE_ABORTED_BY_CALLBACK ? SEND_ABORT : SEND_RETRY;
 	}
 	(void)curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, &status);
@@ -765,6 +883,11 @@ static enum send_result push_send(struct push *p, struct push_item *it, char *wh
 		    retry_after > 0)
 			*ret_retry_after_s = (long)retry_after;
 		return SEND_RETRY;
+	}
+	if (status >= 300 && status < 400) {
+		snprintf(why, whylen, "HTTP %ld: a redirect, not followed: check the server URL",
+			 status);
+		return SEND_REDIRECT;
 	}
 	return SEND_REJECT;
 }
@@ -809,6 +932,7 @@ static void *push_thread(void *arg)
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		enum send_result res;
+		enum push_error_kind kind = PUSH_ERR_OTHER;
 		struct push_item *it;
 		int64_t t0, elapsed;
 		long status, retry_after_s;
@@ -834,7 +958,7 @@ static void *push_thread(void *arg)
 
 		t0 = clock_ns(CLOCK_MONOTONIC);
 		why[0] = '\0';
-		res = push_send(p, it, why, sizeof(why), &status, &retry_after_s);
+		res = push_send(p, it, why, sizeof(why), &status, &retry_after_s, &kind);
 		elapsed = clock_ns(CLOCK_MONOTONIC) - t0;
 
 		pthread_mutex_lock(&p->lock);
@@ -864,14 +988,17 @@ static void *push_thread(void *arg)
 			}
 			continue;
 		}
-		if (status)
+		if (status) {
 			p->stats.failed++;
-		else if (res != SEND_ABORT)
+		} else if (res != SEND_ABORT) {
 			p->stats.conn_errors++;
-		if (res == SEND_REJECT) {
+			p->stats.errors[kind]++;
+		}
+		if (res == SEND_REJECT || res == SEND_REDIRECT) {
 			if (!evicted) {
 				(void)push_unlink_head(p);
-				push_drop(p, it, PUSH_DROP_REJECTED);
+				push_drop(p, it, res == SEND_REDIRECT ? PUSH_DROP_REDIRECT
+								      : PUSH_DROP_REJECTED);
 			}
 			item_free(it);
 			p->fail_streak = 0;
@@ -953,6 +1080,14 @@ void push_write_metrics(struct push *p, struct metrics_writer *w)
 		metrics_counter(w, "ember_profiles_dropped_total", "Profiles given up, by reason",
 				(const char *[]){ "reason", push_drop_reason_name(r), NULL },
 				(double)ps.dropped[r]);
+	for (int k = 0; k < PUSH_ERR_MAX; k++)
+		metrics_counter(w, "ember_upload_errors_total",
+				"Upload attempts that got no HTTP answer, by kind",
+				(const char *[]){ "kind", push_error_kind_name(k), NULL },
+				(double)ps.errors[k]);
+	metrics_counter(w, "ember_upload_responses_truncated_total",
+			"Server answers whose body was cut at 4 KiB", NULL,
+			(double)ps.body_truncated);
 	metrics_gauge(w, "ember_upload_queue_bytes", "Bytes waiting in the upload queue", NULL,
 		      (double)ps.queue_bytes);
 	metrics_summary(w, "ember_upload_latency_seconds", "Duration of successful uploads", NULL,

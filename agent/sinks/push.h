@@ -45,13 +45,27 @@ enum push_drop_reason {
 	PUSH_DROP_TOO_OLD,        /* from_ns older than max_age_ns */
 	PUSH_DROP_REJECTED,       /* a 4xx other than 408 and 429: the server will never take it */
 	PUSH_DROP_SHUTDOWN,       /* still queued when push_stop()'s deadline passed */
+	PUSH_DROP_REDIRECT,       /* a 3xx: redirects are not followed */
 	PUSH_DROP_MAX
+};
+
+/* Why a request got no HTTP answer (ember_upload_errors_total{kind}). */
+enum push_error_kind {
+	PUSH_ERR_TLS = 0,  /* handshake, certificate, verification */
+	PUSH_ERR_DNS,      /* the host did not resolve */
+	PUSH_ERR_CONNECT,  /* refused, unreachable, reset */
+	PUSH_ERR_TIMEOUT,  /* connect or request over its time */
+	PUSH_ERR_PROTOCOL, /* not HTTP, nothing answered, headers over 64 KiB */
+	PUSH_ERR_OTHER,
+	PUSH_ERR_MAX
 };
 
 struct push_stats {
 	uint64_t sent;                      /* uploads the server accepted (2xx) */
 	uint64_t failed;                    /* requests answered with an HTTP error status */
-	uint64_t conn_errors;               /* requests that got no HTTP answer */
+	uint64_t conn_errors;               /* requests that got no HTTP answer: sum of errors[] */
+	uint64_t errors[PUSH_ERR_MAX];      /* the same, by kind */
+	uint64_t body_truncated;            /* answers whose body was cut at the kept 4 KiB */
 	uint64_t retries;                   /* attempts after the first, over all uploads */
 	uint64_t dropped[PUSH_DROP_MAX];    /* uploads dropped, by reason */
 	uint64_t queue_bytes;               /* bytes queued now (upload_size), in flight included */
@@ -85,9 +99,18 @@ void push_free(struct push *p);
 void push_get_stats(struct push *p, struct push_stats *ret_stats);
 
 const char *push_drop_reason_name(enum push_drop_reason r);
+const char *push_error_kind_name(enum push_error_kind k);
+
+/* Writes url into buf (n bytes, always NUL-terminated when n > 0) with any user:password@ of
+ * its authority replaced by three asterisks and '@' (http: + // + u:p@host becomes
+ * http: + // + ***@host): for every log line that shows a server URL. Returns the length of
+ * the whole result (snprintf's convention). */
+size_t push_redact_url(const char *url, char *buf, size_t n);
 
 /* Writes the push client's self-metrics (ember_profiles_sent_total, _failed_total,
- * _dropped_total by reason, ember_upload_queue_bytes, ember_upload_latency_seconds).
+ * _dropped_total by reason, ember_upload_errors_total by kind,
+ * ember_upload_responses_truncated_total, ember_upload_queue_bytes,
+ * ember_upload_latency_seconds).
  * Thread-safe. */
 struct metrics_writer;
 void push_write_metrics(struct push *p, struct metrics_writer *w);

@@ -4,7 +4,8 @@ hot_alpha) that must keep getting correct, fresh profiles:
   alloc, reads /proc/PID/environ at exec and attaches to that file): never opened, the loop
   never blocks, SIGTERM still stops the agent within 10 s;
 - the agent's own secret: EMBER_BASIC_AUTH_PASSWORD is not left in /proc/PID/environ;
-- a process selected by pid that execs a setuid program is no longer profiled (counted)."""
+- a process selected by pid that execs a setuid program is no longer profiled (counted);
+- credentials inside a --server URL are never logged."""
 import os
 import re
 import shutil
@@ -82,6 +83,15 @@ with tempfile.TemporaryDirectory() as tmp:
         a.kill()
         a.wait()
     rcv.stop()
+
+    # Credentials inside --server never reach the log (the server is down: retries are logged).
+    pw = f"urlpass-{time.time_ns()}"
+    agent = Agent(["--server", f"http://ember:{pw}@127.0.0.1:{free_port()}", "--interval", "1"])
+    time.sleep(2.5)
+    agent.stop()
+    out = agent.output()
+    c.check(pw not in out and "***@127.0.0.1" in out,
+            f"the password inside --server is not logged ({out.splitlines()[:1]!r})")
 
     # A user's process selected by pid execs a setuid program: dropped, counted.
     suid = os.path.join(tmp, "suidspin")

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -146,6 +147,7 @@ static void on_sample(void *ctx, const struct gpu_sample *s)
 
 	k->samples++;
 	CHECK(s->pid == getpid());
+	CHECK(s->start_time != 0); /* the identity the pipeline checks against pid reuse */
 	gpuprof_values(s, values);
 	CHECK_INT(stackagg_add(k->agg, frames, n, values), 0);
 	if (!strcmp(frames[0].name, "[cuda kernel] square(float*, int)")) {
@@ -171,6 +173,132 @@ static void on_sample(void *ctx, const struct gpu_sample *s)
 		}
 		k->saw_graph = cap && marker && launch;
 	}
+}
+
+static void wait_refused(struct gpu_receiver *r, enum gpu_refuse_reason why, uint64_t n)
+{
+	struct gpu_receiver_stats st;
+
+	for (int i = 0; i < 500; i++) {
+		gpu_receiver_get_stats(r, &st);
+		if (st.refused[why] >= n)
+			return;
+		usleep(10000);
+	}
+}
+
+static int peer_closed(int fd)
+{
+	char c;
+	struct timeval tv = { .tv_sec = 3 };
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return recv(fd, &c, 1, 0) == 0;
+}
+
+static void noop_sample(void *ctx, const struct gpu_sample *s)
+{
+	(void)ctx, (void)s;
+}
+
+/* The bounds a hostile local user meets: connections per uid, bytes per uid, timeouts, a
+ * huge length prefix, absurd values. */
+static void test_bounds(struct gpu_receiver *r, const char *path)
+{
+	struct gpu_receiver_stats st0, st;
+	struct ember_gpu_batch bt = { .start_ns = 1000, .end_ns = 2000, .nentries = 2 };
+	struct msg m;
+	int fds[6], fd;
+
+	gpu_receiver_get_stats(r, &st0);
+	/* Per uid: 3 connections kept, the next 3 refused at once (closed by the agent). */
+	gpu_receiver_set_client_limits(r, 3, 1u << 20, 64u << 20);
+	for (int i = 0; i < 6; i++) {
+		fds[i] = connect_to(path);
+		CHECK(fds[i] >= 0);
+	}
+	wait_refused(r, GPU_REFUSE_UID_LIMIT, 3);
+	gpu_receiver_get_stats(r, &st);
+	CHECK_INT(st.refused[GPU_REFUSE_UID_LIMIT] - st0.refused[GPU_REFUSE_UID_LIMIT], 3);
+	CHECK_INT(st.clients, 3);
+	CHECK(peer_closed(fds[5]));
+	for (int i = 0; i < 6; i++)
+		close(fds[i]);
+	for (int i = 0; i < 300 && (gpu_receiver_get_stats(r, &st), st.clients); i++)
+		usleep(10000);
+	CHECK_INT(st.clients, 0);
+
+	/* Bytes per uid: a header announcing 1 MiB, then more than the uid's 64 KiB bound. */
+	gpu_receiver_set_client_limits(r, 3, 65536, 64u << 20);
+	fd = connect_to(path);
+	send_hello(fd);
+	msg_begin(&m, EMBER_GPU_MSG_BATCH);
+	memcpy(m.b + 8, &(uint32_t){ EMBER_GPU_MAX_MSG }, 4);
+	memset(m.b + 16, 0, sizeof(m.b) - 16);
+	m.len = sizeof(m.b);
+	(void)send(fd, m.b, m.len, MSG_NOSIGNAL);
+	(void)send(fd, m.b + 16, 16384, MSG_NOSIGNAL);
+	wait_refused(r, GPU_REFUSE_UID_BYTES, 1);
+	gpu_receiver_get_stats(r, &st);
+	CHECK_INT(st.refused[GPU_REFUSE_UID_BYTES] - st0.refused[GPU_REFUSE_UID_BYTES], 1);
+	close(fd);
+
+	/* A length prefix over the protocol's maximum: disconnected, counted as oversized. */
+	fd = connect_to(path);
+	send_hello(fd);
+	msg_begin(&m, EMBER_GPU_MSG_BATCH);
+	memcpy(m.b + 8, &(uint32_t){ 0xffffffffu }, 4);
+	(void)send(fd, m.b, 16, MSG_NOSIGNAL);
+	CHECK(peer_closed(fd));
+	close(fd);
+	gpu_receiver_get_stats(r, &st);
+	CHECK_INT(st.refused[GPU_REFUSE_OVERSIZED] - st0.refused[GPU_REFUSE_OVERSIZED], 1);
+
+	/* Timeouts: one client never says HELLO; one trickles a message, a byte at a time and
+	 * more often than the idle timeout, and never finishes it. Both are closed. */
+	gpu_receiver_set_client_limits(r, 64, 8u << 20, 64u << 20);
+	gpu_receiver_set_timeouts(r, 300, 600, 400);
+	fds[0] = connect_to(path);
+	fds[1] = connect_to(path);
+	send_hello(fds[1]);
+	msg_begin(&m, EMBER_GPU_MSG_BATCH);
+	bt.nentries = 1;
+	msg_add(&m, &bt, sizeof(bt));
+	entry(&m, EMBER_GPU_OP_KERNEL, "x", 0, launch_pcs, 2, NULL, 0, 1, 1);
+	msg_end(&m);
+	for (size_t i = 0; i < 12 && i < m.len; i++) {
+		if (send(fds[1], m.b + i, 1, MSG_NOSIGNAL) != 1)
+			break;
+		usleep(100000);
+	}
+	CHECK(peer_closed(fds[0]));
+	CHECK(peer_closed(fds[1]));
+	close(fds[0]);
+	close(fds[1]);
+	wait_refused(r, GPU_REFUSE_TIMEOUT, st0.refused[GPU_REFUSE_TIMEOUT] + 2);
+	gpu_receiver_get_stats(r, &st);
+	CHECK_INT(st.refused[GPU_REFUSE_TIMEOUT] - st0.refused[GPU_REFUSE_TIMEOUT], 2);
+	gpu_receiver_set_timeouts(r, 10000, 120000, 30000);
+
+	/* Absurd values: an entry of 2^63-1 ns and one of "-1" ns are dropped; the sane one of the
+	 * same batch is kept; the client stays connected. */
+	(void)gpu_receiver_drain(r, noop_sample, NULL);
+	fd = connect_to(path);
+	send_hello(fd);
+	msg_begin(&m, EMBER_GPU_MSG_BATCH);
+	bt.nentries = 3;
+	msg_add(&m, &bt, sizeof(bt));
+	entry(&m, EMBER_GPU_OP_KERNEL, "huge", 0, launch_pcs, 2, NULL, 0, INT64_MAX, 1);
+	entry(&m, EMBER_GPU_OP_KERNEL, "neg", 0, launch_pcs, 2, NULL, 0, UINT64_MAX, 1);
+	entry(&m, EMBER_GPU_OP_KERNEL, "sane", 0, launch_pcs, 2, NULL, 0, 5000, 1);
+	msg_end(&m);
+	send_all(fd, &m);
+	wait_entries(r, st.entries + 1, 0);
+	gpu_receiver_get_stats(r, &st);
+	CHECK_INT(st.absurd - st0.absurd, 2);
+	CHECK_INT(st.entries - st0.entries, 1);
+	CHECK_INT(gpu_receiver_drain(r, noop_sample, NULL), 1);
+	close(fd);
 }
 
 int main(int argc, char **argv)
@@ -308,6 +436,7 @@ int main(int argc, char **argv)
 	}
 	stackagg_free(k.agg);
 	symbolizer_free(k.sym);
+	test_bounds(r, path);
 	gpu_receiver_stop(r);
 	CHECK(access(path, F_OK) != 0); /* the socket file is gone */
 	snprintf(out, sizeof(out), "rm -rf %s", dir);

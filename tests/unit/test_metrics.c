@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -325,6 +326,95 @@ static void test_conn_limit(void)
 			close(fds[i]);
 }
 
+static double cpu_s(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* A slowloris: 100 connections that never finish their request, reopened as the server
+ * drops them. Scrapes still answer (the oldest slow connection makes way), in time. */
+static void test_slowloris(void)
+{
+	int fds[100];
+	char *resp;
+
+	for (int i = 0; i < 100; i++) {
+		fds[i] = raw_connect();
+		if (fds[i] >= 0)
+			(void)send(fds[i], "GET /met", 8, MSG_NOSIGNAL);
+	}
+	usleep((METRICS_EVICT_GRACE_MS + 100) * 1000);
+	for (int round = 0; round < 3; round++) {
+		struct timespec t0, t1;
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		resp = curl("", "/metrics");
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		CHECK_INT(status_of(resp), 200);
+		CHECK(resp && strstr(resp, "ember_metrics_connections_dropped_total{reason=\"evicted\"}"));
+		CHECK((double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9 < 1.0);
+		free(resp);
+		/* The attacker reconnects what was dropped. */
+		for (int i = 0; i < 100; i++) {
+			char c;
+
+			if (fds[i] >= 0 && recv(fds[i], &c, 1, MSG_DONTWAIT) == 0) {
+				close(fds[i]);
+				fds[i] = raw_connect();
+				if (fds[i] >= 0)
+					(void)send(fds[i], "GET /met", 8, MSG_NOSIGNAL);
+			}
+		}
+		usleep((METRICS_EVICT_GRACE_MS + 50) * 1000);
+	}
+	for (int i = 0; i < 100; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+/* Out of descriptors: the server neither spins nor stays stuck. The client sockets are made
+ * first, the soft limit is lowered to what is open, then they connect (the kernel completes
+ * the handshake) and the server's accept() fails EMFILE. */
+static void test_emfile(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct rlimit old, low;
+	int fds[8], maxfd = 0;
+	double c0, c1;
+	char *resp;
+
+	inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+	CHECK_INT(getrlimit(RLIMIT_NOFILE, &old), 0);
+	for (int i = 0; i < 8; i++) {
+		fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fds[i] > maxfd)
+			maxfd = fds[i];
+	}
+	low = old;
+	low.rlim_cur = (rlim_t)maxfd + 1;
+	CHECK_INT(setrlimit(RLIMIT_NOFILE, &low), 0);
+	for (int i = 0; i < 8; i++)
+		CHECK_INT(connect(fds[i], (struct sockaddr *)&sin, sizeof(sin)), 0);
+	c0 = cpu_s();
+	usleep(600000);
+	c1 = cpu_s();
+	CHECK(c1 - c0 < 0.2); /* a busy accept loop burns the whole 0.6 s */
+	CHECK_INT(setrlimit(RLIMIT_NOFILE, &old), 0);
+	for (int i = 0; i < 8; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	usleep(METRICS_ACCEPT_BACKOFF_MS * 1000 + 200000);
+	resp = curl("", "/metrics");
+	CHECK_INT(status_of(resp), 200);
+	CHECK(resp && value_of(body_of(resp),
+			       "ember_metrics_connections_dropped_total{reason=\"no_fds\"}") >= 1);
+	free(resp);
+}
+
 static void test_addr(void)
 {
 	struct metrics *m = NULL, *m2 = NULL;
@@ -367,6 +457,8 @@ int main(void)
 	test_http();
 	test_slow_clients();
 	test_conn_limit();
+	test_slowloris();
+	test_emfile();
 	metrics_stop(m);
 	return check_exit("metrics");
 }

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -716,6 +717,7 @@ static void test_tls(void)
 	push_get_stats(p, &st);
 	CHECK_INT(st.sent, 0);
 	CHECK(st.conn_errors >= 1);
+	CHECK(st.errors[PUSH_ERR_TLS] >= 1);
 	CHECK_INT(st.dropped[PUSH_DROP_SHUTDOWN], 1);
 	if (!strstr(st.last_error, "certificate"))
 		fprintf(stderr, "last_error: %s\n", st.last_error);
@@ -764,6 +766,256 @@ static void test_stop_deadline(void)
 	push_free(p);
 out:
 	receiver_stop(&r);
+}
+
+/* A hostile server of our own (receiver.py cannot misbehave this way): answers every request
+ * with one of the modes below, then closes. */
+enum fake_mode { FAKE_HUGE_BODY, FAKE_REDIRECT, FAKE_HUGE_HEADERS };
+
+struct fake {
+	int lfd, port;
+	enum fake_mode mode;
+	pthread_t thread;
+	volatile int stop;
+	volatile long long body_sent; /* bytes of body written before the client went away */
+	volatile int requests;
+};
+
+static void fake_read_request(int fd)
+{
+	char buf[65536];
+	size_t len = 0;
+	long long need = -1;
+
+	for (;;) {
+		ssize_t n = recv(fd, buf + len, sizeof(buf) - 1 - len, 0);
+		char *end, *cl;
+
+		if (n <= 0)
+			return;
+		len += (size_t)n;
+		buf[len] = '\0';
+		end = strstr(buf, "\r\n\r\n");
+		if (!end) {
+			if (len == sizeof(buf) - 1)
+				return;
+			continue;
+		}
+		cl = strcasestr(buf, "Content-Length:");
+		need = cl ? atoll(cl + 15) : 0;
+		need -= (long long)(len - (size_t)(end + 4 - buf));
+		break;
+	}
+	while (need > 0) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+
+		if (n <= 0)
+			return;
+		need -= n;
+	}
+}
+
+static void *fake_main(void *arg)
+{
+	struct fake *f = arg;
+	static char zeros[65536], hdr[4096];
+
+	while (!f->stop) {
+		struct pollfd pfd = { .fd = f->lfd, .events = POLLIN };
+		int fd;
+
+		if (poll(&pfd, 1, 100) <= 0)
+			continue;
+		fd = accept(f->lfd, NULL, NULL);
+		if (fd < 0)
+			continue;
+		fake_read_request(fd);
+		f->requests++;
+		if (f->mode == FAKE_HUGE_BODY) {
+			const char *h = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+					"Content-Length: 1073741824\r\n\r\n";
+
+			(void)send(fd, h, strlen(h), MSG_NOSIGNAL);
+			/* Streams the 1 GiB until the client stops reading and closes. */
+			for (long long sent = 0; sent < (1LL << 30) && !f->stop;) {
+				ssize_t n = send(fd, zeros, sizeof(zeros), MSG_NOSIGNAL);
+
+				if (n <= 0)
+					break;
+				sent += n;
+				f->body_sent = sent;
+			}
+		} else if (f->mode == FAKE_REDIRECT) {
+			const char *h = "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/elsewhere\r\n"
+					"Content-Length: 0\r\n\r\n";
+
+			(void)send(fd, h, strlen(h), MSG_NOSIGNAL);
+		} else {
+			const char *h = "HTTP/1.1 200 OK\r\n";
+
+			(void)send(fd, h, strlen(h), MSG_NOSIGNAL);
+			memset(hdr, 'a', sizeof(hdr));
+			memcpy(hdr, "X-Pad: ", 7);
+			memcpy(hdr + sizeof(hdr) - 2, "\r\n", 2);
+			for (int i = 0; i < 1024 && !f->stop; i++)
+				if (send(fd, hdr, sizeof(hdr), MSG_NOSIGNAL) <= 0)
+					break;
+		}
+		close(fd);
+	}
+	return NULL;
+}
+
+static int fake_start(struct fake *f, enum fake_mode mode)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+
+	memset(f, 0, sizeof(*f));
+	f->mode = mode;
+	f->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (f->lfd < 0 || bind(f->lfd, (struct sockaddr *)&a, sizeof(a)) || listen(f->lfd, 8) ||
+	    getsockname(f->lfd, (struct sockaddr *)&a, &len))
+		return -1;
+	f->port = ntohs(a.sin_port);
+	return pthread_create(&f->thread, NULL, fake_main, f) ? -1 : 0;
+}
+
+static void fake_stop(struct fake *f)
+{
+	f->stop = 1;
+	pthread_join(f->thread, NULL);
+	close(f->lfd);
+}
+
+static double thread_cpu_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A 200 with a 1 GiB body: the upload counts as sent, the body is cut after 4 KiB (not
+ * downloaded: the server could write only what the socket buffers hold), quickly. */
+static void test_huge_body(void)
+{
+	struct push_opts o = test_opts(NULL, 0, PUSH_PROTO_PUSH);
+	struct push_stats st = { 0 };
+	struct push *p = NULL;
+	struct fake f;
+	double c0, took;
+	struct timespec a, b;
+
+	if (fake_start(&f, FAKE_HUGE_BODY)) {
+		CHECK(!"fake server started");
+		return;
+	}
+	o = test_opts(NULL, f.port, PUSH_PROTO_PUSH);
+	CHECK_INT(push_new(&o, &p), 0);
+	if (!p)
+		goto out;
+	c0 = thread_cpu_s();
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	CHECK_INT(push_submit(p, make_upload(now_ns() - 5 * SEC, 1, web_labels)), 0);
+	CHECK_INT(push_submit(p, make_upload(now_ns() - 4 * SEC, 1, web_labels)), 0);
+	for (int i = 0; i < 100; i++) {
+		push_get_stats(p, &st);
+		if (st.sent >= 2)
+			break;
+		sleep_s(0.05);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	took = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+	CHECK_INT(st.sent, 2);
+	CHECK_INT(st.failed, 0);
+	CHECK_INT(st.conn_errors, 0);
+	CHECK_INT(st.body_truncated, 2);
+	CHECK(took < 3.0);
+	push_stop(p, 1);
+	/* Reading 2 GiB through curl takes seconds of CPU; two cut answers take milliseconds. */
+	CHECK(thread_cpu_s() - c0 < 1.0);
+	push_free(p);
+	CHECK(f.body_sent < (64LL << 20));
+out:
+	fake_stop(&f);
+}
+
+/* A 302 is counted as a redirect (not followed, not a 4xx); headers without end are cut. */
+static void test_redirect_and_headers(void)
+{
+	struct push_opts o;
+	struct push_stats st = { 0 };
+	struct push *p = NULL;
+	struct fake f;
+	char buf[256];
+	int port = free_port();
+
+	if (fake_start(&f, FAKE_REDIRECT)) {
+		CHECK(!"fake server started");
+		return;
+	}
+	o = test_opts(NULL, f.port, PUSH_PROTO_PUSH);
+	CHECK_INT(push_new(&o, &p), 0);
+	if (p) {
+		CHECK_INT(push_submit(p, make_upload(now_ns() - 5 * SEC, 1, web_labels)), 0);
+		push_stop(p, 5);
+		push_get_stats(p, &st);
+		CHECK_INT(st.sent, 0);
+		CHECK_INT(st.dropped[PUSH_DROP_REDIRECT], 1);
+		CHECK_INT(st.dropped[PUSH_DROP_REJECTED], 0);
+		CHECK_INT(f.requests, 1); /* the Location was not followed */
+		CHECK_STR(push_drop_reason_name(PUSH_DROP_REDIRECT), "redirect_3xx");
+		push_free(p);
+		p = NULL;
+	}
+	fake_stop(&f);
+
+	if (fake_start(&f, FAKE_HUGE_HEADERS)) {
+		CHECK(!"fake server started");
+		return;
+	}
+	o = test_opts(NULL, f.port, PUSH_PROTO_PUSH);
+	CHECK_INT(push_new(&o, &p), 0);
+	if (p) {
+		CHECK_INT(push_submit(p, make_upload(now_ns() - 5 * SEC, 1, web_labels)), 0);
+		for (int i = 0; i < 100 && !st.errors[PUSH_ERR_PROTOCOL]; i++) {
+			sleep_s(0.05);
+			push_get_stats(p, &st);
+		}
+		push_stop(p, 0.2);
+		push_get_stats(p, &st);
+		CHECK_INT(st.sent, 0);
+		CHECK(st.errors[PUSH_ERR_PROTOCOL] >= 1);
+		CHECK(strstr(st.last_error, "headers over") != NULL);
+		push_free(p);
+		p = NULL;
+	}
+	fake_stop(&f);
+
+	/* Nobody listening: a connect error, by kind. */
+	o = test_opts(NULL, port, PUSH_PROTO_PUSH);
+	CHECK_INT(push_new(&o, &p), 0);
+	if (p) {
+		CHECK_INT(push_submit(p, make_upload(now_ns() - 5 * SEC, 1, web_labels)), 0);
+		for (int i = 0; i < 100 && !st.errors[PUSH_ERR_CONNECT]; i++) {
+			sleep_s(0.05);
+			push_get_stats(p, &st);
+		}
+		push_stop(p, 0);
+		CHECK(st.errors[PUSH_ERR_CONNECT] >= 1);
+		push_free(p);
+	}
+
+	/* URLs in logs: the userinfo is never shown. */
+	push_redact_url("http://user:secret@host:4040/x@y", buf, sizeof(buf));
+	CHECK_STR(buf, "http://***@host:4040/x@y");
+	push_redact_url("https://a@b:p:w@h?q=@", buf, sizeof(buf));
+	CHECK_STR(buf, "https://***@h?q=@");
+	push_redact_url("http://host:4040", buf, sizeof(buf));
+	CHECK_STR(buf, "http://host:4040");
+	CHECK_INT(push_redact_url("http://u:p@h", buf, 8), 12);
+	CHECK_STR(buf, "http://");
 }
 
 static void test_bad_options(void)
@@ -817,6 +1069,8 @@ int main(int argc, char **argv)
 	test_receiver_rules();
 	test_stop_deadline();
 	test_tls();
+	test_huge_body();
+	test_redirect_and_headers();
 
 	if (!check_failures) {
 		snprintf(cmd, sizeof(cmd), "rm -rf %s", workdir);

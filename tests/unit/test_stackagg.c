@@ -46,6 +46,21 @@ int main(int argc, char **argv)
 	CHECK_INT(stackagg_add(a, f, 0, &v), -22);
 	stackagg_free(a);
 
+	/* Sums saturate: two values of INT64_MAX (a GPU client's claim) stay INT64_MAX, not -2;
+	 * and so does the total over two stacks. */
+	CHECK_INT(stackagg_new(1, &a), 0);
+	v = INT64_MAX;
+	CHECK_INT(stackagg_add(a, f, 2, &v), 0);
+	CHECK_INT(stackagg_add(a, f, 2, &v), 0);
+	CHECK_INT(stackagg_total(a, 0), INT64_MAX);
+	CHECK_INT(stackagg_add(a, f, 1, &v), 0);
+	CHECK_INT(stackagg_total(a, 0), INT64_MAX);
+	v = INT64_MIN;
+	CHECK_INT(stackagg_add(a, f + 1, 1, &v), 0);
+	CHECK_INT(stackagg_add(a, f + 1, 1, &v), 0);
+	CHECK_INT(stackagg_count(a), 3);
+	stackagg_free(a);
+
 	/* 20000 distinct stacks, stack i worth i+1: the 15999 hottest stay, the rest is [other]. */
 	CHECK_INT(stackagg_new(1, &a), 0);
 	for (int i = 0; i < 20000; i++) {
