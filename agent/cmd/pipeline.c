@@ -28,6 +28,7 @@
 #include "procmaps.h"
 #include "proctable.h"
 #include "refresh.h"
+#include "services.h"
 #include "spawn.h"
 #include "symbolizer.h"
 #include "targets.h"
@@ -37,9 +38,6 @@
 #define NS 1000000000LL
 #define DRAIN_PERIOD_NS (1 * NS) /* also how fast --unwind auto can switch a process */
 #define CHILD_KILL_AFTER_NS (8 * NS)
-/* Services the agent keeps at once, and how long one without samples is kept. */
-#define MAX_SERVICES 4096
-#define SERVICE_IDLE_NS (5 * 60 * NS)
 
 enum { FAM_CPU, FAM_ALLOC, FAM_GPU, FAM_COUNT };
 
@@ -53,18 +51,18 @@ enum {
 static const char *const family_names[FAM_COUNT] = { "cpu", "alloc", "gpu" };
 static const size_t family_values[FAM_COUNT] = { 1, 4, 2 };
 
-struct service_slot {
-	char *name;                      /* NULL: a free slot (a retired service's) */
-	struct stackagg *agg[FAM_COUNT]; /* this interval's stacks, per family */
-	int64_t last_used;               /* CLOCK_MONOTONIC of its last sample */
+/* This interval's stacks of one service, per family; indexed by service id. */
+struct service_aggs {
+	struct stackagg *agg[FAM_COUNT];
 };
 
 struct pipeline {
 	struct pipeline_opts o;
 	const struct ember_config *cfg;
 	struct targets *targets;
-	struct service_slot *svc;
-	size_t nsvc;
+	struct services *services;
+	struct service_aggs *svc; /* [svc_cap], by service id */
+	size_t svc_cap;
 	struct proctable procs;
 	struct refresh_sched refresh;
 	struct symbolizer *sym;
@@ -109,79 +107,87 @@ static void on_child(int sig)
 
 /* --- services ------------------------------------------------------------------------- */
 
+/* The aggregators of ids below services_capacity() exist (NULL until a sample comes). */
+static int grow_aggs(struct pipeline *pl)
+{
+	size_t cap = services_capacity(pl->services);
+	struct service_aggs *ns;
+
+	if (cap <= pl->svc_cap)
+		return 0;
+	ns = realloc(pl->svc, cap * sizeof(*ns));
+	if (!ns)
+		return -ENOMEM;
+	memset(ns + pl->svc_cap, 0, (cap - pl->svc_cap) * sizeof(*ns));
+	pl->svc = ns;
+	pl->svc_cap = cap;
+	return 0;
+}
+
 static int service_index(struct pipeline *pl, const char *name)
 {
-	struct service_slot *ns;
-	size_t free_slot = pl->nsvc;
+	int64_t now = util_now_ns(CLOCK_MONOTONIC);
+	int id = services_get(pl->services, name, now);
 
-	for (size_t i = 0; i < pl->nsvc; i++) {
-		if (!pl->svc[i].name)
-			free_slot = free_slot < pl->nsvc ? free_slot : i;
-		else if (!strcmp(pl->svc[i].name, name))
-			return (int)i;
-	}
-	if (free_slot < pl->nsvc) {
-		/* A retired service's slot. */
-		pl->svc[free_slot] = (struct service_slot){ .name = strdup(name),
-							    .last_used = util_now_ns(CLOCK_MONOTONIC) };
-		return pl->svc[free_slot].name ? (int)free_slot : -ENOMEM;
-	}
-	if (pl->nsvc >= MAX_SERVICES) {
-		int64_t now = util_now_ns(CLOCK_MONOTONIC);
-
-		atomic_fetch_add_explicit(&pl->m_services_full, 1, memory_order_relaxed);
+	if (id == -ENOSPC) {
+		atomic_store_explicit(&pl->m_services_full, services_refused(pl->services),
+				      memory_order_relaxed);
 		if (now - pl->services_full_logged > 60 * NS) {
 			log_warn("%s: the service table is full (%d services with samples in the last "
 				 "%d minutes): '%s' is not profiled (counted in "
-				 "ember_services_refused_total)", pl->o.name, MAX_SERVICES,
-				 (int)(SERVICE_IDLE_NS / (60 * NS)), name);
+				 "ember_services_refused_total)", pl->o.name, SERVICES_MAX,
+				 (int)(SERVICES_IDLE_NS / (60 * NS)), name);
 			pl->services_full_logged = now;
 		}
-		return -ENOSPC;
+		return id;
 	}
-	ns = realloc(pl->svc, (pl->nsvc + 1) * sizeof(*ns));
-	if (!ns)
+	if (id >= 0 && grow_aggs(pl))
 		return -ENOMEM;
-	pl->svc = ns;
-	pl->svc[pl->nsvc] = (struct service_slot){ .name = strdup(name),
-						   .last_used = util_now_ns(CLOCK_MONOTONIC) };
-	if (!pl->svc[pl->nsvc].name)
-		return -ENOMEM;
-	return (int)pl->nsvc++;
+	return id;
+}
+
+struct retire_ctx {
+	struct pipeline *pl;
+	bool *used;
+};
+
+/* A service is in use while a tracked process belongs to it or it holds stacks. */
+static bool service_in_use(void *ctx, uint32_t id)
+{
+	struct retire_ctx *r = ctx;
+
+	if (r->used[id])
+		return true;
+	for (int fam = 0; fam < FAM_COUNT; fam++)
+		if (r->pl->svc[id].agg[fam])
+			return true;
+	return false;
 }
 
 /* Every process mode: services named after executables come and go with their processes (a
  * host that runs thousands of short-lived programs would otherwise fill the table for good).
- * A service with no samples for SERVICE_IDLE_NS and no tracked process is retired; its slot
- * is reused. Selected services (--service) and a command's service stay. */
+ * A service with no samples for SERVICES_IDLE_NS and no tracked process is retired; its id is
+ * reused. Selected services (--service) and a command's service stay. */
 static void retire_idle_services(struct pipeline *pl)
 {
-	int64_t now = util_now_ns(CLOCK_MONOTONIC);
-	bool *used;
+	size_t cap = services_capacity(pl->services);
+	struct retire_ctx r = { .pl = pl };
 
-	if (pl->o.policy != PIPELINE_EVERY_PROCESS || pl->o.one_service || !pl->nsvc)
+	if (pl->o.policy != PIPELINE_EVERY_PROCESS || pl->o.one_service || !cap)
 		return;
-	used = calloc(pl->nsvc, sizeof(*used));
-	if (!used)
+	r.used = calloc(cap, sizeof(*r.used));
+	if (!r.used)
 		return;
 	for (size_t i = 0; i < pl->procs.cap; i++)
-		if (pl->procs.e[i].pid && pl->procs.e[i].service < pl->nsvc)
-			used[pl->procs.e[i].service] = true;
-	for (size_t i = 0; i < pl->nsvc; i++) {
-		struct service_slot *svc = &pl->svc[i];
-		bool empty = true;
-
-		for (int fam = 0; fam < FAM_COUNT; fam++)
-			empty = empty && !svc->agg[fam];
-		if (!svc->name || used[i] || !empty || now - svc->last_used < SERVICE_IDLE_NS)
-			continue;
-		log_debug("%s: service %s retired (no samples for %d minutes)", pl->o.name, svc->name,
-			  (int)(SERVICE_IDLE_NS / (60 * NS)));
-		free(svc->name);
-		*svc = (struct service_slot){ 0 };
-		atomic_fetch_add_explicit(&pl->m_services_retired, 1, memory_order_relaxed);
-	}
-	free(used);
+		if (pl->procs.e[i].pid && pl->procs.e[i].service < cap)
+			r.used[pl->procs.e[i].service] = true;
+	if (services_retire(pl->services, util_now_ns(CLOCK_MONOTONIC), SERVICES_IDLE_NS,
+			    service_in_use, &r))
+		log_debug("%s: services without samples for %d minutes retired", pl->o.name,
+			  (int)(SERVICES_IDLE_NS / (60 * NS)));
+	atomic_store_explicit(&pl->m_services_retired, services_retired(pl->services),
+			      memory_order_relaxed);
+	free(r.used);
 }
 
 /* A service name from a file or command name: its basename in [A-Za-z0-9_.-]. */
@@ -328,7 +334,7 @@ static int add_target(struct pipeline *pl, pid_t pid, uint32_t service)
 	if (pl->ac)
 		(void)alloc_collector_add_target(pl->ac, pid, start);
 	log_debug("%s: pid %d selected for service %s", pl->o.name, (int)pid,
-		  pl->svc[pl->o.one_service ? 0 : service].name);
+		  services_name(pl->services, pl->o.one_service ? 0 : service));
 	return 0;
 }
 
@@ -454,16 +460,16 @@ static void on_event(void *ctx, const struct ember_event *e)
 
 static struct stackagg *slot_agg(struct pipeline *pl, int id, int fam)
 {
-	struct service_slot *svc;
+	struct service_aggs *svc;
 
 	if (pl->o.one_service)
 		id = 0;
-	if (id < 0 || (size_t)id >= pl->nsvc || !pl->svc[id].name)
+	if (id < 0 || (size_t)id >= pl->svc_cap || !services_name(pl->services, (uint32_t)id))
 		return NULL;
 	svc = &pl->svc[id];
 	if (!svc->agg[fam] && stackagg_new(family_values[fam], &svc->agg[fam]))
 		return NULL;
-	svc->last_used = util_now_ns(CLOCK_MONOTONIC);
+	services_touch(pl->services, (uint32_t)id, util_now_ns(CLOCK_MONOTONIC));
 	return svc->agg[fam];
 }
 
@@ -698,7 +704,9 @@ static void flush_interval(struct pipeline *pl)
 		(void)alloc_collector_drain(pl->ac, on_alloc_stack, pl);
 		forget_exited(pl);
 	}
-	for (size_t i = 0; i < pl->nsvc; i++) {
+	for (size_t i = 0; i < pl->svc_cap; i++) {
+		if (!services_name(pl->services, (uint32_t)i))
+			continue;
 		for (int fam = 0; fam < FAM_COUNT; fam++) {
 			struct stackagg **agg = &pl->svc[i].agg[fam];
 			struct pipeline_profile prof;
@@ -712,7 +720,7 @@ static void flush_interval(struct pipeline *pl)
 			describe(pl, fam, pl->interval_start_real, until, types, &period_type, &desc,
 				 comment, sizeof(comment));
 			prof = (struct pipeline_profile){
-				.service = pl->svc[i].name,
+				.service = services_name(pl->services, (uint32_t)i),
 				.fam = profile_family_find(family_names[fam]),
 				.agg = *agg,
 				.desc = &desc,
@@ -727,13 +735,7 @@ static void flush_interval(struct pipeline *pl)
 	pl->interval_start_real = until;
 	atomic_store_explicit(&pl->m_interval_mono, util_now_ns(CLOCK_MONOTONIC), memory_order_relaxed);
 	retire_idle_services(pl);
-	{
-		size_t live = 0;
-
-		for (size_t i = 0; i < pl->nsvc; i++)
-			live += pl->svc[i].name != NULL;
-		atomic_store_explicit(&pl->m_services, live, memory_order_relaxed);
-	}
+	atomic_store_explicit(&pl->m_services, services_count(pl->services), memory_order_relaxed);
 }
 
 /* --- self-metrics --------------------------------------------------------------------- */
@@ -841,6 +843,9 @@ int pipeline_new(const struct pipeline_opts *opts, struct pipeline **ret_pl)
 	pl->want_cpu = (cfg->profiles & PROFILE_CPU) != 0;
 	pl->period = NS / cfg->sample_rate;
 
+	err = services_new(SERVICES_MAX, &pl->services);
+	if (err)
+		goto fail;
 	err = targets_new(opts->policy == PIPELINE_SELECTORS ? opts->services : &(struct strlist){ 0 },
 			  &pl->targets);
 	if (err) {
@@ -1112,12 +1117,11 @@ void pipeline_free(struct pipeline *pl)
 	symbolizer_free(pl->sym);
 	unwmode_free(pl->unw);
 	targets_free(pl->targets);
-	for (size_t i = 0; i < pl->nsvc; i++) {
-		free(pl->svc[i].name);
+	for (size_t i = 0; i < pl->svc_cap; i++)
 		for (int fam = 0; fam < FAM_COUNT; fam++)
 			stackagg_free(pl->svc[i].agg[fam]);
-	}
 	free(pl->svc);
+	services_free(pl->services);
 	proctable_fini(&pl->procs);
 	free(pl);
 }
