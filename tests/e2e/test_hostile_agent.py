@@ -5,7 +5,8 @@ hot_alpha) that must keep getting correct, fresh profiles:
   never blocks, SIGTERM still stops the agent within 10 s;
 - the agent's own secret: EMBER_BASIC_AUTH_PASSWORD is not left in /proc/PID/environ;
 - a process selected by pid that execs a setuid program is no longer profiled (counted);
-- credentials inside a --server URL are never logged."""
+- credentials inside a --server URL are never logged;
+- a GPU client's samples never land in the process that took its pid after it exited."""
 import os
 import re
 import shutil
@@ -111,6 +112,45 @@ with tempfile.TemporaryDirectory() as tmp:
     got = functions(rcv.series(), "user")
     c.check(dropped == 1, f"setuid exec counted: ember_targets_dropped_total{{setuid_exec}} = {dropped}")
     c.check("hot_alpha" not in got, f"the setuid program's stacks are not in the user's service ({len(got)} functions)")
+    rcv.stop()
+
+    # A GPU client that exits: its pid taken by another (root) process before the interval
+    # ends. Its samples go to its own service or are dropped (counted), never to the pid's
+    # new holder.
+    sock = os.path.join(tmp, "gpu.sock")
+    reuser = os.path.join(tmp, "gpu_reuser")
+    shutil.copy(SPIN, reuser)
+    rcv = Receiver(tmp)
+    port = free_port()
+    agent = Agent(["--server", rcv.url, "--interval", "5", "--profiles", "cpu,gpu",
+                   "--gpu-socket", sock, "--metrics-addr", f"127.0.0.1:{port}"])
+    wait_for(lambda: os.path.exists(sock), 10)
+    reused = False
+    for attempt in range(20):
+        client = subprocess.Popen([os.path.join(FIXTURES, "gpu_client"), sock, "3"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client.wait()
+        pid = client.pid
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(pid - 1))
+        b = subprocess.Popen([reuser, "3"], stdout=subprocess.DEVNULL)
+        reused = b.pid == pid
+        if reused:
+            break
+        b.kill()
+        b.wait()
+    c.check(reused, f"the GPU client's pid was taken by another process (after {attempt + 1} attempts)")
+    time.sleep(6)
+    text = scrape(port)
+    agent.stop()
+    if reused:
+        b.wait()
+    gpu_services = {s["labels"].get("service_name") for s in rcv.series()
+                    if s["labels"].get("__name__") == "gpu"}
+    stale = metric(text, "ember_gpu_dropped_total", '{reason="exited_process"}') or 0
+    c.check("gpu_reuser" not in gpu_services and (stale > 0 or "gpu_client" in gpu_services),
+            f"an exited client's GPU samples are not the new holder's: gpu services "
+            f"{sorted(gpu_services)}, dropped as exited_process {stale}")
     rcv.stop()
     victim.kill()
     victim.wait()
