@@ -2029,6 +2029,8 @@ int unwind_fuzz_debug_frame(const void *df, size_t len)
 	}
 	fuzz_walk(m, &map, 1, pcs, nr_pcs);
 out:
+	if (!err)
+		err = m->dbg_count > INT_MAX ? INT_MAX : (int)m->dbg_count;
 	mod_free(m);
 	return err;
 }

@@ -11,7 +11,7 @@
 int unwind_fuzz_tables(const void *img, size_t len);
 
 /* df as a module's .debug_frame (the module's code at [0, 2 GiB)): converted, then a few
- * unwinds through the result. 0 or -errno. */
+ * unwinds through the result. Returns the number of FDEs converted, or -errno. */
 int unwind_fuzz_debug_frame(const void *df, size_t len);
 
 #endif

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "symbolizer.h"
 #include "unwind.h"
 #include "unwind_chain.h"
+#include "unwind_fuzz.h"
 #include "unwind_sigmask.h"
 #include "util.h"
 
@@ -204,6 +206,44 @@ static void test_loop(void (*fn)(void), const char *what)
 	unwinder_free(u);
 }
 
+/* A .debug_frame of n CIEs, each followed by one FDE naming it: converting it must not compare
+ * every FDE with every CIE (200k of each took minutes that way; the ctest timeout catches a
+ * relapse). */
+static void test_many_cies(size_t n)
+{
+	const size_t cie = 16, fde = 28; /* both 4-byte aligned, length fields included */
+	uint8_t *df = calloc(n, cie + fde), *p = df;
+	int err;
+
+	CHECK(df != NULL);
+	if (!df)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t cie_off = (uint32_t)(p - df), v;
+		uint64_t loc = 0x10000 + 16 * (uint64_t)i, range = 16;
+
+		/* CIE: length 12, id 0xffffffff, version 1, "", code align 1, data align -8,
+		 * return address r16, DW_CFA_def_cfa r7 8, nops */
+		v = 12;
+		memcpy(p, &v, 4);
+		v = 0xffffffffu;
+		memcpy(p + 4, &v, 4);
+		memcpy(p + 8, (const uint8_t[]){ 1, 0, 1, 0x78, 16, 0x0c, 7, 8 }, 8);
+		p += cie;
+		/* FDE: length 24, CIE pointer, initial location, address range, no instructions */
+		v = 24;
+		memcpy(p, &v, 4);
+		memcpy(p + 4, &cie_off, 4);
+		memcpy(p + 8, &loc, 8);
+		memcpy(p + 16, &range, 8);
+		p += fde;
+	}
+	err = unwind_fuzz_debug_frame(df, (size_t)(p - df));
+	CHECK_INT(err, (int)n); /* every FDE converted */
+	fprintf(stderr, ".debug_frame with %zu CIEs and %zu FDEs converted\n", n, n);
+	free(df);
+}
+
 int main(void)
 {
 	pthread_attr_t attr;
@@ -222,6 +262,8 @@ int main(void)
 	CHECK_INT(unwinder_new(&unw), 0);
 	if (!sym || !unw)
 		return check_exit("unit_unwind");
+
+	test_many_cies(200000);
 
 	/* .eh_frame all the way, through qsort's internals */
 	(void)chain_a();
