@@ -398,15 +398,27 @@ static unsigned cfi_walk(struct cur *c, uint8_t fde_enc)
 			case 0x02: cur_take(c, NULL, 1); break;
 			case 0x03: cur_take(c, NULL, 2); break;
 			case 0x04: cur_take(c, NULL, 4); break;
-			case 0x05: case 0x0c: case 0x2f: /* reg, uleb */
+			case 0x0c: case 0x0d: case 0x12:
+				/* def_cfa, def_cfa_register, def_cfa_sf: libunwind keeps the CFA's
+				 * register as a number and looks it up at the step; one past its
+				 * register array becomes rsp rather than trusting that lookup. */
+				r1 = walk_leb(c, false, &odd, &rp, &rn);
+				if (!c->bad && !odd && r1 >= CFI_NUM_REGS) {
+					uleb_rewrite(rp, rn, 7);
+					fixed++;
+				}
+				if (op != 0x0d)
+					(void)walk_leb(c, op == 0x12, &odd, NULL, NULL);
+				break;
+			case 0x05: case 0x2f: /* reg, uleb */
 				(void)walk_leb(c, false, &odd, NULL, NULL);
 				(void)walk_leb(c, false, &odd, NULL, NULL);
 				break;
-			case 0x11: case 0x12: /* reg, sleb */
+			case 0x11: /* reg, sleb */
 				(void)walk_leb(c, false, &odd, NULL, NULL);
 				(void)walk_leb(c, true, &odd, NULL, NULL);
 				break;
-			case 0x06: case 0x07: case 0x08: case 0x0d: case 0x0e: case 0x2e:
+			case 0x06: case 0x07: case 0x08: case 0x0e: case 0x2e:
 				(void)walk_leb(c, false, &odd, NULL, NULL);
 				break;
 			case 0x13:
@@ -430,8 +442,12 @@ static unsigned cfi_walk(struct cur *c, uint8_t fde_enc)
 				else
 					c->p += len;
 				break;
-			case 0x1c: case 0x1d: case 0x2d: case 0x3f: /* refused by libunwind */
-				return fixed;
+			case 0x1c: case 0x1d: case 0x2d: case 0x3f:
+				/* Unexpected to libunwind, which walks on past them (found by
+				 * fuzz.debug_frame: a DW_CFA_register after one indexed its register
+				 * array unchecked): the rest of the program becomes DW_CFA_nop. */
+				odd = true;
+				break;
 			default: /* nop, remember/restore_state, what libunwind skips as one byte */
 				break;
 			}
