@@ -2,7 +2,6 @@
  * command (pipeline.h). */
 #include "pipeline.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -190,19 +189,6 @@ static void retire_idle_services(struct pipeline *pl)
 	free(r.used);
 }
 
-/* A service name from a file or command name: its basename in [A-Za-z0-9_.-]. */
-static void service_name_of(const char *path, char *buf, size_t n, const char *fallback)
-{
-	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-	size_t i;
-
-	for (i = 0; base[i] && i + 1 < n; i++)
-		buf[i] = (isalnum((unsigned char)base[i]) || strchr("_.-", base[i])) ? base[i] : '_';
-	buf[i] = '\0';
-	if (!i)
-		snprintf(buf, n, "%s", fallback);
-}
-
 /* PIPELINE_EVERY_PROCESS: the service of a process is its executable's name. */
 static int auto_service(struct pipeline *pl, pid_t pid, const char *comm)
 {
@@ -218,7 +204,7 @@ static int auto_service(struct pipeline *pl, pid_t pid, const char *comm)
 			exe[n - 10] = '\0';
 		base = exe;
 	}
-	service_name_of(base, name, sizeof(name), "unknown");
+	services_name_from_path(base, name, sizeof(name), "unknown");
 	return service_index(pl, name);
 }
 
@@ -376,10 +362,11 @@ static void on_event(void *ctx, const struct ember_event *e)
 		/* After exec the first sample comes with ld.so's work done or under way: its
 		 * libraries are there to read, and to probe. */
 		(void)symbolizer_refresh(pl->sym, pid);
-		alloc_rescan(pl, pid);
 		if (pl->unw)
 			cpuprof_unwmode_first_sample(pl->unw, pl->cc, pid);
-		if (pl->o.policy == PIPELINE_EVERY_PROCESS) {
+		if (pl->o.policy != PIPELINE_EVERY_PROCESS) {
+			alloc_rescan(pl, pid);
+		} else {
 			id = pl->o.one_service ? 0 : auto_service(pl, pid, e->comm);
 			if (id >= 0)
 				proc_put(pl, pid, e->cookie, (uint32_t)id);
@@ -552,19 +539,21 @@ static void on_gpu_sample(void *ctx, const struct gpu_sample *s)
 	size_t n;
 	int id;
 
+	bool known = p && s->start_time && p->cookie == s->start_time;
+
 	/* The sample belongs to the process that sent it, identified by pid and start time
-	 * (read at accept). A client that exited since is not whichever process holds its pid
-	 * now: its samples are dropped and counted, never given to another service. */
-	if (!s->start_time || procmaps_start_time(s->pid, &now_start) || now_start != s->start_time) {
-		if (!p || p->cookie != s->start_time || !s->start_time) {
-			atomic_fetch_add_explicit(&pl->m_gpu_stale, 1, memory_order_relaxed);
-			return;
-		}
-		/* Exited, but known to us until its last samples are in: its service. */
+	 * (read at accept). A process we track under that identity (still running, or exited
+	 * with its last samples to come) is it; otherwise the pid's current holder must still
+	 * be the sender. A client that exited is not whichever process holds its pid now: its
+	 * samples are dropped and counted, never given to another service. */
+	if (!known && (!s->start_time || procmaps_start_time(s->pid, &now_start) ||
+		       now_start != s->start_time)) {
+		atomic_fetch_add_explicit(&pl->m_gpu_stale, 1, memory_order_relaxed);
+		return;
 	}
 	if (pl->o.policy == PIPELINE_COMMAND)
-		id = p && p->cookie == s->start_time ? 0 : -1;
-	else if (p && p->cookie == s->start_time)
+		id = known ? 0 : -1;
+	else if (known)
 		id = (int)p->service;
 	else if (pl->o.policy == PIPELINE_EVERY_PROCESS)
 		id = auto_service(pl, s->pid, NULL);

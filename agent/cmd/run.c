@@ -8,7 +8,6 @@
  * --interval and when the command exits. */
 #include "run.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -20,6 +19,7 @@
 #include "log.h"
 #include "options.h"
 #include "pipeline.h"
+#include "services.h"
 #include "sink.h"
 
 #define PUSH_STOP_DEADLINE_S 8.0
@@ -76,19 +76,6 @@ static int setup_gpu_env(const struct ember_config *cfg)
 	return 0;
 }
 
-/* The service `ember run` reports: the command's basename, as a service name. */
-static void command_service_name(const char *cmd, char *buf, size_t n)
-{
-	const char *base = strrchr(cmd, '/') ? strrchr(cmd, '/') + 1 : cmd;
-	size_t i;
-
-	for (i = 0; base[i] && i + 1 < n; i++)
-		buf[i] = (isalnum((unsigned char)base[i]) || strchr("_.-", base[i])) ? base[i] : '_';
-	buf[i] = '\0';
-	if (!i)
-		snprintf(buf, n, "command");
-}
-
 int run_main(int argc, char **argv)
 {
 	struct ember_config cfg = { 0 };
@@ -103,7 +90,8 @@ int run_main(int argc, char **argv)
 				       argv, &cfg);
 	if (status >= 0)
 		return status;
-	command_service_name(cfg.cmd_argv[0], service, sizeof(service));
+	/* The service `ember run` reports: the command's basename. */
+	services_name_from_path(cfg.cmd_argv[0], service, sizeof(service), "command");
 	o.command_service = service;
 	o.alloc_mode = ALLOC_MODE_PRELOAD;
 	o.interval_s = cfg.interval;

@@ -1,7 +1,9 @@
 /* services: a bounded table of service names (services.h). */
 #include "services.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,6 +124,18 @@ size_t services_retire(struct services *t, int64_t now, int64_t idle_ns,
 	}
 	t->retired += done;
 	return done;
+}
+
+void services_name_from_path(const char *path, char *buf, size_t n, const char *fallback)
+{
+	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+	size_t i;
+
+	for (i = 0; base[i] && i + 1 < n; i++)
+		buf[i] = (isalnum((unsigned char)base[i]) || strchr("_.-", base[i])) ? base[i] : '_';
+	buf[i] = '\0';
+	if (!i)
+		snprintf(buf, n, "%s", fallback);
 }
 
 uint64_t services_refused(const struct services *t)

@@ -36,6 +36,10 @@ size_t services_count(const struct services *t);
 size_t services_retire(struct services *t, int64_t now, int64_t idle_ns,
 		       bool (*in_use)(void *ctx, uint32_t id), void *ctx);
 
+/* A service name from a file or command path: its basename with anything outside
+ * [A-Za-z0-9_.-] replaced by '_'; fallback when that leaves nothing. */
+void services_name_from_path(const char *path, char *buf, size_t n, const char *fallback);
+
 uint64_t services_refused(const struct services *t);
 uint64_t services_retired(const struct services *t);
 
