@@ -542,11 +542,6 @@ int cpu_collector_set_dwarf(struct cpu_collector *c, pid_t tgid, bool dwarf)
 	return 0;
 }
 
-void cpu_collector_maps_changed(struct cpu_collector *c, pid_t tgid)
-{
-	unwind_refresh(c->unwinder, tgid);
-}
-
 void cpu_collector_forget(struct cpu_collector *c, pid_t tgid)
 {
 	unwind_forget(c->unwinder, tgid);

@@ -82,8 +82,8 @@ int cpu_collector_drain(struct cpu_collector *c, cpu_stack_fn fn, void *ctx);
  * Returns 0, -ENOENT when it is not a target, or -errno. */
 int cpu_collector_set_dwarf(struct cpu_collector *c, pid_t tgid, bool dwarf);
 
-/* Process lifecycle for the unwinder: maps changed (exec, mmap) or the process is gone. */
-void cpu_collector_maps_changed(struct cpu_collector *c, pid_t tgid);
+/* The process is gone: the unwinder lets go of it. (A change of its maps needs no call here:
+ * the unwinder shares the symbolizer's per-process cache, which symbolizer_refresh() marks.) */
 void cpu_collector_forget(struct cpu_collector *c, pid_t tgid);
 
 /* DWARF-mode counters, cumulative. */
