@@ -26,6 +26,7 @@
 #include "ember.h"
 #include "ember.bpf.h"
 #include "alloc_sample.h"
+#include "python.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -107,7 +108,9 @@ static __always_inline void record(void *ctx, __u64 addr, __u64 size, __u64 inte
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32, z = 0;
 	struct ember_alloc_key k = { .tgid = tgid, .addr = addr };
 	struct ember_alloc_live v = { .size = size };
+	struct ember_alloc_py_event *pe = NULL;
 	struct ember_alloc_event *e;
+	struct ember_py_stack *py;
 	struct cpu_state *st;
 	long n;
 
@@ -124,12 +127,24 @@ static __always_inline void record(void *ctx, __u64 addr, __u64 size, __u64 inte
 		flags &= ~EMBER_ALLOC_EV_TRACKED;
 		stat_inc(EMBER_ASTAT_LIVE_FULL);
 	}
-	e = bpf_ringbuf_reserve(&samples, sizeof(*e), 0);
+	/* A Python process sends its Python frames with the event: a bigger record. */
+	py = ember_py_walk(tgid);
+	if (py) {
+		pe = bpf_ringbuf_reserve(&samples, sizeof(*pe), 0);
+		e = pe ? &pe->ev : NULL;
+	} else {
+		e = bpf_ringbuf_reserve(&samples, sizeof(*e), 0);
+	}
 	if (!e) {
 		if (flags & EMBER_ALLOC_EV_TRACKED)
 			(void)bpf_map_delete_elem(&live, &k);
 		stat_inc(EMBER_ASTAT_EVENTS_LOST);
 		return;
+	}
+	if (pe) {
+		if (bpf_probe_read_kernel(&pe->py, sizeof(pe->py), py))
+			pe->py.nframes = 0;
+		flags |= EMBER_ALLOC_EV_PY;
 	}
 	e->tgid = tgid;
 	e->flags = flags;

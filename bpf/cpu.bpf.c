@@ -10,6 +10,7 @@
 #include <bpf/bpf_core_read.h>
 #include "ember.h"
 #include "ember.bpf.h"
+#include "python.bpf.h"
 #include "stack_snapshot.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -176,6 +177,7 @@ int ember_cpu_sample(struct bpf_perf_event_data *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct ember_cpu_key key = {};
+	struct ember_py_stack *py;
 	struct ember_target *t;
 	__u32 buf;
 	long id;
@@ -199,6 +201,7 @@ int ember_cpu_sample(struct bpf_perf_event_data *ctx)
 		}
 	}
 	stat_inc(EMBER_STAT_SAMPLES);
+	py = (t->flags & EMBER_TARGET_PYTHON) ? ember_py_walk(tgid) : NULL;
 	if (!(t->flags & EMBER_TARGET_SEEN)) {
 		/* Racing CPUs may both report; userspace tolerates duplicates. */
 		t->flags |= EMBER_TARGET_SEEN;
@@ -223,7 +226,7 @@ int ember_cpu_sample(struct bpf_perf_event_data *ctx)
 			key.kernel_stack_id = id;
 		}
 		switch (ember_snapshot(&snapshot_buf, &snapshots, t, tgid, key.kernel_stack_id, buf,
-				       snapshot_stack_size)) {
+				       snapshot_stack_size, py)) {
 		case EMBER_SNAPSHOT_LOST:
 			stat_inc(EMBER_STAT_SNAPSHOT_LOST);
 			break;
@@ -258,6 +261,19 @@ int ember_cpu_sample(struct bpf_perf_event_data *ctx)
 			kernel_stack_lost(id);
 		key.kernel_stack_id = id;
 	}
+	if (py) {
+		/* The Python frames differ from sample to sample: the sample goes to userspace. */
+		switch (ember_snapshot_fp(&snapshot_buf, &snapshots, t, tgid, key.user_stack_id,
+					  key.kernel_stack_id, buf, py)) {
+		case EMBER_SNAPSHOT_OK:
+			return 0;
+		case EMBER_SNAPSHOT_LOST:
+			stat_inc(EMBER_STAT_SNAPSHOT_LOST);
+			return 0;
+		default:
+			break; /* no scratch: count it without its Python frames */
+		}
+	}
 	if (buf)
 		count_stack(&counts1, &key);
 	else
@@ -273,7 +289,7 @@ int BPF_PROG(ember_exec, struct task_struct *p, pid_t old_pid, struct linux_binp
 
 	if (t) {
 		/* New image: the next sample recaptures the maps. */
-		t->flags &= ~EMBER_TARGET_SEEN;
+		t->flags &= ~(EMBER_TARGET_SEEN | EMBER_TARGET_PYTHON);
 		if (dwarf_first)
 			t->flags |= EMBER_TARGET_DWARF;
 		emit_event(EMBER_EVENT_EXEC, tgid, 0, t);

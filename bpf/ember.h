@@ -73,6 +73,106 @@ struct ember_event {
 };
 _Static_assert(sizeof(struct ember_event) == 40, "ember_event layout");
 
+/* ---- Python: CPython frames read at each sample (bpf/python.bpf.h, agent/symbols/pyresolve.c) ---- */
+
+/* ember_target.flags: the process runs CPython; its entry in `py_procs` says where and how. */
+#define EMBER_TARGET_PYTHON (1u << 2)
+
+#define EMBER_PY_MAX_FRAMES 160   /* frames per sample (Python and entry markers); deeper is truncated */
+#define EMBER_PY_MAX_THREADS 1024 /* thread states compared per lookup of a new thread */
+#define EMBER_PY_MAX_INTERPS 8    /* interpreters (subinterpreters) searched */
+#define EMBER_PY_NO_OFFSET 0xffff /* a field the version does not have */
+
+/* How a version marks the frame where C entered the eval loop (a run of Python frames ends). */
+enum ember_py_entry {
+	EMBER_PY_ENTRY_NONE = 0,  /* 3.10: one C eval frame per Python frame */
+	EMBER_PY_ENTRY_FLAG = 1,  /* 3.11: is_entry (bool at frame_entry) on the run's first frame */
+	EMBER_PY_ENTRY_OWNER = 2, /* 3.12/3.13: an extra frame whose owner (char) == 3 */
+	EMBER_PY_ENTRY_OWNER_GE = 3, /* 3.14: owner >= 3 (FRAME_OWNED_BY_INTERPRETER / _CSTACK) */
+};
+
+/* How a frame says where it is (enum pyoffsets_instr). */
+enum ember_py_instr {
+	EMBER_PY_INSTR_LASTI = 1,    /* 3.10: int f_lasti, code units */
+	EMBER_PY_INSTR_PTR = 2,      /* 3.11+: a pointer into the code object's bytecode */
+};
+
+/* Value of `py_procs` (keyed by tgid): where one process's interpreter keeps its threads and
+ * frames. Offsets are bytes within each struct; every one is < the read size of its struct. */
+struct ember_py_proc {
+	__u64 interp_head;        /* address of _PyRuntime.interpreters.head in the target */
+	__u32 version_hex;        /* PY_VERSION_HEX, for the agent's logs */
+	__u8 instr_kind;          /* enum ember_py_instr */
+	__u8 entry_kind;          /* enum ember_py_entry */
+	__u8 code_tag_mask;       /* low bits of the frame's code field to clear (3.14: 3) */
+	__u8 pad;
+	__u16 interp_next, interp_threads_head;
+	__u16 tstate_next, tstate_thread_id;
+	__u16 tstate_frame;       /* 3.10 frame, 3.11/12 cframe, 3.13+ current_frame */
+	__u16 cframe_current_frame; /* 3.11/12: in the _PyCFrame; else EMBER_PY_NO_OFFSET */
+	__u16 frame_previous, frame_code, frame_instr, frame_entry;
+	__u16 code_firstlineno, code_filename, code_name, code_qualname, code_linetable;
+	__u16 pad2;
+};
+_Static_assert(sizeof(struct ember_py_proc) == 48, "ember_py_proc layout");
+
+/* Bytes read per struct; offsets above must leave room for their field. */
+#define EMBER_PY_TSTATE_READ 192
+#define EMBER_PY_FRAME_READ 104   /* 3.10 PyFrameObject up to f_lasti; 3.11+ frames are 80 */
+#define EMBER_PY_CODE_READ 144    /* a code object up to co_linetable (3.11+: 136 + 8) */
+
+/* ember_py_frame.code: the code object's address in the low 56 bits, flags above. */
+#define EMBER_PYF_ADDR_MASK ((1ULL << 56) - 1)
+#define EMBER_PYF_ENTRY (1ULL << 56)  /* 3.11: entered from C (is_entry): its run ends here */
+#define EMBER_PYF_MARKER (1ULL << 57) /* 3.12+: the eval loop's entry frame (no code): the run
+				       * above ends here */
+#define EMBER_PYF_NO_CODE (1ULL << 58) /* the code object was unreadable at sample time: key 0 */
+
+/* One Python frame as sampled. */
+struct ember_py_frame {
+	__u64 code;  /* code object address | EMBER_PYF_* */
+	__u32 key;   /* ember_py_code_key() of the code object at sample time (0: not read) */
+	__s32 instr; /* 3.10: f_lasti; 3.11+: instruction pointer - code address, bytes, or
+		      * INT32_MIN when out of range */
+};
+_Static_assert(sizeof(struct ember_py_frame) == 16, "ember_py_frame layout");
+
+/* What the walk of one sample found. */
+enum ember_py_status {
+	EMBER_PY_COMPLETE = 1,    /* the chain ended (NULL previous) within the frame limit */
+	EMBER_PY_TRUNCATED = 2,   /* more than EMBER_PY_MAX_FRAMES frames */
+	EMBER_PY_NO_TSTATE = 3,   /* the thread has no thread state (C thread, not started) */
+	EMBER_PY_UNREADABLE = 4,  /* a read failed mid-walk (popped frame, process exiting) */
+	EMBER_PY_STATUS_MAX,
+};
+
+/* Frames of one sample, innermost first; only nframes entries are sent. */
+struct ember_py_stack {
+	__u32 nframes;
+	__u32 status;             /* enum ember_py_status */
+	struct ember_py_frame frames[EMBER_PY_MAX_FRAMES];
+};
+#define EMBER_PY_STACK_HDR 8
+_Static_assert(sizeof(struct ember_py_stack) == EMBER_PY_STACK_HDR + 16 * EMBER_PY_MAX_FRAMES,
+	       "ember_py_stack layout");
+
+/* A code object's validation key: its first line and the addresses of its file, name,
+ * qualified name and line table, as read from the object; the agent compares the key of its
+ * own, later read to tell a live code object from a reused address. Never 0. */
+static inline __u32 ember_py_code_key(__u32 firstlineno, __u64 filename, __u64 name,
+				      __u64 qualname, __u64 linetable)
+{
+	__u64 h = 0xcbf29ce484222325ULL;
+
+	h = (h ^ firstlineno) * 0x100000001b3ULL;
+	h = (h ^ filename) * 0x100000001b3ULL;
+	h = (h ^ name) * 0x100000001b3ULL;
+	h = (h ^ qualname) * 0x100000001b3ULL;
+	h = (h ^ linetable) * 0x100000001b3ULL;
+	h ^= h >> 32;
+	return (__u32)h ? (__u32)h : 1;
+}
+
 /* ---- DWARF mode: user stack snapshots (bpf/stack_snapshot.bpf.h) ---- */
 
 /* ember_target.flags: this process's user stacks are unwound from snapshots in userspace
@@ -94,10 +194,16 @@ enum ember_snapshot_reg {
 
 /* ember_stack_snapshot.flags */
 #define EMBER_SNAP_SHORT (1u << 0) /* the full --stack-size was not readable: stack_len is less */
+#define EMBER_SNAP_FP (1u << 1)    /* a frame-pointer sample (no stack bytes): the user stack is
+				    * user_stack_id, sent here because Python frames come with it */
+#define EMBER_SNAP_PY (1u << 2)    /* a struct ember_py_stack (its header and nframes frames)
+				    * follows the stack bytes */
 
 /* One CPU sample of a process in DWARF mode, sent through the `snapshots` ring buffer:
  * registers and the top of the user stack, for the agent to unwind. Variable size:
- * sizeof(struct ember_stack_snapshot) + stack_len bytes. */
+ * sizeof(struct ember_stack_snapshot) + stack_len bytes (+ the Python frames with
+ * EMBER_SNAP_PY). A Python process in frame-pointer mode sends the same record with
+ * EMBER_SNAP_FP, no stack bytes and its user stack id. */
 struct ember_stack_snapshot {
 	__u32 tgid;
 	__u32 tid;
@@ -108,7 +214,7 @@ struct ember_stack_snapshot {
 	__u32 stack_map;         /* which stack map pair (0 or 1, `active`) the id refers to */
 	__u32 stack_len;         /* bytes in stack[], copied from regs[EMBER_SNAP_SP] upward */
 	__u32 flags;             /* EMBER_SNAP_* */
-	__u32 pad;
+	__s32 user_stack_id;     /* EMBER_SNAP_FP: id in stacks<stack_map>, or a negative errno */
 	__u64 regs[EMBER_SNAP_NR_REGS]; /* user registers (bytes: addresses and values) */
 	__u8 stack[];            /* stack_len bytes of user stack, lowest address first */
 };
@@ -143,6 +249,7 @@ _Static_assert(sizeof(struct ember_alloc_live) == 16, "ember_alloc_live layout")
 enum ember_alloc_event_flags {
 	EMBER_ALLOC_EV_TRACKED = 1 << 0, /* in the live map: its free will be seen */
 	EMBER_ALLOC_EV_PRELOAD = 1 << 1, /* from libember_alloc.so: its frames lead the stack */
+	EMBER_ALLOC_EV_PY = 1 << 2,      /* a struct ember_py_stack follows (ember_alloc_py_event) */
 };
 
 /* One sampled allocation, sent through the `samples` ring buffer. */
@@ -178,6 +285,14 @@ enum ember_alloc_stat {
 	EMBER_ASTAT_STACK_LOST,      /* sample kept without a user stack */
 	EMBER_ASTAT_NO_RESULT,       /* sampled call failed (returned NULL) */
 	EMBER_ASTAT_MAX,
+};
+
+/* A sampled allocation of a Python process: the event and the Python frames of the
+ * allocating thread. Sent whole; only the first EMBER_PY_STACK_HDR + 16 * py.nframes bytes of
+ * py are meaningful. */
+struct ember_alloc_py_event {
+	struct ember_alloc_event ev; /* ev.flags has EMBER_ALLOC_EV_PY */
+	struct ember_py_stack py;
 };
 
 #endif

@@ -1,7 +1,7 @@
 /* stack_snapshot.bpf.h: BPF-only. Copies a sampled thread's user registers and the top of its
  * user stack into a ring buffer, for processes whose stacks the agent unwinds with DWARF
  * (EMBER_TARGET_DWARF). Include after vmlinux.h, bpf_helpers.h, bpf_core_read.h, ember.h and
- * ember.bpf.h.
+ * ember.bpf.h and python.bpf.h.
  *
  * The includer defines the maps and passes them in (a map argument must be a constant, which
  * it is once this is inlined):
@@ -27,7 +27,8 @@
 /* One CPU's scratch record, indexed by CPU number in an ARRAY map: a struct
  * ember_stack_snapshot and room for its largest stack. */
 struct ember_snapshot_buf {
-	__u8 raw[sizeof(struct ember_stack_snapshot) + EMBER_SNAPSHOT_STACK_MAX];
+	__u8 raw[sizeof(struct ember_stack_snapshot) + EMBER_SNAPSHOT_STACK_MAX +
+		 sizeof(struct ember_py_stack)];
 };
 
 /* What ember_snapshot() did; the caller bumps its own counters. */
@@ -46,10 +47,12 @@ enum ember_snapshot_result {
 
 /* Sends one snapshot of the current thread. stack_size (bytes, a rodata knob: --stack-size) is
  * clamped to [EMBER_SNAPSHOT_MIN, EMBER_SNAPSHOT_STACK_MAX]. t is the process's target entry,
- * kernel_stack_id and stack_map as in struct ember_stack_snapshot. */
+ * kernel_stack_id and stack_map as in struct ember_stack_snapshot. py, when not NULL, is
+ * appended after the stack bytes (EMBER_SNAP_PY). */
 static __always_inline enum ember_snapshot_result
 ember_snapshot(void *scratch_map, void *ringbuf, const struct ember_target *t, __u32 tgid,
-	       __s32 kernel_stack_id, __u32 stack_map, __u32 stack_size)
+	       __s32 kernel_stack_id, __u32 stack_map, __u32 stack_size,
+	       const struct ember_py_stack *py)
 {
 #if defined(__TARGET_ARCH_x86)
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -59,7 +62,7 @@ ember_snapshot(void *scratch_map, void *ringbuf, const struct ember_target *t, _
 	__u32 cpu = bpf_get_smp_processor_id();
 	bool wake;
 	__u64 sp, start_stack;
-	__u32 len;
+	__u32 len, pylen = 0;
 	long err = -1;
 
 	if (!task->mm)
@@ -81,7 +84,7 @@ ember_snapshot(void *scratch_map, void *ringbuf, const struct ember_target *t, _
 	snap->kernel_stack_id = kernel_stack_id;
 	snap->stack_map = stack_map;
 	snap->flags = 0;
-	snap->pad = 0;
+	snap->user_stack_id = -1;
 	snap->regs[EMBER_SNAP_IP] = regs->ip;
 	snap->regs[EMBER_SNAP_SP] = sp = regs->sp;
 	snap->regs[EMBER_SNAP_BP] = regs->bp;
@@ -130,16 +133,100 @@ ember_snapshot(void *scratch_map, void *ringbuf, const struct ember_target *t, _
 	snap->stack_len = len;
 	if (len > EMBER_SNAPSHOT_STACK_MAX) /* for the verifier: len was checked in the loop */
 		return EMBER_SNAPSHOT_FAULT;
+	if (py) {
+		pylen = ember_py_stack_bytes(py);
+		barrier_var(pylen);
+		if (pylen > sizeof(struct ember_py_stack) ||
+		    bpf_probe_read_kernel(snap->stack + len, pylen, py))
+			pylen = 0;
+		else
+			snap->flags |= EMBER_SNAP_PY;
+	}
 	/* No wakeup per sample: the agent polls the ring at least every 100 ms; wake it only once
 	 * the ring is a quarter full, so bursts never fill it. */
 	wake = bpf_ringbuf_query(ringbuf, BPF_RB_AVAIL_DATA) >
 	       bpf_ringbuf_query(ringbuf, BPF_RB_RING_SIZE) / 4;
-	if (bpf_ringbuf_output(ringbuf, buf, sizeof(*snap) + len, wake ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP))
+	if (bpf_ringbuf_output(ringbuf, buf, sizeof(*snap) + len + pylen,
+			       wake ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP))
 		return EMBER_SNAPSHOT_LOST;
-	return snap->flags ? EMBER_SNAPSHOT_SHORT : EMBER_SNAPSHOT_OK;
+	return (snap->flags & EMBER_SNAP_SHORT) ? EMBER_SNAPSHOT_SHORT : EMBER_SNAPSHOT_OK;
 #else
 	return EMBER_SNAPSHOT_NO_USER; /* registers are read for x86-64 only */
+/* A frame-pointer sample that carries Python frames: the stack ids instead of stack bytes
+ * (EMBER_SNAP_FP), then py. Same results as ember_snapshot() (never SHORT or NO_USER). */
+static __always_inline enum ember_snapshot_result
+ember_snapshot_fp(void *scratch_map, void *ringbuf, const struct ember_target *t, __u32 tgid,
+		  __s32 user_stack_id, __s32 kernel_stack_id, __u32 stack_map,
+		  const struct ember_py_stack *py)
+{
+	struct ember_stack_snapshot *snap;
+	struct ember_snapshot_buf *buf;
+	__u32 cpu = bpf_get_smp_processor_id(), pylen;
+	bool wake;
+
+	buf = bpf_map_lookup_elem(scratch_map, &cpu);
+	if (!buf)
+		return EMBER_SNAPSHOT_NO_SCRATCH;
+	snap = (struct ember_stack_snapshot *)buf->raw;
+	__builtin_memset(snap, 0, sizeof(*snap));
+	snap->tgid = tgid;
+	snap->tid = (__u32)bpf_get_current_pid_tgid();
+	snap->cookie = t->cookie;
+	snap->service_id = t->service_id;
+	snap->kernel_stack_id = kernel_stack_id;
+	snap->user_stack_id = user_stack_id;
+	snap->stack_map = stack_map;
+	snap->flags = EMBER_SNAP_FP | EMBER_SNAP_PY;
+	pylen = ember_py_stack_bytes(py);
+	barrier_var(pylen);
+	if (pylen > sizeof(struct ember_py_stack) || bpf_probe_read_kernel(snap->stack, pylen, py))
+		return EMBER_SNAPSHOT_FAULT;
+	wake = bpf_ringbuf_query(ringbuf, BPF_RB_AVAIL_DATA) >
+	       bpf_ringbuf_query(ringbuf, BPF_RB_RING_SIZE) / 4;
+	if (bpf_ringbuf_output(ringbuf, buf, sizeof(*snap) + pylen,
+			       wake ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP))
+		return EMBER_SNAPSHOT_LOST;
+	return EMBER_SNAPSHOT_OK;
+}
+
 #endif
+}
+
+/* A frame-pointer sample that carries Python frames: the stack ids instead of stack bytes
+ * (EMBER_SNAP_FP), then py. Same results as ember_snapshot() (never SHORT or NO_USER). */
+static __always_inline enum ember_snapshot_result
+ember_snapshot_fp(void *scratch_map, void *ringbuf, const struct ember_target *t, __u32 tgid,
+		  __s32 user_stack_id, __s32 kernel_stack_id, __u32 stack_map,
+		  const struct ember_py_stack *py)
+{
+	struct ember_stack_snapshot *snap;
+	struct ember_snapshot_buf *buf;
+	__u32 cpu = bpf_get_smp_processor_id(), pylen;
+	bool wake;
+
+	buf = bpf_map_lookup_elem(scratch_map, &cpu);
+	if (!buf)
+		return EMBER_SNAPSHOT_NO_SCRATCH;
+	snap = (struct ember_stack_snapshot *)buf->raw;
+	__builtin_memset(snap, 0, sizeof(*snap));
+	snap->tgid = tgid;
+	snap->tid = (__u32)bpf_get_current_pid_tgid();
+	snap->cookie = t->cookie;
+	snap->service_id = t->service_id;
+	snap->kernel_stack_id = kernel_stack_id;
+	snap->user_stack_id = user_stack_id;
+	snap->stack_map = stack_map;
+	snap->flags = EMBER_SNAP_FP | EMBER_SNAP_PY;
+	pylen = ember_py_stack_bytes(py);
+	barrier_var(pylen);
+	if (pylen > sizeof(struct ember_py_stack) || bpf_probe_read_kernel(snap->stack, pylen, py))
+		return EMBER_SNAPSHOT_FAULT;
+	wake = bpf_ringbuf_query(ringbuf, BPF_RB_AVAIL_DATA) >
+	       bpf_ringbuf_query(ringbuf, BPF_RB_RING_SIZE) / 4;
+	if (bpf_ringbuf_output(ringbuf, buf, sizeof(*snap) + pylen,
+			       wake ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP))
+		return EMBER_SNAPSHOT_LOST;
+	return EMBER_SNAPSHOT_OK;
 }
 
 #endif

@@ -26,6 +26,8 @@
 #include "preflight.h"
 #include "procmaps.h"
 #include "proctable.h"
+#include "pyresolve.h"
+#include "pystack.h"
 #include "refresh.h"
 #include "services.h"
 #include "spawn.h"
@@ -65,6 +67,7 @@ struct pipeline {
 	struct proctable procs;
 	struct refresh_sched refresh;
 	struct symbolizer *sym;
+	struct pyresolve *py; /* Python processes (NULL with EMBER_PYTHON=off, a benchmark knob) */
 	struct unwmode *unw; /* --unwind auto; NULL otherwise */
 	struct cpu_collector *cc;
 	struct alloc_collector *ac;
@@ -274,11 +277,29 @@ static void preload_check(struct pipeline *pl, pid_t pid)
 	}
 }
 
+/* After a capture of pid's maps: a Python process is described to the samplers, whose
+ * samples then carry its Python frames. */
+static void describe_python(struct pipeline *pl, pid_t pid)
+{
+	const struct pyresolve_proc *info;
+	struct ember_py_proc pp;
+
+	if (!pl->py || pyresolve_process(pl->py, pid, &info) || pystack_describe(info, &pp))
+		return;
+	(void)cpu_collector_set_python(pl->cc, pid, &pp);
+	if (pl->ac)
+		(void)alloc_collector_set_python(pl->ac, pid, &pp);
+}
+
+static void refresh_process(struct pipeline *pl, pid_t pid)
+{
+	(void)symbolizer_refresh(pl->sym, pid);
+	describe_python(pl, pid);
+}
+
 static void on_alloc_first_sample(void *ctx, pid_t pid)
 {
-	struct pipeline *pl = ctx;
-
-	(void)symbolizer_refresh(pl->sym, pid);
+	refresh_process(ctx, pid);
 }
 
 static void run_due_refreshes(struct pipeline *pl)
@@ -287,7 +308,7 @@ static void run_due_refreshes(struct pipeline *pl)
 	pid_t pid;
 
 	while ((pid = refresh_take_due(&pl->refresh, now))) {
-		(void)symbolizer_refresh(pl->sym, pid);
+		refresh_process(pl, pid);
 		alloc_rescan(pl, pid);
 	}
 }
@@ -296,7 +317,7 @@ static void run_due_refreshes(struct pipeline *pl)
 static void schedule_refresh(struct pipeline *pl, pid_t pid, int64_t delay_ns)
 {
 	if (!refresh_schedule(&pl->refresh, pid, delay_ns))
-		(void)symbolizer_refresh(pl->sym, pid);
+		refresh_process(pl, pid);
 }
 
 /* Selects pid for service. Returns 0 or -errno. */
@@ -319,6 +340,7 @@ static int add_target(struct pipeline *pl, pid_t pid, uint32_t service)
 	(void)symbolizer_track(pl->sym, pid);
 	if (pl->ac)
 		(void)alloc_collector_add_target(pl->ac, pid, start);
+	describe_python(pl, pid);
 	log_debug("%s: pid %d selected for service %s", pl->o.name, (int)pid,
 		  services_name(pl->services, pl->o.one_service ? 0 : service));
 	return 0;
@@ -361,7 +383,7 @@ static void on_event(void *ctx, const struct ember_event *e)
 	case EMBER_EVENT_FIRST_SAMPLE:
 		/* After exec the first sample comes with ld.so's work done or under way: its
 		 * libraries are there to read, and to probe. */
-		(void)symbolizer_refresh(pl->sym, pid);
+		refresh_process(pl, pid);
 		if (pl->unw)
 			cpuprof_unwmode_first_sample(pl->unw, pl->cc, pid);
 		if (pl->o.policy != PIPELINE_EVERY_PROCESS) {
@@ -383,7 +405,7 @@ static void on_event(void *ctx, const struct ember_event *e)
 			/* A target ran exec: maps change; selected by a selector, it may no longer
 			 * belong to one (a worker exec'ing a shell). */
 			if (!refresh_after_exec(&pl->refresh, pid))
-				(void)symbolizer_refresh(pl->sym, pid);
+				refresh_process(pl, pid);
 			if (pl->o.policy == PIPELINE_SELECTORS && gained_privileges(pid)) {
 				/* A setuid or setgid program: it is no longer the selected service's code
 				 * running with that service's rights (see README, Security). */
@@ -424,7 +446,7 @@ static void on_event(void *ctx, const struct ember_event *e)
 			/* Selected at its exec: ld.so maps the libraries during the next
 			 * milliseconds, where the kernel may not report them (no mmap hook). */
 			if (!refresh_after_exec(&pl->refresh, pid))
-				(void)symbolizer_refresh(pl->sym, pid);
+				refresh_process(pl, pid);
 		}
 		break;
 	case EMBER_EVENT_FORK:
@@ -486,7 +508,7 @@ static void on_stack(void *ctx, const struct cpu_stack *s)
 	agg = slot_agg(pl, id, FAM_CPU);
 	if (!agg)
 		return;
-	n = cpuprof_frames(pl->sym, s, frames);
+	n = cpuprof_frames(pl->sym, pl->py, s, frames);
 	if (pl->unw)
 		cpuprof_unwmode_observe(pl->unw, pl->cc, s, frames, n);
 	if (stackagg_add(agg, frames, n, &value) == 0)
@@ -521,7 +543,7 @@ static void on_alloc_stack(void *ctx, const struct alloc_stack *s)
 
 	if (!p || p->cookie != s->cookie || !(agg = slot_agg(pl, (int)p->service, FAM_ALLOC)))
 		return;
-	n = allocprof_frames(pl->sym, s, frames);
+	n = allocprof_frames(pl->sym, pl->py, s, frames);
 	(void)stackagg_add(agg, frames, n, s->values);
 }
 
@@ -858,6 +880,12 @@ int pipeline_new(const struct pipeline_opts *opts, struct pipeline **ret_pl)
 		fprintf(stderr, "ember: cannot create the symbolizer: %s\n", strerror(-err));
 		goto fail;
 	}
+	{
+		const char *knob = getenv("EMBER_PYTHON");
+
+		if (!(knob && !strcmp(knob, "off")) && pyresolve_new(symbolizer_cache(pl->sym), &pl->py))
+			goto fail;
+	}
 	if (opts->kernel_symbols_at_start && pl->want_cpu)
 		(void)symbolizer_load_kernel(pl->sym);
 	if (cfg->unwind == UNWIND_AUTO && unwmode_new(&pl->unw))
@@ -1103,6 +1131,7 @@ void pipeline_free(struct pipeline *pl)
 	cpu_collector_free(pl->cc);
 	alloc_collector_free(pl->ac);
 	gpu_receiver_stop(pl->gpu);
+	pyresolve_free(pl->py);
 	symbolizer_free(pl->sym);
 	unwmode_free(pl->unw);
 	targets_free(pl->targets);

@@ -53,10 +53,28 @@ struct rec {
 	__u64 cookie;
 	__u32 tgid;
 	__u32 nips;
-	__u64 *ips;
+	__u64 *ips;   /* nips PCs, then npy Python frames (struct ember_py_frame): one allocation */
+	__u32 npy, py_status;
 	bool preload;
 	bool seen;    /* found in the live map during this drain */
 };
+
+/* A copy of the stacks of r taken from the event (PCs, then the Python frames), or NULL. */
+static __u64 *copy_stacks(const struct rec *r, const __u64 *ips, const struct ember_py_frame *py)
+{
+	size_t bytes = r->nips * sizeof(__u64) + r->npy * sizeof(struct ember_py_frame);
+	__u64 *out;
+
+	if (!bytes)
+		return NULL;
+	out = malloc(bytes);
+	if (!out)
+		return NULL;
+	memcpy(out, ips, r->nips * sizeof(__u64));
+	if (r->npy)
+		memcpy(out + r->nips, py, r->npy * sizeof(struct ember_py_frame));
+	return out;
+}
 
 /* One library attached in one process. */
 struct attachment {
@@ -353,6 +371,8 @@ static int handle_sample(void *ctx, void *data, size_t size)
 {
 	struct alloc_collector *c = ctx;
 	const struct ember_alloc_event *e = data;
+	const struct ember_alloc_py_event *pe = data;
+	const struct ember_py_frame *py = NULL;
 	struct target *t;
 	struct rec r = { 0 };
 
@@ -381,12 +401,16 @@ static int handle_sample(void *ctx, void *data, size_t size)
 		r.nips = (__u32)((size_t)e->ustack_len / sizeof(__u64));
 		if (r.nips > EMBER_MAX_STACK_DEPTH)
 			r.nips = EMBER_MAX_STACK_DEPTH;
-		r.ips = malloc(r.nips * sizeof(__u64));
-		if (!r.ips)
-			r.nips = 0;
-		else
-			memcpy(r.ips, e->ips, r.nips * sizeof(__u64));
 	}
+	if ((e->flags & EMBER_ALLOC_EV_PY) && size >= sizeof(*pe) && pe->py.nframes <= EMBER_PY_MAX_FRAMES &&
+	    pe->py.status > 0 && pe->py.status < EMBER_PY_STATUS_MAX) {
+		py = pe->py.frames;
+		r.npy = pe->py.nframes;
+		r.py_status = pe->py.status;
+	}
+	r.ips = copy_stacks(&r, e->ips, py);
+	if (!r.ips)
+		r.nips = r.npy = 0;
 	if (push_rec(&c->fresh, &c->nfresh, &c->capfresh, &r)) {
 		free(r.ips);
 		return 0;
@@ -395,13 +419,9 @@ static int handle_sample(void *ctx, void *data, size_t size)
 		c->incomplete = true;
 		return 0;
 	}
-	if (r.nips) {
-		r.ips = malloc(r.nips * sizeof(__u64));
-		if (!r.ips)
-			r.nips = 0;
-		else
-			memcpy(r.ips, e->ips, r.nips * sizeof(__u64));
-	}
+	r.ips = copy_stacks(&r, e->ips, py);
+	if (!r.ips)
+		r.nips = r.npy = 0;
 	if (live_insert(c, &r))
 		free(r.ips);
 	return 0;
@@ -782,6 +802,15 @@ int alloc_collector_attach_path(struct alloc_collector *c, pid_t tgid, __u64 coo
 	return attach_file(c, t, AT_FDCWD, path, path);
 }
 
+int alloc_collector_set_python(struct alloc_collector *c, pid_t tgid, const struct ember_py_proc *pp)
+{
+	__u32 key = (__u32)tgid;
+
+	if (bpf_map_update_elem(bpf_map__fd(c->skel->maps.py_procs), &key, pp, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
 int alloc_collector_add_target(struct alloc_collector *c, pid_t tgid, __u64 cookie)
 {
 	struct procmaps_entry *maps = NULL;
@@ -849,6 +878,9 @@ static void emit(alloc_stack_fn fn, void *ctx, const struct rec *r, bool inuse)
 		.ips = r->ips,
 		.nips = r->nips,
 		.preload = r->preload,
+		.py = r->npy ? (const struct ember_py_frame *)(r->ips + r->nips) : NULL,
+		.npy = r->npy,
+		.py_status = r->py_status,
 	};
 	int64_t objs = llround(w), bytes = llround(w * (double)r->size);
 

@@ -94,9 +94,16 @@ struct alloc_stack {
 			    * probe site in libember_alloc.so then return addresses (preload) */
 	size_t nips;       /* 0: the stack was lost */
 	bool preload;      /* leading frames belong to libember_alloc.so */
+	const struct ember_py_frame *py; /* Python frames of the allocating thread, or NULL */
+	size_t npy;
+	__u32 py_status;   /* enum ember_py_status; 0: no walk */
 	int64_t values[4]; /* alloc_objects, alloc_space, inuse_objects, inuse_space */
 };
 typedef void (*alloc_stack_fn)(void *ctx, const struct alloc_stack *s);
+
+/* Describes a Python process (its py_procs entry): its sampled allocations then carry the
+ * allocating thread's Python frames. 0 or -errno. */
+int alloc_collector_set_python(struct alloc_collector *c, pid_t tgid, const struct ember_py_proc *pp);
 
 /* Ends an interval: consumes pending samples, then calls fn once per allocation sampled since
  * the previous drain (alloc_* values set, inuse_* zero) and once per sampled allocation live

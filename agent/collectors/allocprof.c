@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pystack.h"
 #include "symframe.h"
 
 static bool in_preload_lib(const char *module)
@@ -16,36 +17,42 @@ static bool in_preload_lib(const char *module)
 	return b && !strncmp(b + 1, "libember_alloc", 14);
 }
 
-size_t allocprof_frames(struct symbolizer *sym, const struct alloc_stack *s,
+size_t allocprof_frames(struct symbolizer *sym, struct pyresolve *py, const struct alloc_stack *s,
 			struct sym_frame *frames)
 {
+	struct sym_frame user[EMBER_MAX_STACK_DEPTH];
 	pid_t pid = (pid_t)s->tgid;
-	bool same_process, leading = s->preload;
+	bool same_process, leading = s->preload, rooted;
 	size_t n = 0;
 
-	if (!s->nips) {
+	if (!s->nips && !(py && s->npy)) {
 		memset(&frames[0], 0, sizeof(frames[0]));
 		frames[0].name = "[lost user stack]";
 		return 1;
 	}
 	same_process = symbolizer_holds(sym, pid, s->cookie);
-	for (size_t i = 0; i < s->nips && n < ALLOCPROF_MAX_FRAMES; i++) {
+	for (size_t i = 0; i < s->nips && n < EMBER_MAX_STACK_DEPTH; i++) {
 		/* Uprobe mode takes the stack at the allocator's return: every PC is a return
 		 * address, PC - 1 lies in the call. Preload mode starts inside the library. */
 		uint64_t pc = s->ips[i] - 1;
 		struct sym_info si;
 
 		if (!same_process) {
-			memset(&frames[n], 0, sizeof(frames[n]));
-			frames[n].name = "[unknown]";
-			frames[n++].address = pc;
+			symframe_synthetic(&user[n], "[unknown]");
+			user[n++].address = pc;
 			continue;
 		}
 		(void)symbolizer_user(sym, pid, pc, &si);
 		if (leading && in_preload_lib(si.module))
 			continue;
 		leading = false;
-		symframe_from_sym(&si, pc, &frames[n++]);
+		symframe_from_sym(&si, pc, &user[n++]);
+	}
+	if (py && s->npy && same_process) {
+		n = pystack_merge(py, pid, user, n, s->py, s->npy, s->py_status, frames,
+				  ALLOCPROF_MAX_FRAMES, &rooted);
+	} else {
+		memcpy(frames, user, n * sizeof(*frames));
 	}
 	if (!n) {
 		memset(&frames[0], 0, sizeof(frames[0]));

@@ -8,14 +8,15 @@
 #include <stddef.h>
 
 #include "alloc_collector.h"
+#include "pystack.h"
 #include "symframe.h"
 #include "symbolizer.h"
 
-#define ALLOCPROF_MAX_FRAMES (EMBER_MAX_STACK_DEPTH + 1)
+#define ALLOCPROF_MAX_FRAMES (EMBER_MAX_STACK_DEPTH + PYSTACK_EXTRA + 1)
 
 /* Fills frames[ALLOCPROF_MAX_FRAMES] and returns how many (at least 1). Strings belong to the
  * symbolizer, as with cpuprof_frames(). */
-size_t allocprof_frames(struct symbolizer *sym, const struct alloc_stack *s,
+size_t allocprof_frames(struct symbolizer *sym, struct pyresolve *py, const struct alloc_stack *s,
 			struct sym_frame *frames);
 
 /* The memory profile's comment: mode, sampling interval, and whether the live set is complete

@@ -23,9 +23,10 @@
  * each distinct stack is symbolized once per drain, as frame-pointer stacks are. */
 struct pending_stack {
 	struct ember_cpu_key key;
-	__u64 *pcs;   /* user stack then kernel stack, one allocation */
-	__u32 nuser, nkernel;
+	__u64 *pcs;   /* user stack, kernel stack, then the Python frames: one allocation */
+	__u32 nuser, nkernel, npy, py_status;
 	bool truncated;
+	bool dwarf;   /* unwound from a snapshot (else a frame-pointer sample with Python frames) */
 	__u64 count;
 	__u64 hash;
 };
@@ -120,28 +121,59 @@ static int handle_snapshot(void *ctx, void *data, size_t size)
 	struct cpu_collector *c = ctx;
 	const struct ember_stack_snapshot *snap = data;
 	__u64 pcs[EMBER_MAX_STACK_DEPTH], kst[EMBER_MAX_STACK_DEPTH];
+	const struct ember_py_stack *py = NULL;
 	struct unwind_regs regs;
 	struct pending_stack *ps;
-	size_t n = 0, nk = 0;
-	bool truncated = false;
+	size_t n = 0, nk = 0, npy = 0, pybytes = 0;
+	__u32 py_status = 0;
+	bool truncated = false, fp;
 	int64_t t0;
 
-	if (size < sizeof(*snap) || size < sizeof(*snap) + snap->stack_len)
+	if (size < sizeof(*snap) || size - sizeof(*snap) < snap->stack_len)
 		return 0;
-	DSTAT_ADD(c, snapshots, 1);
-	DSTAT_ADD(c, bytes, snap->stack_len);
-	t0 = util_now_ns(CLOCK_MONOTONIC);
-	if (!budget_take(c, snap->tgid, t0)) {
-		DSTAT_ADD(c, skipped_budget, 1);
-		return 0;
+	fp = snap->flags & EMBER_SNAP_FP;
+	if (snap->flags & EMBER_SNAP_PY) {
+		size_t room = size - sizeof(*snap) - snap->stack_len;
+
+		py = (const struct ember_py_stack *)(snap->stack + snap->stack_len);
+		if (room < EMBER_PY_STACK_HDR || py->nframes > EMBER_PY_MAX_FRAMES ||
+		    room - EMBER_PY_STACK_HDR < py->nframes * sizeof(struct ember_py_frame) ||
+		    py->status == 0 || py->status >= EMBER_PY_STATUS_MAX) {
+			DSTAT_ADD(c, py_malformed, 1);
+			return 0;
+		}
+		npy = py->nframes;
+		pybytes = npy * sizeof(struct ember_py_frame);
+		py_status = py->status;
+		__atomic_fetch_add(&c->dstats.py[py_status], 1, __ATOMIC_RELAXED);
 	}
-	_Static_assert(sizeof(regs) == sizeof(snap->regs), "unwind_regs matches the snapshot");
-	memcpy(&regs, snap->regs, sizeof(regs));
-	_Static_assert(sizeof(uint64_t) == sizeof(__u64), "PC width");
-	if (unwind_stack(c->unwinder, (pid_t)snap->tgid, snap->cookie, &regs, snap->stack,
-			 snap->stack_len, (uint64_t *)pcs, EMBER_MAX_STACK_DEPTH, &n, &truncated))
-		n = 0;
-	DSTAT_ADD(c, unwind_ns, (__u64)(util_now_ns(CLOCK_MONOTONIC) - t0));
+	if (fp) {
+		/* A frame-pointer sample sent for its Python frames: the stacks are in the map pair
+		 * of stack_map, still valid (see above). */
+		int fd = bpf_map__fd(snap->stack_map ? c->skel->maps.stacks1 : c->skel->maps.stacks0);
+
+		if (snap->user_stack_id >= 0) {
+			memset(pcs, 0, sizeof(pcs));
+			if (bpf_map_lookup_elem(fd, &snap->user_stack_id, pcs) == 0)
+				n = stack_len(pcs);
+		}
+	} else {
+		DSTAT_ADD(c, snapshots, 1);
+		DSTAT_ADD(c, bytes, snap->stack_len);
+		t0 = util_now_ns(CLOCK_MONOTONIC);
+		if (!budget_take(c, snap->tgid, t0)) {
+			DSTAT_ADD(c, skipped_budget, 1);
+			return 0;
+		}
+		_Static_assert(sizeof(regs) == sizeof(snap->regs), "unwind_regs matches the snapshot");
+		memcpy(&regs, snap->regs, sizeof(regs));
+		_Static_assert(sizeof(uint64_t) == sizeof(__u64), "PC width");
+		if (unwind_stack(c->unwinder, (pid_t)snap->tgid, snap->cookie, &regs, snap->stack,
+				 snap->stack_len, (uint64_t *)pcs, EMBER_MAX_STACK_DEPTH, &n, &truncated))
+			n = 0;
+		DSTAT_ADD(c, unwind_ns, (__u64)(util_now_ns(CLOCK_MONOTONIC) - t0));
+		truncated = truncated || n == 0;
+	}
 	if (snap->kernel_stack_id >= 0) {
 		int fd = bpf_map__fd(snap->stack_map ? c->skel->maps.stacks1 : c->skel->maps.stacks0);
 
@@ -149,31 +181,37 @@ static int handle_snapshot(void *ctx, void *data, size_t size)
 		if (bpf_map_lookup_elem(fd, &snap->kernel_stack_id, kst) == 0)
 			nk = stack_len(kst);
 	}
-	truncated = truncated || n == 0;
 	{
 		struct ember_cpu_key key = {
 			.tgid = snap->tgid,
-			.user_stack_id = n ? 0 : -EFAULT,
+			.user_stack_id = n ? 0 : (fp && snap->user_stack_id < 0 ? snap->user_stack_id : -EFAULT),
 			.kernel_stack_id = snap->kernel_stack_id >= 0 ? 0 : snap->kernel_stack_id,
 			.service_id = snap->service_id,
 			.cookie = snap->cookie,
 		};
+		const void *pyf = py ? (const void *)py->frames : NULL;
 		__u64 h;
 		size_t slot;
 
-		/* One hash over the key and both stacks. */
+		/* One hash over the key, both stacks and the Python frames. */
 		h = hash_fnv1a64(HASH_FNV1A64_INIT, &key, sizeof(key));
 		h = hash_fnv1a64(h, pcs, n * sizeof(*pcs));
 		h = hash_fnv1a64(h, kst, nk * sizeof(*kst));
-		h ^= truncated;
+		if (pyf)
+			h = hash_fnv1a64(h, pyf, pybytes);
+		h ^= truncated | (__u64)py_status << 1 | (__u64)fp << 4;
 		for (slot = h & (PENDING_INDEX - 1); c->pending_index[slot]; slot = (slot + 1) & (PENDING_INDEX - 1)) {
 			ps = &c->pending[c->pending_index[slot] - 1];
 			if (ps->hash == h && ps->nuser == n && ps->nkernel == nk && ps->truncated == truncated &&
+			    ps->npy == npy && ps->py_status == py_status && ps->dwarf == !fp &&
 			    !memcmp(&ps->key, &key, sizeof(key)) && !memcmp(ps->pcs, pcs, n * sizeof(*pcs)) &&
-			    !memcmp(ps->pcs + n, kst, nk * sizeof(*kst))) {
+			    !memcmp(ps->pcs + n, kst, nk * sizeof(*kst)) &&
+			    (!pybytes || !memcmp(ps->pcs + n + nk, pyf, pybytes))) {
 				ps->count++;
-				DSTAT_ADD(c, unwound, n > 0);
-				DSTAT_ADD(c, truncated, truncated);
+				if (!fp) {
+					DSTAT_ADD(c, unwound, n > 0);
+					DSTAT_ADD(c, truncated, truncated);
+				}
 				return 0;
 			}
 		}
@@ -183,15 +221,20 @@ static int handle_snapshot(void *ctx, void *data, size_t size)
 			return 0;
 		}
 		ps = &c->pending[c->npending];
-		ps->pcs = malloc((n + nk + 1) * sizeof(*ps->pcs));
+		ps->pcs = malloc((n + nk + 1) * sizeof(*ps->pcs) + pybytes);
 		if (!ps->pcs) {
 			DSTAT_ADD(c, dropped_pending, 1);
 			return 0;
 		}
 		memcpy(ps->pcs, pcs, n * sizeof(*pcs));
 		memcpy(ps->pcs + n, kst, nk * sizeof(*kst));
+		if (pybytes)
+			memcpy(ps->pcs + n + nk, pyf, pybytes);
 		ps->nuser = (__u32)n;
 		ps->nkernel = (__u32)nk;
+		ps->npy = (__u32)npy;
+		ps->py_status = py_status;
+		ps->dwarf = !fp;
 		ps->truncated = truncated;
 		ps->key = key;
 		ps->count = 1;
@@ -199,8 +242,10 @@ static int handle_snapshot(void *ctx, void *data, size_t size)
 		c->pending_index[slot] = (__u32)c->npending + 1;
 	}
 	c->npending++;
-	DSTAT_ADD(c, unwound, n > 0);
-	DSTAT_ADD(c, truncated, truncated);
+	if (!fp) {
+		DSTAT_ADD(c, unwound, n > 0);
+		DSTAT_ADD(c, truncated, truncated);
+	}
 	return 0;
 }
 
@@ -511,8 +556,11 @@ int cpu_collector_drain(struct cpu_collector *c, cpu_stack_fn fn, void *ctx)
 			.kstack = p->nkernel ? p->pcs + p->nuser : NULL,
 			.kstack_len = p->nkernel,
 			.count = p->count,
-			.dwarf = true,
+			.dwarf = p->dwarf,
 			.truncated = p->truncated,
+			.py = p->npy ? (const struct ember_py_frame *)(p->pcs + p->nuser + p->nkernel) : NULL,
+			.npy = p->npy,
+			.py_status = p->py_status,
 		};
 
 		fn(ctx, &s);
@@ -542,8 +590,27 @@ int cpu_collector_set_dwarf(struct cpu_collector *c, pid_t tgid, bool dwarf)
 	return 0;
 }
 
+int cpu_collector_set_python(struct cpu_collector *c, pid_t tgid, const struct ember_py_proc *pp)
+{
+	int fd = bpf_map__fd(c->skel->maps.targets);
+	struct ember_target t;
+	__u32 key = (__u32)tgid;
+
+	if (bpf_map_update_elem(bpf_map__fd(c->skel->maps.py_procs), &key, pp, BPF_ANY))
+		return -errno;
+	if (bpf_map_lookup_elem(fd, &key, &t))
+		return -ENOENT;
+	t.flags |= EMBER_TARGET_PYTHON;
+	if (bpf_map_update_elem(fd, &key, &t, BPF_EXIST))
+		return -errno;
+	return 0;
+}
+
 void cpu_collector_forget(struct cpu_collector *c, pid_t tgid)
 {
+	__u32 key = (__u32)tgid;
+
+	(void)bpf_map_delete_elem(bpf_map__fd(c->skel->maps.py_procs), &key);
 	unwind_forget(c->unwinder, tgid);
 }
 
@@ -556,6 +623,9 @@ void cpu_collector_dwarf_stats(struct cpu_collector *c, struct cpu_dwarf_stats *
 	ret->dropped_pending = __atomic_load_n(&c->dstats.dropped_pending, __ATOMIC_RELAXED);
 	ret->bytes = __atomic_load_n(&c->dstats.bytes, __ATOMIC_RELAXED);
 	ret->unwind_ns = __atomic_load_n(&c->dstats.unwind_ns, __ATOMIC_RELAXED);
+	for (int i = 0; i < EMBER_PY_STATUS_MAX; i++)
+		ret->py[i] = __atomic_load_n(&c->dstats.py[i], __ATOMIC_RELAXED);
+	ret->py_malformed = __atomic_load_n(&c->dstats.py_malformed, __ATOMIC_RELAXED);
 }
 
 void cpu_collector_write_metrics(struct cpu_collector *c, struct metrics_writer *w)
@@ -608,6 +678,28 @@ void cpu_collector_write_metrics(struct cpu_collector *c, struct metrics_writer 
 				"module whose CFI did so, not used again)",
 				(const char *[]){ "reason", unwind_refusal_name(r), NULL },
 				(double)unwind_refused(c->unwinder, r));
+	{
+		static const char *const outcome[EMBER_PY_STATUS_MAX] = {
+			[EMBER_PY_COMPLETE] = "complete",
+			[EMBER_PY_TRUNCATED] = "truncated",
+			[EMBER_PY_NO_TSTATE] = "no_thread_state",
+			[EMBER_PY_UNREADABLE] = "unreadable",
+		};
+
+		for (int i = 1; i < EMBER_PY_STATUS_MAX; i++)
+			metrics_counter(w, "ember_python_stacks_total",
+					"CPU samples of Python processes by outcome of the frame walk "
+					"(truncated: deeper than the frame limit; no_thread_state: a "
+					"thread without Python; unreadable: the chain changed or broke "
+					"mid-walk, the frames read so far are kept)",
+					(const char *[]){ "outcome", outcome[i], NULL }, (double)ds.py[i]);
+		metrics_counter(w, "ember_python_stacks_total",
+				"CPU samples of Python processes by outcome of the frame walk "
+				"(truncated: deeper than the frame limit; no_thread_state: a "
+				"thread without Python; unreadable: the chain changed or broke "
+				"mid-walk, the frames read so far are kept)",
+				(const char *[]){ "outcome", "malformed", NULL }, (double)ds.py_malformed);
+	}
 	metrics_counter(w, "ember_dwarf_snapshots_short_total",
 			"DWARF snapshots with less stack readable than --stack-size (the unwind may "
 			"end early)", NULL, (double)st[EMBER_STAT_SNAPSHOT_SHORT]);

@@ -72,6 +72,11 @@ struct cpu_stack {
 	__u64 count;
 	bool dwarf;               /* the user stack was unwound from a snapshot */
 	bool truncated;           /* DWARF: the unwind stopped before the thread's root */
+	/* Python frames of the sampled thread (innermost first) and the walk's outcome; py_status
+	 * is 0 for a sample without a walk (not a Python process, or not described yet). */
+	const struct ember_py_frame *py;
+	size_t npy;
+	__u32 py_status;          /* enum ember_py_status */
 };
 typedef void (*cpu_stack_fn)(void *ctx, const struct cpu_stack *s);
 /* Switches the sampler to the other buffer pair and hands every stack of the previous one to
@@ -81,6 +86,11 @@ int cpu_collector_drain(struct cpu_collector *c, cpu_stack_fn fn, void *ctx);
 /* Switches a target between frame-pointer stacks and DWARF snapshots (--unwind auto).
  * Returns 0, -ENOENT when it is not a target, or -errno. */
 int cpu_collector_set_dwarf(struct cpu_collector *c, pid_t tgid, bool dwarf);
+
+/* Describes a Python process to the sampler (its py_procs entry, and the target's
+ * EMBER_TARGET_PYTHON flag): from its next sample on, samples carry its Python frames. An exec
+ * clears the flag (the new image is described again). 0, -ENOENT (not a target) or -errno. */
+int cpu_collector_set_python(struct cpu_collector *c, pid_t tgid, const struct ember_py_proc *pp);
 
 /* The process is gone: the unwinder lets go of it. (A change of its maps needs no call here:
  * the unwinder shares the symbolizer's per-process cache, which symbolizer_refresh() marks.) */
@@ -95,6 +105,8 @@ struct cpu_dwarf_stats {
 	__u64 dropped_pending;  /* unwound but dropped: too many stacks waiting for a drain */
 	__u64 bytes;            /* stack bytes received */
 	__u64 unwind_ns;        /* time spent unwinding */
+	__u64 py[EMBER_PY_STATUS_MAX]; /* samples with a Python walk, by enum ember_py_status */
+	__u64 py_malformed;     /* records whose Python part did not fit their size: dropped */
 };
 void cpu_collector_dwarf_stats(struct cpu_collector *c, struct cpu_dwarf_stats *ret);
 

@@ -1,14 +1,16 @@
 #include "cpuprof.h"
+#include "pystack.h"
 #include "symframe.h"
 
 #include <string.h>
 
-size_t cpuprof_frames(struct symbolizer *sym, const struct cpu_stack *s,
+size_t cpuprof_frames(struct symbolizer *sym, struct pyresolve *py, const struct cpu_stack *s,
 		      struct sym_frame *frames)
 {
+	struct sym_frame user[EMBER_MAX_STACK_DEPTH];
 	pid_t pid = (pid_t)s->key->tgid;
-	bool same_process;
-	size_t n = 0;
+	bool same_process, rooted = false;
+	size_t n = 0, nu = 0;
 
 	/* For every frame but the leaf the PC is a return address; PC - 1 lies in the call. */
 	for (size_t i = 0; i < s->kstack_len; i++) {
@@ -25,18 +27,26 @@ size_t cpuprof_frames(struct symbolizer *sym, const struct cpu_stack *s,
 			/* The first user frame is the leaf only when the sample hit user mode. */
 			uint64_t pc = (i || s->kstack_len) ? s->ustack[i] - 1 : s->ustack[i];
 
+			if (i >= EMBER_MAX_STACK_DEPTH)
+				break;
 			if (!same_process) {
-				symframe_synthetic(&frames[n], "[unknown]");
-				frames[n++].address = pc;
+				symframe_synthetic(&user[nu], "[unknown]");
+				user[nu++].address = pc;
 				continue;
 			}
 			(void)symbolizer_user(sym, pid, pc, &si);
-			symframe_from_sym(&si, pc, &frames[n++]);
+			symframe_from_sym(&si, pc, &user[nu++]);
 		}
+		if (py && s->npy && same_process)
+			n += pystack_merge(py, pid, user, nu, s->py, s->npy, s->py_status, frames + n,
+					   CPUPROF_MAX_FRAMES - 1 - n, &rooted);
+		else
+			for (size_t i = 0; i < nu; i++)
+				frames[n++] = user[i];
 	} else if (s->key->user_stack_id != -1) {
 		symframe_synthetic(&frames[n++], "[lost user stack]");
 	}
-	if (s->truncated && s->ustack_len)
+	if (s->truncated && s->ustack_len && !rooted)
 		symframe_synthetic(&frames[n++], "[truncated]");
 	if (n == 0)
 		symframe_synthetic(&frames[n++], "[unknown]");

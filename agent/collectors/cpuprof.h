@@ -10,16 +10,19 @@
 #include <stddef.h>
 
 #include "cpu_collector.h"
+#include "pystack.h"
 #include "symframe.h"
 #include "symbolizer.h"
 #include "unwmode.h"
 
 /* Room cpuprof_frames() may use. */
-#define CPUPROF_MAX_FRAMES (2 * EMBER_MAX_STACK_DEPTH + 1)
+#define CPUPROF_MAX_FRAMES (2 * EMBER_MAX_STACK_DEPTH + PYSTACK_EXTRA + 1)
 
-/* Fills frames[CPUPROF_MAX_FRAMES] and returns how many. Frame strings belong to the
- * symbolizer (valid until it forgets the process); copy them (stackagg does) before then. */
-size_t cpuprof_frames(struct symbolizer *sym, const struct cpu_stack *s,
+/* Fills frames[CPUPROF_MAX_FRAMES] and returns how many. With py (may be NULL), a sample
+ * with Python frames gets them merged in (pystack.h). Frame strings belong to the symbolizer
+ * and the resolver (valid until they forget the process); copy them (stackagg does) before
+ * then. */
+size_t cpuprof_frames(struct symbolizer *sym, struct pyresolve *py, const struct cpu_stack *s,
 		      struct sym_frame *frames);
 
 /* --unwind auto applied to the collector: at pid's first sample (and after each exec) set its

@@ -288,6 +288,7 @@ int pyoffsets_from_debug(const uint8_t *buf, size_t len, uint32_t version_hex,
 struct elf_syms {
 	GElf_Sym runtime, version;
 	bool have_runtime, have_version, debug_build;
+	uint64_t code_type, str_type, bytes_type; /* st_value of the type objects, 0: absent */
 };
 
 static void scan_symbols(Elf *e, Elf64_Word type, struct elf_syms *s)
@@ -324,6 +325,15 @@ static void scan_symbols(Elf *e, Elf64_Word type, struct elf_syms *s)
 				   GELF_ST_TYPE(sym.st_info) == STT_OBJECT) {
 				s->version = sym;
 				s->have_version = true;
+			} else if (GELF_ST_TYPE(sym.st_info) == STT_OBJECT &&
+				   !strcmp(name, "PyCode_Type")) {
+				s->code_type = sym.st_value;
+			} else if (GELF_ST_TYPE(sym.st_info) == STT_OBJECT &&
+				   !strcmp(name, "PyUnicode_Type")) {
+				s->str_type = sym.st_value;
+			} else if (GELF_ST_TYPE(sym.st_info) == STT_OBJECT &&
+				   !strcmp(name, "PyBytes_Type")) {
+				s->bytes_type = sym.st_value;
 			} else if (!strcmp(name, "_Py_RefTotal") || !strcmp(name, "_Py_GetRefTotal") ||
 				   !strcmp(name, "_Py_GetGlobalRefTotal")) {
 				/* Py_REF_DEBUG, i.e. a --with-pydebug build: other layouts. */
@@ -448,6 +458,9 @@ int pyoffsets_from_elf(Elf *e, const char *path, struct pyoffsets_elf *ret)
 		return -EINVAL;
 	ret->runtime_addr = s.runtime.st_value;
 	ret->runtime_size = s.runtime.st_size;
+	ret->code_type_addr = s.code_type;
+	ret->str_type_addr = s.str_type;
+	ret->bytes_type_addr = s.bytes_type;
 	ret->off = o;
 	return 0;
 }

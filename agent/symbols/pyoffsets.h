@@ -91,6 +91,9 @@ int pyoffsets_from_debug(const uint8_t *buf, size_t len, uint32_t version_hex,
 struct pyoffsets_elf {
 	uint64_t runtime_addr;	/* _PyRuntime */
 	uint64_t runtime_size;	/* its st_size */
+	uint64_t code_type_addr;	/* PyCode_Type, PyUnicode_Type, PyBytes_Type; 0: no symbol */
+	uint64_t str_type_addr;
+	uint64_t bytes_type_addr;
 	struct pyoffsets off;
 };
 

@@ -15,6 +15,9 @@ struct sym_frame {
 	const char *module;   /* mapping path, or NULL for no mapping */
 	const char *build_id; /* hex, or NULL */
 	uint64_t map_start, map_end, map_pgoff;
+	const char *filename; /* source file (Python frames), or NULL */
+	int64_t line;         /* source line, 0 when unknown */
+	int64_t start_line;   /* first line of the function, 0 when unknown */
 };
 
 /* A frame for the symbolized pc; the strings stay the symbolizer's. */
@@ -27,6 +30,9 @@ static inline void symframe_from_sym(const struct sym_info *si, uint64_t pc, str
 	f->map_start = si->map_start;
 	f->map_end = si->map_end;
 	f->map_pgoff = si->map_pgoff;
+	f->filename = NULL;
+	f->line = 0;
+	f->start_line = 0;
 }
 
 /* A frame with only a name ("[unknown]", "[truncated]", "[cuda kernel] ..."), no mapping. */
@@ -34,6 +40,17 @@ static inline void symframe_synthetic(struct sym_frame *f, const char *name)
 {
 	memset(f, 0, sizeof(*f));
 	f->name = name;
+}
+
+/* A source-level frame (Python): name, file and lines, no address, no mapping. */
+static inline void symframe_source(struct sym_frame *f, const char *name, const char *filename,
+				   int64_t line, int64_t start_line)
+{
+	memset(f, 0, sizeof(*f));
+	f->name = name;
+	f->filename = filename;
+	f->line = line;
+	f->start_line = start_line;
 }
 
 #endif

@@ -1,0 +1,288 @@
+/* python.bpf.h: BPF-only. Reads the Python frames of the sampled thread of a CPython process
+ * (3.10-3.14, default builds, x86-64), at a CPU sample or a sampled allocation. Include after
+ * vmlinux.h, bpf_helpers.h, bpf_core_read.h, ember.h and ember.bpf.h.
+ *
+ * bpf_loop callbacks take no map arguments, so the maps are defined here (one set per BPF
+ * object that includes this): py_procs, filled by the agent for each Python process it
+ * profiles; py_threads, the thread-state cache; py_scratch, each CPU's working memory.
+ *
+ * The thread's own thread state (PYTHON.md section 3.2): the interpreter's list of thread
+ * states is searched for the one whose thread_id (its pthread_t, which on x86-64 glibc and
+ * musl is the thread pointer) equals the sampled task's fs base. That holds whether or not the
+ * thread holds the GIL, needs no libc knowledge and no pid namespace translation. The answer is
+ * cached per thread in py_threads and checked again at every use (one read of the thread
+ * state, which the walk needs anyway); a thread without a thread state is searched again at
+ * most once a second.
+ *
+ * Cost per sample of a Python thread whose state is cached: one map lookup, one read of the
+ * thread state (3.11/3.12: two), then per frame one read of the frame and one of its code
+ * object (for the validation key). Names and lines are the agent's work. Every read may fail
+ * (frames popped meanwhile, garbage pointers, an exiting process): the walk then stops and
+ * says so in the status; it never follows more than EMBER_PY_MAX_FRAMES frames. */
+#ifndef EMBER_PYTHON_BPF_H
+#define EMBER_PYTHON_BPF_H
+
+/* Value of py_threads, keyed by the task's TID (root namespace). */
+struct ember_py_thread {
+	__u64 tstate;   /* the thread's PyThreadState, 0: none found */
+	__u64 retry_ns; /* none found: search again after this time (bpf_ktime_get_ns) */
+	__u32 tgid;     /* the process it was found in (TIDs are reused) */
+	__u32 pad;
+};
+
+/* One CPU's working memory. */
+struct ember_py_scratch {
+	struct ember_py_proc proc;
+	__u8 tstate[EMBER_PY_TSTATE_READ];
+	__u8 frame[EMBER_PY_FRAME_READ];
+	__u8 code[EMBER_PY_CODE_READ];
+	struct ember_py_stack stack;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32); /* tgid */
+	__type(value, struct ember_py_proc);
+} py_procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32); /* TID */
+	__type(value, struct ember_py_thread);
+} py_threads SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ember_py_scratch);
+} py_scratch SEC(".maps");
+
+/* A field of `type` at a variable offset of a scratch array, 0 when it would not fit (an
+ * absent field, EMBER_PY_NO_OFFSET). The check also bounds the offset for the verifier. */
+#define EMBER_PY_LD(arr, off, type)                                                      \
+	({                                                                                 \
+		__u32 _o = (off);                                                          \
+		type _v = 0;                                                               \
+		barrier_var(_o);                                                           \
+		if (_o <= sizeof(arr) - sizeof(type))                                      \
+			_v = *(type *)((arr) + _o);                                        \
+		_v;                                                                        \
+	})
+
+/* Search state for the thread-state lookup (on the program's stack). */
+struct ember_py_tsearch {
+	__u64 interp;   /* next interpreter to search */
+	__u64 ts;       /* thread state being compared, 0: go to the next interpreter */
+	__u64 want;     /* the task's fs base */
+	__u64 found;
+	__u32 ninterp;
+	__u16 interp_next, threads_head, ts_next, ts_thread_id;
+};
+
+static long ember_py_tsearch_step(__u64 i, void *arg)
+{
+	struct ember_py_tsearch *w = arg;
+	__u64 v = 0;
+
+	if (!w->ts) {
+		if (!w->interp || w->ninterp >= EMBER_PY_MAX_INTERPS)
+			return 1;
+		w->ninterp++;
+		if (bpf_probe_read_user(&w->ts, sizeof(w->ts), (void *)(w->interp + w->threads_head)))
+			w->ts = 0;
+		if (bpf_probe_read_user(&v, sizeof(v), (void *)(w->interp + w->interp_next)))
+			v = 0;
+		w->interp = v;
+		return 0;
+	}
+	if (bpf_probe_read_user(&v, sizeof(v), (void *)(w->ts + w->ts_thread_id))) {
+		w->ts = 0; /* a list being changed under us: try the next interpreter */
+		return 0;
+	}
+	if (v == w->want) {
+		w->found = w->ts;
+		return 1;
+	}
+	if (bpf_probe_read_user(&v, sizeof(v), (void *)(w->ts + w->ts_next)))
+		v = 0;
+	w->ts = v;
+	return 0;
+}
+
+/* The current thread's PyThreadState, its first EMBER_PY_TSTATE_READ bytes in s->tstate; 0
+ * when it has none. */
+static __always_inline __u64 ember_py_find_tstate(struct ember_py_scratch *s, __u32 tgid,
+						  __u32 tid, __u64 fsbase)
+{
+	const struct ember_py_proc *p = &s->proc;
+	struct ember_py_thread *t, nt = { .tgid = tgid };
+	struct ember_py_tsearch w = {
+		.want = fsbase,
+		.interp_next = p->interp_next,
+		.threads_head = p->interp_threads_head,
+		.ts_next = p->tstate_next,
+		.ts_thread_id = p->tstate_thread_id,
+	};
+	__u64 now = bpf_ktime_get_ns();
+
+	if (!fsbase)
+		return 0;
+	t = bpf_map_lookup_elem(&py_threads, &tid);
+	if (t && t->tgid == tgid) {
+		if (t->tstate) {
+			if (!bpf_probe_read_user(s->tstate, sizeof(s->tstate), (void *)t->tstate) &&
+			    EMBER_PY_LD(s->tstate, p->tstate_thread_id, __u64) == fsbase)
+				return t->tstate;
+			/* gone or reused: search again */
+		} else if (now < t->retry_ns) {
+			return 0;
+		}
+	}
+	if (bpf_probe_read_user(&w.interp, sizeof(w.interp), (void *)p->interp_head))
+		w.interp = 0;
+	bpf_loop(EMBER_PY_MAX_THREADS + EMBER_PY_MAX_INTERPS, ember_py_tsearch_step, &w, 0);
+	if (w.found && bpf_probe_read_user(s->tstate, sizeof(s->tstate), (void *)w.found))
+		w.found = 0;
+	nt.tstate = w.found;
+	nt.retry_ns = w.found ? 0 : now + 1000000000ULL;
+	(void)bpf_map_update_elem(&py_threads, &tid, &nt, BPF_ANY);
+	return w.found;
+}
+
+struct ember_py_fwalk {
+	__u64 frame;   /* next frame to read, 0: the chain ended */
+	__u32 status;  /* enum ember_py_status once decided, else 0 */
+};
+
+static long ember_py_frame_step(__u64 i, void *arg)
+{
+	struct ember_py_fwalk *w = arg;
+	struct ember_py_scratch *s;
+	const struct ember_py_proc *p;
+	struct ember_py_frame *f;
+	__u64 prev, code, flags = 0;
+	__s32 instr;
+	__u32 z = 0, n;
+
+	if (!w->frame) {
+		w->status = EMBER_PY_COMPLETE;
+		return 1;
+	}
+	s = bpf_map_lookup_elem(&py_scratch, &z);
+	if (!s) {
+		w->status = EMBER_PY_UNREADABLE;
+		return 1;
+	}
+	p = &s->proc;
+	n = s->stack.nframes;
+	if (n >= EMBER_PY_MAX_FRAMES) {
+		w->status = EMBER_PY_TRUNCATED;
+		return 1;
+	}
+	f = &s->stack.frames[n];
+	/* 3.11+ frames are 80 bytes and may end a data-stack chunk: read less on failure. */
+	if (bpf_probe_read_user(s->frame, sizeof(s->frame), (void *)w->frame) &&
+	    bpf_probe_read_user(s->frame, 80, (void *)w->frame)) {
+		w->status = EMBER_PY_UNREADABLE;
+		return 1;
+	}
+	prev = EMBER_PY_LD(s->frame, p->frame_previous, __u64);
+	code = EMBER_PY_LD(s->frame, p->frame_code, __u64) & ~(__u64)p->code_tag_mask;
+	if (p->entry_kind >= EMBER_PY_ENTRY_OWNER) {
+		__u8 owner = EMBER_PY_LD(s->frame, p->frame_entry, __u8);
+
+		if (owner == 3 || (p->entry_kind == EMBER_PY_ENTRY_OWNER_GE && owner > 3)) {
+			f->code = EMBER_PYF_MARKER;
+			f->key = 0;
+			f->instr = 0;
+			s->stack.nframes = n + 1;
+			w->frame = prev;
+			return 0;
+		}
+	} else if (p->entry_kind == EMBER_PY_ENTRY_FLAG &&
+		   EMBER_PY_LD(s->frame, p->frame_entry, __u8)) {
+		flags = EMBER_PYF_ENTRY;
+	}
+	if (!code || code > EMBER_PYF_ADDR_MASK) {
+		w->status = EMBER_PY_UNREADABLE; /* not a frame of this layout */
+		return 1;
+	}
+	if (p->instr_kind == EMBER_PY_INSTR_LASTI) {
+		instr = EMBER_PY_LD(s->frame, p->frame_instr, __s32);
+	} else {
+		__s64 d = (__s64)(EMBER_PY_LD(s->frame, p->frame_instr, __u64) - code);
+
+		instr = (d < -65536 || d > (1LL << 30)) ? (__s32)0x80000000 : (__s32)d;
+	}
+	if (bpf_probe_read_user(s->code, sizeof(s->code), (void *)code)) {
+		f->key = 0;
+		flags |= EMBER_PYF_NO_CODE;
+	} else {
+		f->key = ember_py_code_key(EMBER_PY_LD(s->code, p->code_firstlineno, __u32),
+					   EMBER_PY_LD(s->code, p->code_filename, __u64),
+					   EMBER_PY_LD(s->code, p->code_name, __u64),
+					   EMBER_PY_LD(s->code, p->code_qualname, __u64),
+					   EMBER_PY_LD(s->code, p->code_linetable, __u64));
+	}
+	f->code = code | flags;
+	f->instr = instr;
+	s->stack.nframes = n + 1;
+	w->frame = prev;
+	return 0;
+}
+
+/* The Python frames of the current thread of tgid, or NULL when tgid has no py_procs entry
+ * (not yet described by the agent). The stack lives in this CPU's scratch until the next
+ * walk. */
+static __always_inline struct ember_py_stack *ember_py_walk(__u32 tgid)
+{
+#if defined(__TARGET_ARCH_x86)
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct ember_py_fwalk w = {};
+	struct ember_py_scratch *s;
+	struct ember_py_proc *pp;
+	__u64 ts, frame;
+	__u32 z = 0;
+
+	pp = bpf_map_lookup_elem(&py_procs, &tgid);
+	if (!pp)
+		return NULL;
+	s = bpf_map_lookup_elem(&py_scratch, &z);
+	if (!s)
+		return NULL;
+	s->proc = *pp;
+	s->stack.nframes = 0;
+	ts = ember_py_find_tstate(s, tgid, (__u32)bpf_get_current_pid_tgid(), task->thread.fsbase);
+	if (!ts) {
+		s->stack.status = EMBER_PY_NO_TSTATE;
+		return &s->stack;
+	}
+	frame = EMBER_PY_LD(s->tstate, s->proc.tstate_frame, __u64);
+	if (frame && s->proc.cframe_current_frame != EMBER_PY_NO_OFFSET &&
+	    bpf_probe_read_user(&frame, sizeof(frame), (void *)(frame + s->proc.cframe_current_frame))) {
+		s->stack.status = EMBER_PY_UNREADABLE;
+		return &s->stack;
+	}
+	w.frame = frame;
+	bpf_loop(EMBER_PY_MAX_FRAMES + 1, ember_py_frame_step, &w, 0);
+	s->stack.status = w.status ? w.status : EMBER_PY_TRUNCATED;
+	return &s->stack;
+#else
+	return NULL;
+#endif
+}
+
+/* Bytes of a stack to send: the header and the frames found. */
+static __always_inline __u32 ember_py_stack_bytes(const struct ember_py_stack *py)
+{
+	__u32 n = py->nframes;
+
+	if (n > EMBER_PY_MAX_FRAMES)
+		n = EMBER_PY_MAX_FRAMES;
+	return EMBER_PY_STACK_HDR + n * sizeof(struct ember_py_frame);
+}
+
+#endif
