@@ -47,7 +47,10 @@ enum {
 	SYMSTAT_PERFMAP_FILE, SYMSTAT_PERFMAP_OWNER, SYMSTAT_DEBUG_FILE, SYMSTAT_DEBUG_OWNER,
 	SYMSTAT_ELF_SECTION, SYMSTAT_ELF_SKIPPED, SYMSTAT_PERFMAP_SKIPPED, SYMSTAT_ELF_SKIPPED_BYTES,
 	SYMSTAT_PERFMAP_SKIPPED_BYTES, SYMSTAT_ELF_HELD, SYMSTAT_PERFMAP_HELD, SYMSTAT_ELF_HELD_BYTES,
-	SYMSTAT_PERFMAP_HELD_BYTES, SYMSTAT_PERFMAP_READ, SYMSTAT_COUNT
+	SYMSTAT_PERFMAP_HELD_BYTES, SYMSTAT_PERFMAP_READ,
+	/* the Python resolver's (struct pyresolve_stats) */
+	SYMSTAT_PY_PROCS, SYMSTAT_PY_REFUSED, SYMSTAT_PY_RESOLVED, SYMSTAT_PY_STALE,
+	SYMSTAT_PY_UNREADABLE, SYMSTAT_COUNT
 };
 static const char *const family_names[FAM_COUNT] = { "cpu", "alloc", "gpu" };
 static const size_t family_values[FAM_COUNT] = { 1, 4, 2 };
@@ -593,6 +596,7 @@ static void on_gpu_sample(void *ctx, const struct gpu_sample *s)
 
 static void drain(struct pipeline *pl)
 {
+	struct pyresolve_stats ps = { 0 };
 	struct symbolizer_stats ss;
 
 	(void)cpu_collector_drain(pl->cc, on_stack, pl);
@@ -601,6 +605,8 @@ static void drain(struct pipeline *pl)
 	if (!pl->ac)
 		forget_exited(pl);
 	symbolizer_get_stats(pl->sym, &ss);
+	if (pl->py)
+		pyresolve_get_stats(pl->py, &ps);
 	atomic_store_explicit(&pl->m_misses, ss.misses, memory_order_relaxed);
 	{
 		const uint64_t v[SYMSTAT_COUNT] = {
@@ -618,6 +624,11 @@ static void drain(struct pipeline *pl)
 			[SYMSTAT_ELF_HELD_BYTES] = ss.elf_name_bytes,
 			[SYMSTAT_PERFMAP_HELD_BYTES] = ss.perfmap_name_bytes,
 			[SYMSTAT_PERFMAP_READ] = ss.perfmap_bytes_read,
+			[SYMSTAT_PY_PROCS] = ps.processes,
+			[SYMSTAT_PY_REFUSED] = ps.refused,
+			[SYMSTAT_PY_RESOLVED] = ps.resolved,
+			[SYMSTAT_PY_STALE] = ps.stale,
+			[SYMSTAT_PY_UNREADABLE] = ps.unreadable,
 		};
 
 		for (size_t i = 0; i < SYMSTAT_COUNT; i++)
@@ -647,6 +658,11 @@ static void write_symbol_metrics(struct pipeline *pl, struct metrics_writer *w)
 		{ SYMSTAT_ELF_HELD_BYTES, "ember_symbols_held_bytes", "Distinct symbol name bytes held", "table", "elf", true },
 		{ SYMSTAT_PERFMAP_HELD_BYTES, "ember_symbols_held_bytes", NULL, "table", "perfmap", true },
 		{ SYMSTAT_PERFMAP_READ, "ember_perfmap_read_bytes_total", "Perf map bytes read", NULL, NULL, false },
+		{ SYMSTAT_PY_PROCS, "ember_python_processes", "Python processes whose frames are read now", NULL, NULL, true },
+		{ SYMSTAT_PY_REFUSED, "ember_python_interpreters_refused_total", "Python processes left with native stacks: a debug, free-threaded or unknown build", NULL, NULL, false },
+		{ SYMSTAT_PY_RESOLVED, "ember_python_code_objects_total", "Python code objects read, and frames whose code object was rejected, by outcome (stale: the address holds another object now)", "outcome", "resolved", false },
+		{ SYMSTAT_PY_STALE, "ember_python_code_objects_total", NULL, "outcome", "stale", false },
+		{ SYMSTAT_PY_UNREADABLE, "ember_python_code_objects_total", NULL, "outcome", "unreadable", false },
 	};
 	const char *help = NULL;
 

@@ -685,19 +685,16 @@ void cpu_collector_write_metrics(struct cpu_collector *c, struct metrics_writer 
 			[EMBER_PY_NO_TSTATE] = "no_thread_state",
 			[EMBER_PY_UNREADABLE] = "unreadable",
 		};
+		static const char help[] =
+			"CPU samples of Python processes by outcome of the frame walk (truncated: "
+			"deeper than the frame limit; no_thread_state: a thread without Python; "
+			"unreadable: the chain changed or broke mid-walk, the frames read so far are "
+			"kept; malformed: a record that did not fit its size, dropped)";
 
 		for (int i = 1; i < EMBER_PY_STATUS_MAX; i++)
-			metrics_counter(w, "ember_python_stacks_total",
-					"CPU samples of Python processes by outcome of the frame walk "
-					"(truncated: deeper than the frame limit; no_thread_state: a "
-					"thread without Python; unreadable: the chain changed or broke "
-					"mid-walk, the frames read so far are kept)",
+			metrics_counter(w, "ember_python_stacks_total", help,
 					(const char *[]){ "outcome", outcome[i], NULL }, (double)ds.py[i]);
-		metrics_counter(w, "ember_python_stacks_total",
-				"CPU samples of Python processes by outcome of the frame walk "
-				"(truncated: deeper than the frame limit; no_thread_state: a "
-				"thread without Python; unreadable: the chain changed or broke "
-				"mid-walk, the frames read so far are kept)",
+		metrics_counter(w, "ember_python_stacks_total", help,
 				(const char *[]){ "outcome", "malformed", NULL }, (double)ds.py_malformed);
 	}
 	metrics_counter(w, "ember_dwarf_snapshots_short_total",

@@ -24,25 +24,48 @@ struct run {
 	size_t start, end; /* resolved frames [start, end) */
 };
 
+struct resolve_ctx {
+	struct pyresolve *r;
+	pid_t pid;
+};
+
+static int resolve(void *ctx, const struct ember_py_frame *f, struct pyresolve_frame *ret)
+{
+	const struct resolve_ctx *rc = ctx;
+
+	return pyresolve_frame(rc->r, rc->pid, f, ret);
+}
+
 size_t pystack_merge(struct pyresolve *r, pid_t pid, const struct sym_frame *native,
 		     size_t nnative, const struct ember_py_frame *py, size_t npy, __u32 status,
 		     struct sym_frame *out, size_t max, bool *ret_rooted)
 {
+	const struct pyresolve_proc *info;
+	struct resolve_ctx rc = { r, pid };
+
+	if (!npy || pyresolve_process(r, pid, &info)) {
+		size_t n = nnative < max ? nnative : max;
+
+		*ret_rooted = false;
+		memcpy(out, native, n * sizeof(*out));
+		return n;
+	}
+	return pystack_merge_with(resolve, &rc, ((info->off.version_hex >> 16) & 0xff) == 10,
+				  native, nnative, py, npy, status, out, max, ret_rooted);
+}
+
+size_t pystack_merge_with(pystack_resolve_fn fn, void *ctx, bool one_per_eval,
+			  const struct sym_frame *native, size_t nnative,
+			  const struct ember_py_frame *py, size_t npy, __u32 status,
+			  struct sym_frame *out, size_t max, bool *ret_rooted)
+{
 	struct sym_frame pf[EMBER_PY_MAX_FRAMES];
 	struct run runs[EMBER_PY_MAX_FRAMES + 1];
-	const struct pyresolve_proc *info;
 	size_t nf = 0, nruns = 0, k = 0, n = 0, start = 0;
-	bool one_per_eval;
 
 	*ret_rooted = false;
 	if (npy > EMBER_PY_MAX_FRAMES)
 		npy = EMBER_PY_MAX_FRAMES;
-	if (!npy || pyresolve_process(r, pid, &info)) {
-		n = nnative < max ? nnative : max;
-		memcpy(out, native, n * sizeof(*out));
-		return n;
-	}
-	one_per_eval = ((info->off.version_hex >> 16) & 0xff) == 10;
 	for (size_t i = 0; i < npy; i++) {
 		struct pyresolve_frame rf;
 		int err;
@@ -53,7 +76,7 @@ size_t pystack_merge(struct pyresolve *r, pid_t pid, const struct sym_frame *nat
 			start = nf;
 			continue;
 		}
-		err = pyresolve_frame(r, pid, &py[i], &rf);
+		err = fn(ctx, &py[i], &rf);
 		if (!err && rf.hidden)
 			continue;
 		if (!err)

@@ -33,6 +33,15 @@ size_t pystack_merge(struct pyresolve *r, pid_t pid, const struct sym_frame *nat
 		     size_t nnative, const struct ember_py_frame *py, size_t npy, __u32 status,
 		     struct sym_frame *out, size_t max, bool *ret_rooted);
 
+/* The same over any resolver (tests): fn resolves one frame as pyresolve_frame() does;
+ * one_per_eval for 3.10 (every Python frame has its own eval frame). */
+typedef int (*pystack_resolve_fn)(void *ctx, const struct ember_py_frame *f,
+				  struct pyresolve_frame *ret);
+size_t pystack_merge_with(pystack_resolve_fn fn, void *ctx, bool one_per_eval,
+			  const struct sym_frame *native, size_t nnative,
+			  const struct ember_py_frame *py, size_t npy, __u32 status,
+			  struct sym_frame *out, size_t max, bool *ret_rooted);
+
 /* The BPF description of an interpreter (struct ember_py_proc, bpf/ember.h). 0, or -ENOTSUP
  * when an offset does not fit the walk's fixed reads (never sent: the walk would read wrong
  * fields). */
