@@ -520,6 +520,18 @@ static void on_stack(void *ctx, const struct cpu_stack *s)
 		log_warn("%s: out of memory, dropping a stack", pl->o.name);
 }
 
+/* Resolves (and so caches) the code objects of an allocation sample's Python frames now,
+ * while the process is alive to read them. */
+static void warm_python(void *ctx, pid_t tgid, const struct ember_py_frame *py, size_t npy)
+{
+	struct pipeline *pl = ctx;
+	struct pyresolve_frame rf;
+
+	for (size_t i = 0; i < npy; i++)
+		if (!(py[i].code & EMBER_PYF_MARKER))
+			(void)pyresolve_frame(pl->py, tgid, &py[i], &rf);
+}
+
 /* Drops exited processes once their last samples are symbolized. */
 static void forget_exited(struct pipeline *pl)
 {
@@ -600,6 +612,8 @@ static void drain(struct pipeline *pl)
 	struct symbolizer_stats ss;
 
 	(void)cpu_collector_drain(pl->cc, on_stack, pl);
+	if (pl->ac && pl->py)
+		alloc_collector_visit_python(pl->ac, warm_python, pl);
 	/* Allocation samples are symbolized at the interval's end: keep exited processes' maps
 	 * until then. */
 	if (!pl->ac)

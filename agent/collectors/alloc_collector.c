@@ -121,6 +121,7 @@ struct alloc_collector {
 	/* Samples of the current interval, and live ones (open addressing by id). */
 	struct rec *fresh;
 	size_t nfresh, capfresh;
+	size_t nvisited;       /* fresh records alloc_collector_visit_python() has shown */
 	struct rec *live;      /* slots with id 0 are empty */
 	size_t livecap, nlive;
 	bool incomplete;
@@ -802,6 +803,16 @@ int alloc_collector_attach_path(struct alloc_collector *c, pid_t tgid, __u64 coo
 	return attach_file(c, t, AT_FDCWD, path, path);
 }
 
+void alloc_collector_visit_python(struct alloc_collector *c, alloc_python_fn fn, void *ctx)
+{
+	for (; c->nvisited < c->nfresh; c->nvisited++) {
+		const struct rec *r = &c->fresh[c->nvisited];
+
+		if (r->npy)
+			fn(ctx, (pid_t)r->tgid, (const struct ember_py_frame *)(r->ips + r->nips), r->npy);
+	}
+}
+
 int alloc_collector_set_python(struct alloc_collector *c, pid_t tgid, const struct ember_py_proc *pp)
 {
 	__u32 key = (__u32)tgid;
@@ -906,6 +917,7 @@ int alloc_collector_drain(struct alloc_collector *c, alloc_stack_fn fn, void *ct
 		calls++;
 	}
 	c->nfresh = 0;
+	c->nvisited = 0;
 
 	while (bpf_map_get_next_key(fd, first ? NULL : &k, &next) == 0) {
 		struct target *t;

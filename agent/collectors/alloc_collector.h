@@ -105,6 +105,12 @@ typedef void (*alloc_stack_fn)(void *ctx, const struct alloc_stack *s);
  * allocating thread's Python frames. 0 or -errno. */
 int alloc_collector_set_python(struct alloc_collector *c, pid_t tgid, const struct ember_py_proc *pp);
 
+/* Shows the Python frames of each sample that arrived since the last call (or drain), so the
+ * caller can resolve their code objects while the process is alive: samples are symbolized
+ * at the interval's end, when it may be gone. */
+typedef void (*alloc_python_fn)(void *ctx, pid_t tgid, const struct ember_py_frame *py, size_t npy);
+void alloc_collector_visit_python(struct alloc_collector *c, alloc_python_fn fn, void *ctx);
+
 /* Ends an interval: consumes pending samples, then calls fn once per allocation sampled since
  * the previous drain (alloc_* values set, inuse_* zero) and once per sampled allocation live
  * now (inuse_* set, alloc_* zero); callers aggregate by stack. Returns the number of calls or
