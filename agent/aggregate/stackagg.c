@@ -345,9 +345,11 @@ static int build_once(struct stackagg *a, const struct stackagg_profile *p, cons
 		for (uint32_t j = 0; j < s->n; j++) {
 			const struct interned_frame *f = &a->frames[s->frames[j]];
 
-			pf[j].function = f->name;
-			pf[j].address = f->address;
-			pf[j].mapping_id = add_mapping(b, f);
+			pf[j] = (struct pprof_frame){
+				.function = f->name,
+				.address = f->address,
+				.mapping_id = add_mapping(b, f),
+			};
 		}
 		err = pprof_add_sample(b, pf, s->n, s->values);
 		if (err)
