@@ -49,24 +49,20 @@ struct pprof_builder {
 	char **strings;
 	size_t nstrings, strings_cap;
 	struct pprof_index string_ix;
-	/* function id (>= 1) named by each string, 0 if none: functions dedup by name */
-	uint32_t *func_of_string;
-	size_t func_of_string_cap;
 
 	Perftools__Profiles__Function *functions;
 	size_t nfunctions, functions_cap;
+	struct pprof_index function_ix; /* hashed by (name, filename, start_line) */
 
 	Perftools__Profiles__Mapping *mappings;
 	size_t nmappings, mappings_cap;
 	struct pprof_index mapping_ix;
 
-	/* locations[i] has exactly one line, lines[i], whose function is named loc_names[i]
-	 * (a pointer into strings[], kept so a lookup compares names in one step) */
+	/* locations[i] has exactly one line, lines[i] */
 	Perftools__Profiles__Location *locations;
 	Perftools__Profiles__Line *lines;
-	const char **loc_names;
-	size_t nlocations, locations_cap, lines_cap, loc_names_cap;
-	struct pprof_index location_ix; /* hashed by (mapping_id, address) */
+	size_t nlocations, locations_cap, lines_cap;
+	struct pprof_index location_ix; /* see location_hash() */
 
 	struct pprof_sample *samples;
 	size_t nsamples, samples_cap;
@@ -318,71 +314,119 @@ err_copy:
 	return err;
 }
 
-/* Returns the id (>= 1) of the function named `name`, adding it when new, or -ENOMEM. */
-static int64_t function_intern(struct pprof_builder *b, const char *name)
+static uint32_t function_hash(int64_t name, int64_t filename, int64_t start_line)
+{
+	return (uint32_t)mix64((uint64_t)name ^ mix64((uint64_t)filename ^
+						       mix64((uint64_t)start_line)));
+}
+
+/* Returns the id (>= 1) of the function (name, filename, start_line), adding it when new, or
+ * -ENOMEM. One name in two files is two functions, as pprof itself keys them. */
+static int64_t function_intern(struct pprof_builder *b, const char *name, const char *filename,
+			       int64_t start_line)
 {
 	Perftools__Profiles__Function *f;
-	int64_t sidx = string_intern(b, name);
+	int64_t sname, sfile;
+	uint32_t hash, id;
+	size_t pos;
 	int err;
 
-	if (sidx < 0)
-		return sidx;
-	err = GROW(b->func_of_string, b->func_of_string_cap, b->nstrings);
-	if (err)
-		return err;
-	if (b->func_of_string[sidx])
-		return b->func_of_string[sidx];
+	sname = string_intern(b, name);
+	if (sname < 0)
+		return sname;
+	sfile = string_intern(b, filename);
+	if (sfile < 0)
+		return sfile;
+	hash = function_hash(sname, sfile, start_line);
+	pos = hash;
+	while ((id = index_next(&b->function_ix, hash, &pos))) {
+		f = &b->functions[id - 1];
+		if (f->name == sname && f->filename == sfile && f->start_line == start_line)
+			return id;
+	}
 
 	if (b->nfunctions >= PPROF_MAX_ENTRIES)
 		return -ENOMEM;
 	err = GROW(b->functions, b->functions_cap, b->nfunctions + 1);
 	if (err)
 		return err;
+	err = index_add(&b->function_ix, hash, (uint32_t)b->nfunctions + 1);
+	if (err)
+		return err;
 	f = &b->functions[b->nfunctions];
 	perftools__profiles__function__init(f);
 	f->id = b->nfunctions + 1;
-	f->name = sidx;
-	f->system_name = sidx; /* we only know one name; pprof shows `name` */
+	f->name = sname;
+	f->system_name = sname; /* we only know one name; pprof shows `name` */
+	f->filename = sfile;
+	f->start_line = start_line;
 	b->nfunctions++;
-	b->func_of_string[sidx] = (uint32_t)f->id;
 	return (int64_t)f->id;
 }
 
-static uint32_t location_hash(uint64_t mapping_id, uint64_t address)
+/* Hash of a location's key (mapping_id, address, function, line). A native frame's address
+ * tells its locations apart, so its hash skips the strings and a repeated frame costs no
+ * string hashing. A frame without an address (Python: address 0, no mapping) hashes its
+ * function's name and filename too, or all of them would probe one chain. */
+static uint32_t location_hash(uint64_t mapping_id, uint64_t address, int64_t line,
+			      const char *name, const char *filename)
 {
-	return (uint32_t)mix64(address ^ mix64(mapping_id + 1));
+	uint64_t h = mix64(address ^ mix64(mapping_id + 1)) ^ (uint64_t)line;
+	size_t len;
+
+	if (!address) {
+		h = mix64(h ^ hash_str(name, &len));
+		h = mix64(h ^ hash_str(filename ? filename : "", &len));
+	}
+	return (uint32_t)mix64(h);
+}
+
+/* Whether location id is frame f, comparing its function by the stored strings (no
+ * interning). */
+static bool location_is(const struct pprof_builder *b, uint32_t id, const struct pprof_frame *f)
+{
+	const Perftools__Profiles__Location *loc = &b->locations[id - 1];
+	const Perftools__Profiles__Line *ln = &b->lines[id - 1];
+	const Perftools__Profiles__Function *fn;
+
+	if (loc->mapping_id != f->mapping_id || loc->address != f->address || ln->line != f->line)
+		return false;
+	fn = &b->functions[ln->function_id - 1];
+	return fn->start_line == f->start_line && !strcmp(b->strings[fn->name], f->function) &&
+	       !strcmp(b->strings[fn->filename], f->filename ? f->filename : "");
 }
 
 /* Returns the id (>= 1) of the location for frame f, adding it when new, or -errno.
- * The index is keyed by (mapping_id, address) and compares the function by name, so a
- * repeated frame costs no string hashing. */
+ * A location is indexed under the hash of its stored (sanitized) strings; a frame is first
+ * looked up by its own, which are the same unless they hold invalid UTF-8. */
 static int64_t location_intern(struct pprof_builder *b, const struct pprof_frame *f)
 {
 	Perftools__Profiles__Location *loc;
-	uint32_t hash = location_hash(f->mapping_id, f->address);
+	const Perftools__Profiles__Function *fn;
+	uint32_t hash = location_hash(f->mapping_id, f->address, f->line, f->function, f->filename);
 	size_t pos = hash;
 	int64_t fid;
 	uint32_t id;
 	int err;
 
 	while ((id = index_next(&b->location_ix, hash, &pos))) {
-		loc = &b->locations[id - 1];
-		if (loc->mapping_id != f->mapping_id || loc->address != f->address)
-			continue;
-		if (!strcmp(b->loc_names[id - 1], f->function))
+		if (location_is(b, id, f))
 			return id;
 	}
 
-	/* Not found by raw name: intern the function (its stored name may be sanitized) and look
-	 * again by function id before adding. */
-	fid = function_intern(b, f->function);
+	/* Not found by raw strings: intern the function (its stored strings may be sanitized)
+	 * and look again by function id before adding. */
+	fid = function_intern(b, f->function, f->filename, f->start_line);
 	if (fid < 0)
 		return fid;
+	fn = &b->functions[fid - 1];
+	hash = location_hash(f->mapping_id, f->address, f->line, b->strings[fn->name],
+			     b->strings[fn->filename]);
 	pos = hash;
 	while ((id = index_next(&b->location_ix, hash, &pos))) {
 		loc = &b->locations[id - 1];
 		if (loc->mapping_id == f->mapping_id && loc->address == f->address &&
-		    b->lines[id - 1].function_id == (uint64_t)fid)
+		    b->lines[id - 1].function_id == (uint64_t)fid && b->lines[id - 1].line == f->line)
 			return id;
 	}
 
@@ -392,9 +436,6 @@ static int64_t location_intern(struct pprof_builder *b, const struct pprof_frame
 	if (err)
 		return err;
 	err = GROW(b->lines, b->lines_cap, b->nlocations + 1);
-	if (err)
-		return err;
-	err = GROW(b->loc_names, b->loc_names_cap, b->nlocations + 1);
 	if (err)
 		return err;
 	err = index_add(&b->location_ix, hash, (uint32_t)b->nlocations + 1);
@@ -407,7 +448,7 @@ static int64_t location_intern(struct pprof_builder *b, const struct pprof_frame
 	loc->address = f->address;
 	perftools__profiles__line__init(&b->lines[b->nlocations]);
 	b->lines[b->nlocations].function_id = (uint64_t)fid;
-	b->loc_names[b->nlocations] = b->strings[b->functions[fid - 1].name];
+	b->lines[b->nlocations].line = f->line;
 	b->nlocations++;
 	return (int64_t)loc->id;
 }
@@ -484,13 +525,12 @@ void pprof_builder_free(struct pprof_builder *b)
 	}
 	free(b->strings);
 	free(b->string_ix.slots);
-	free(b->func_of_string);
 	free(b->functions);
+	free(b->function_ix.slots);
 	free(b->mappings);
 	free(b->mapping_ix.slots);
 	free(b->locations);
 	free(b->lines);
-	free(b->loc_names);
 	free(b->location_ix.slots);
 	free(b->samples);
 	free(b->sample_ix.slots);

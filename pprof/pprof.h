@@ -27,10 +27,16 @@ struct pprof_mapping_desc {
 	const char *build_id; /* lowercase hex GNU build-id, or NULL */
 };
 
+/* A native frame has an address and a mapping; a source frame (Python) has neither, but a
+ * filename and line. Frames are one Function per (function, filename, start_line) and one
+ * Location per (mapping_id, address, Function, line). */
 struct pprof_frame {
 	const char *function; /* never NULL: a symbol, or "module+0xoffset" when unknown */
-	uint64_t address;     /* runtime PC (0 for synthetic frames such as "[other]") */
+	uint64_t address;     /* runtime PC (0 for synthetic and source frames) */
 	uint32_t mapping_id;  /* from pprof_add_mapping(), 0 for none */
+	const char *filename; /* source file (Function.filename), NULL for none */
+	int64_t line;         /* source line (Line.line), 0 when unknown */
+	int64_t start_line;   /* first line of the function (Function.start_line), 0 when unknown */
 };
 
 /* Creates a builder for `ntypes` sample types (copied). period_type may be NULL.
@@ -52,8 +58,9 @@ uint32_t pprof_add_mapping(struct pprof_builder *b, const struct pprof_mapping_d
 /* Adds a sample: frames[0] is the leaf, frames[nframes-1] the root; values has one entry per
  * sample type. A stack identical to an earlier one is merged into it (values added).
  * Returns 0, -EINVAL (no frames, a NULL function, a mapping_id never returned by
- * pprof_add_mapping) or -ENOMEM. Function names that are not valid UTF-8 are stored with '?'
- * for each invalid byte, since Pyroscope rejects a profile holding invalid UTF-8. */
+ * pprof_add_mapping) or -ENOMEM. Function names and filenames that are not valid UTF-8 are
+ * stored with '?' for each invalid byte, since Pyroscope rejects a profile holding invalid
+ * UTF-8. */
 int pprof_add_sample(struct pprof_builder *b, const struct pprof_frame *frames, size_t nframes,
 		     const int64_t *values);
 

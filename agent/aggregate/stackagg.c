@@ -65,9 +65,14 @@ static long idx_find(const struct idx_table *t, uint64_t hash, const uint64_t *h
 }
 
 struct interned_frame {
-	const char *name, *module, *build_id; /* interned */
+	const char *name, *module, *build_id, *filename; /* interned */
 	uint64_t address, map_start, map_end, map_pgoff;
+	int64_t line, start_line; /* source frames (Python); 0 for native ones */
 };
+
+/* intern_frame() hashes the struct's bytes: there must be no padding in it. */
+_Static_assert(sizeof(struct interned_frame) == 4 * sizeof(const char *) + 6 * sizeof(uint64_t),
+	       "struct interned_frame has padding");
 
 struct stack {
 	uint32_t *frames; /* frame ids, leaf first */
@@ -77,7 +82,7 @@ struct stack {
 
 struct stackagg {
 	size_t nvalues;
-	struct strset *strs;  /* names, modules, build-ids */
+	struct strset *strs;  /* names, modules, build-ids, source files */
 	/* frames */
 	struct interned_frame *frames;
 	uint64_t *frame_hash;
@@ -127,8 +132,9 @@ static bool frame_eq(const void *ctx, uint32_t it)
 
 	/* Interned strings compare by pointer. */
 	return x->name == y->name && x->module == y->module && x->build_id == y->build_id &&
-	       x->address == y->address && x->map_start == y->map_start && x->map_end == y->map_end &&
-	       x->map_pgoff == y->map_pgoff;
+	       x->filename == y->filename && x->address == y->address &&
+	       x->map_start == y->map_start && x->map_end == y->map_end &&
+	       x->map_pgoff == y->map_pgoff && x->line == y->line && x->start_line == y->start_line;
 }
 
 static long intern_frame(struct stackagg *a, const struct sym_frame *in)
@@ -137,17 +143,21 @@ static long intern_frame(struct stackagg *a, const struct sym_frame *in)
 		.name = intern(a, in->name),
 		.module = intern(a, in->module),
 		.build_id = intern(a, in->build_id),
+		.filename = intern(a, in->filename),
 		.address = in->address,
 		.map_start = in->map_start,
 		.map_end = in->map_end,
 		.map_pgoff = in->map_pgoff,
+		.line = in->line,
+		.start_line = in->start_line,
 	};
 	struct frame_key k = { a, &f };
 	uint64_t h;
 	size_t slot;
 	long it;
 
-	if (!f.name || (in->module && !f.module) || (in->build_id && !f.build_id))
+	if (!f.name || (in->module && !f.module) || (in->build_id && !f.build_id) ||
+	    (in->filename && !f.filename))
 		return -ENOMEM;
 	h = hash_fnv1a64(HASH_FNV1A64_INIT, &f, sizeof(f));
 	it = idx_find(&a->frame_idx, h, a->frame_hash, frame_eq, &k, &slot);
@@ -345,9 +355,14 @@ static int build_once(struct stackagg *a, const struct stackagg_profile *p, cons
 		for (uint32_t j = 0; j < s->n; j++) {
 			const struct interned_frame *f = &a->frames[s->frames[j]];
 
-			pf[j].function = f->name;
-			pf[j].address = f->address;
-			pf[j].mapping_id = add_mapping(b, f);
+			pf[j] = (struct pprof_frame){
+				.function = f->name,
+				.address = f->address,
+				.mapping_id = add_mapping(b, f),
+				.filename = f->filename,
+				.line = f->line,
+				.start_line = f->start_line,
+			};
 		}
 		err = pprof_add_sample(b, pf, s->n, s->values);
 		if (err)
@@ -397,6 +412,7 @@ static int build_svg(struct stackagg *a, const struct flamegraph_view *view, con
 		}
 		if (v <= 0)
 			continue;
+		/* by name only: a function's lines are one box, as flame graphs show them */
 		for (uint32_t j = 0; j < s->n; j++)
 			names[j] = a->frames[s->frames[s->n - 1 - j]].name;
 		err = flamegraph_add(fg, names, s->n, (uint64_t)v);

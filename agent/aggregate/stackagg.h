@@ -2,8 +2,9 @@
  * (and optionally a flame graph) under the server's limits.
  *
  * Stacks are leaf-first arrays of frames with a value vector (1 value for CPU, 4 for memory,
- * 2 for GPU). Frame names and mapping paths are interned, so callers' strings need only live
- * for the call. stackagg_build() keeps the hottest stacks (by value 0) that fit within
+ * 2 for GPU). Frame names, mapping paths and source files are interned, so callers' strings
+ * need only live for the call. Frames that differ only by source line are distinct frames in
+ * the pprof; the flame graph shows frames by name. stackagg_build() keeps the hottest stacks (by value 0) that fit within
  * max_samples and max_bytes (uncompressed pprof) and folds the rest into one "[other]" stack,
  * reporting how many were folded. Not thread-safe. */
 #ifndef EMBER_STACKAGG_H

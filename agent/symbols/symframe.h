@@ -1,6 +1,7 @@
 /* symframe: one symbolized frame, the unit every stack is made of from the symbolizer to the
  * aggregator, and the helpers that make one from a symbolizer answer (shared by the CPU,
- * allocation and GPU frame builders: cpuprof, allocprof, gpuprof). Header-only. */
+ * allocation and GPU frame builders: cpuprof, allocprof, gpuprof). A native frame has an
+ * address and a mapping; a source frame (Python) has a file and line instead. Header-only. */
 #ifndef EMBER_SYMFRAME_H
 #define EMBER_SYMFRAME_H
 
@@ -42,7 +43,8 @@ static inline void symframe_synthetic(struct sym_frame *f, const char *name)
 	f->name = name;
 }
 
-/* A source-level frame (Python): name, file and lines, no address, no mapping. */
+/* A frame known by its source (a Python function): no address, no mapping. The strings stay
+ * the caller's. */
 static inline void symframe_source(struct sym_frame *f, const char *name, const char *filename,
 				   int64_t line, int64_t start_line)
 {

@@ -2,8 +2,10 @@
 """check_pprof: reads the profiles that unit_pprof wrote back with decoders Ember did not
 write, and asserts their exact content.
 
-- pprofdump (github.com/google/pprof/profile): tables, merged values, leaf-first stacks.
-- protoc --decode: the raw wire form, where string_table[0] and zero ids are visible.
+- pprofdump (github.com/google/pprof/profile): tables, merged values, leaf-first stacks, and
+  for Python frames each frame's file, line and start_line.
+- protoc --decode: the raw wire form, where string_table[0], zero ids, Function.filename,
+  Function.start_line and Line.line are visible.
 
 Usage: check_pprof.py --pprofdump BIN --protoc BIN --proto-dir DIR OUTDIR
 """
@@ -77,6 +79,64 @@ def check_cpu(d, name):
     check_eq(len(got), len(CPU_SAMPLES), name + " sample count")
     for i, (g, w) in enumerate(zip(got, CPU_SAMPLES)):
         check_eq(list(g), list(w), "%s sample %d (stack, values, addresses, mappings)" % (name, i))
+    for i, s in enumerate(d["samples"]):
+        check_eq(s["frames"], [native(n) for n in s["stack"]],
+                 "%s sample %d: native frames have no file and no line" % (name, i))
+
+
+def native(name):
+    return {"name": name, "file": "", "line": 0, "start_line": 0}
+
+
+def py(name, file, line, start_line):
+    return {"name": name, "file": file, "line": line, "start_line": start_line}
+
+
+MAIN3 = py("<module>", "/app/main.py", 3, 1)
+# Samples in first-seen order, values merged: (frames leaf first, values, addresses, mappings)
+PY_SAMPLES = [
+    ([py("run", "/app/a.py", 10, 5), MAIN3], [2 * PERIOD], [0, 0], [0, 0]),
+    ([py("run", "/app/b.py", 20, 18), MAIN3], [PERIOD], [0, 0], [0, 0]),
+    ([py("run", "/app/a.py", 12, 5), MAIN3], [PERIOD], [0, 0], [0, 0]),
+    # the invalid byte 0xe9 is stored as '?', so the sanitized spelling merged into it
+    ([py("read", "/app/caf?.py", 7, 6), py("<module>", "/app/main.py", 4, 1)], [3 * PERIOD],
+     [0, 0], [0, 0]),
+    ([native("memcpy"), py("run", "/app/a.py", 10, 5), MAIN3], [PERIOD],
+     [0x7F0000001000, 0, 0], [1, 0, 0]),
+    ([py("run", "/app/a.py", 40, 38), py("<module>", "/app/main.py", 5, 1)], [PERIOD],
+     [0, 0], [0, 0]),
+]
+
+
+def check_python(d, name):
+    check_eq(d["mappings"], [dict(LIBC, id=1)], name + " mappings")
+    # run(a.py:5), run(b.py:18), run(a.py:38), read, <module>, memcpy: "run" in two files
+    # and "run" defined twice in one file are each their own function
+    check_eq(d["functions"], 6, name + " functions")
+    # run(a.py:5) at lines 10 and 12 and <module> at lines 3, 4, 5: one location per line
+    check_eq(d["locations"], 9, name + " locations")
+    got = [(s["frames"], s["values"], s["addresses"], s["mappings"]) for s in d["samples"]]
+    check_eq(len(got), len(PY_SAMPLES), name + " sample count")
+    for i, (g, w) in enumerate(zip(got, PY_SAMPLES)):
+        check_eq(list(g), list(w), "%s sample %d (frames, values, addresses, mappings)" % (name, i))
+    for i, s in enumerate(d["samples"]):
+        check_eq(s["stack"], [f["name"] for f in s["frames"]],
+                 "%s sample %d: stack names the frames' functions" % (name, i))
+
+
+def check_python_big(d):
+    samples = d["samples"]
+    check_eq(len(samples), 16000, "pybig sample count")
+    check(all(len(s["frames"]) == 32 for s in samples), "pybig: every stack has 32 frames")
+    check_eq(sum(s["values"][0] for s in samples), 16000 * PERIOD, "pybig total value")
+    check_eq(d["functions"], 32, "pybig functions (one per name and file, whatever the line)")
+    check_eq(d["locations"], 16000 + 31 * 251, "pybig locations (one per function and line)")
+    check(all(f["file"] == "/app/mod_%d.py" % i and f["name"] == "fn_%d" % i
+              and f["start_line"] == 100
+              for s in samples for i, f in enumerate(s["frames"])),
+          "pybig: every frame keeps its function's file and start_line")
+    check_eq(sorted(s["frames"][0]["line"] for s in samples), list(range(1000, 17000)),
+             "pybig: each leaf keeps its own line")
 
 
 def check_memory(d):
@@ -121,7 +181,7 @@ def check_wire(text):
     check_eq(len(strings), 16, "string_table size")
 
     blocks = {"mapping": [], "location": [], "function": []}
-    sample_loc_ids, line_fn_ids = [], []
+    sample_loc_ids, line_fn_ids, line_numbers = [], [], []
     stack, cur = [], None
     for line in text.splitlines():
         s = line.strip()
@@ -141,6 +201,8 @@ def check_wire(text):
             sample_loc_ids.append(int(val))
         elif stack == ["location", "line"] and key == "function_id":
             line_fn_ids.append(int(val))
+        elif stack == ["location", "line"] and key == "line":
+            line_numbers.append(int(val))
 
     for kind, want_n in (("mapping", 2), ("location", 8), ("function", 7)):
         ids = [int(b.get("id", ["0"])[0]) for b in blocks[kind]]
@@ -149,10 +211,67 @@ def check_wire(text):
           "every mapping has has_functions: true")
     check(all(b.get("name") == b.get("system_name") and b.get("name") for b in blocks["function"]),
           "every function has a name and system_name == name")
+    check(not any("filename" in b or "start_line" in b for b in blocks["function"]),
+          "native functions have no filename and no start_line on the wire")
+    check_eq(line_numbers, [], "native lines have no line number on the wire")
     check_eq(len(line_fn_ids), 8, "one line per location")
     check(all(1 <= i <= 7 for i in line_fn_ids), "every line names an existing function")
     check(sample_loc_ids and all(1 <= i <= 8 for i in sample_loc_ids),
           "every sample location_id names an existing location")
+
+
+def parse_text(text):
+    """Parses protoc's text format into nested dicts: field name -> list of values (strings,
+    or dicts for messages)."""
+    root = {}
+    stack = [root]
+    for line in text.splitlines():
+        s = line.strip()
+        if s.endswith("{"):
+            child = {}
+            stack[-1].setdefault(s[:-1].strip(), []).append(child)
+            stack.append(child)
+        elif s == "}":
+            stack.pop()
+        elif s:
+            key, _, val = s.partition(": ")
+            stack[-1].setdefault(key, []).append(val)
+    return root
+
+
+def field(msg, key):
+    """A scalar field as an int; proto3 leaves zero fields out."""
+    return int(msg.get(key, ["0"])[0])
+
+
+def check_wire_python(text):
+    """Function.filename, Function.start_line and Line.line as protoc sees them, by string."""
+    msg = parse_text(text)
+    strings = [s[1:-1] for s in msg.get("string_table", [])]
+    functions = {}
+    for f in msg.get("function", []):
+        check_eq(f.get("system_name"), f.get("name"), "python: system_name == name")
+        functions[field(f, "id")] = (strings[field(f, "name")], strings[field(f, "filename")],
+                                     field(f, "start_line"))
+    check_eq(sorted(functions.values()),
+             sorted([("run", "/app/a.py", 5), ("run", "/app/b.py", 18), ("run", "/app/a.py", 38),
+                     ("read", "/app/caf?.py", 6), ("<module>", "/app/main.py", 1),
+                     ("memcpy", "", 0)]),
+             "python: functions (name, filename, start_line) on the wire")
+    locations = []
+    for loc in msg.get("location", []):
+        lines = [(functions.get(field(ln, "function_id")), field(ln, "line"))
+                 for ln in loc.get("line", [])]
+        locations.append((field(loc, "mapping_id"), field(loc, "address"), lines))
+    run_a, main = ("run", "/app/a.py", 5), ("<module>", "/app/main.py", 1)
+    check_eq(sorted(locations, key=repr),
+             sorted([(0, 0, [(run_a, 10)]), (0, 0, [(run_a, 12)]), (0, 0, [(main, 3)]),
+                     (0, 0, [(main, 4)]), (0, 0, [(main, 5)]),
+                     (0, 0, [(("run", "/app/b.py", 18), 20)]),
+                     (0, 0, [(("run", "/app/a.py", 38), 40)]),
+                     (0, 0, [(("read", "/app/caf?.py", 6), 7)]),
+                     (1, 0x7F0000001000, [(("memcpy", "", 0), 0)])], key=repr),
+             "python: locations (mapping, address, [(function, line)]) on the wire")
 
 
 def check_decoder_rejects(pprofdump, tmp):
@@ -197,6 +316,14 @@ def main():
     big = must_dump(a.pprofdump, p("big.pb.gz"))
     if big:
         check_big(big)
+    pyd = must_dump(a.pprofdump, p("py.pb.gz"))
+    if pyd:
+        check_python(pyd, "py.pb.gz")
+        check_eq(must_dump(a.pprofdump, p("py.pb")), pyd, "py.pb decodes like py.pb.gz")
+    check_wire_python(protoc_decode(a.protoc, a.proto_dir, p("py.pb")))
+    pybig = must_dump(a.pprofdump, p("pybig.pb.gz"))
+    if pybig:
+        check_python_big(pybig)
     with tempfile.TemporaryDirectory() as tmp:
         check_decoder_rejects(a.pprofdump, tmp)
 

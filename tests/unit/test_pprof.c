@@ -4,7 +4,8 @@
  *
  * Usage: unit_pprof OUTDIR
  * Files: cpu.pb.gz (pprof_encode + fileio_write_atomic), cpu.pb (pprof_encode without gzip),
- *        mem.pb.gz, big.pb.gz (16000 distinct stacks of 64 frames). */
+ *        mem.pb.gz, big.pb.gz (16000 distinct stacks of 64 frames), py.pb and py.pb.gz
+ *        (Python frames: file and line, no address), pybig.pb.gz (16000 Python stacks). */
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -16,8 +17,16 @@
 
 #define CPU_PERIOD (1000000000LL / 97) /* 97 Hz sampling, the eBPF CPU collector's default */
 
+/* A native frame: a PC in a mapping, no source file or line. */
+#define NATIVE(fn, pc, map) { .function = (fn), .address = (pc), .mapping_id = (map) }
+/* A Python frame: a function in a file, at a line; no address, no mapping. */
+#define PY(fn, file, ln, start) { .function = (fn), .filename = (file), .line = (ln), \
+				  .start_line = (start) }
+
 static const char *outdir;
-static const char *const outputs[] = { "cpu.pb", "cpu.pb.gz", "mem.pb.gz", "big.pb.gz" };
+static const char *const outputs[] = {
+	"cpu.pb", "cpu.pb.gz", "mem.pb.gz", "big.pb.gz", "py.pb", "py.pb.gz", "pybig.pb.gz",
+};
 
 static char *out_path(const char *name)
 {
@@ -100,21 +109,21 @@ static void test_cpu(void)
 
 	{
 		const struct pprof_frame s1[] = {
-			{ "hot_alpha", 0x401100, m_app }, { "main", 0x401000, m_app } };
+			NATIVE("hot_alpha", 0x401100, m_app), NATIVE("main", 0x401000, m_app) };
 		const struct pprof_frame s2[] = {
-			{ "memcpy", 0x7f0000001000, m_libc }, { "hot_beta", 0x401200, m_app },
-			{ "main", 0x401000, m_app } };
+			NATIVE("memcpy", 0x7f0000001000, m_libc), NATIVE("hot_beta", 0x401200, m_app),
+			NATIVE("main", 0x401000, m_app) };
 		const struct pprof_frame s3[] = {
-			{ "ns::Vec<int, std::less<int> >::at(int&) const && \"q\"", 0x401300, m_app },
-			{ "main", 0x401000, m_app } };
-		const struct pprof_frame s4[] = { { "[other]", 0, 0 } };
+			NATIVE("ns::Vec<int, std::less<int> >::at(int&) const && \"q\"", 0x401300, m_app),
+			NATIVE("main", 0x401000, m_app) };
+		const struct pprof_frame s4[] = { NATIVE("[other]", 0, 0) };
 		const struct pprof_frame s5[] = {
-			{ "hot_alpha", 0x401104, m_app }, { "main", 0x401000, m_app } };
+			NATIVE("hot_alpha", 0x401104, m_app), NATIVE("main", 0x401000, m_app) };
 		const struct pprof_frame s6[] = {
-			{ "bad\xff" "name\xc3", 0x401400, m_app }, { "main", 0x401000, m_app } };
-		const struct pprof_frame s7[] = { { "main", 0x401000, m_app } };
-		const struct pprof_frame bad_mapping[] = { { "main", 0x401000, 3 } };
-		const struct pprof_frame no_name[] = { { NULL, 0x401000, m_app } };
+			NATIVE("bad\xff" "name\xc3", 0x401400, m_app), NATIVE("main", 0x401000, m_app) };
+		const struct pprof_frame s7[] = { NATIVE("main", 0x401000, m_app) };
+		const struct pprof_frame bad_mapping[] = { NATIVE("main", 0x401000, 3) };
+		const struct pprof_frame no_name[] = { NATIVE(NULL, 0x401000, m_app) };
 		int64_t v = CPU_PERIOD;
 
 		/* duplicates interleaved with other stacks must still merge into their first sample */
@@ -195,8 +204,10 @@ static void test_memory(void)
 	m = pprof_add_mapping(b, &app);
 	CHECK_INT(m, 1);
 	{
-		const struct pprof_frame a[] = { { "site_a", 0x401010, m }, { "main", 0x401000, m } };
-		const struct pprof_frame c[] = { { "site_b", 0x401020, m }, { "main", 0x401000, m } };
+		const struct pprof_frame a[] = {
+			NATIVE("site_a", 0x401010, m), NATIVE("main", 0x401000, m) };
+		const struct pprof_frame c[] = {
+			NATIVE("site_b", 0x401020, m), NATIVE("main", 0x401000, m) };
 		const int64_t va[] = { 1, 64, 1, 64 };
 		const int64_t vc[] = { 3, 3000, 0, 0 };
 
@@ -238,9 +249,7 @@ static void test_big(void)
 			unsigned fn = (unsigned)i * 251 + (unsigned)(s * (i + 1)) % 251;
 
 			snprintf(names[i], sizeof(names[i]), "fn_%u", fn);
-			frames[i].function = names[i];
-			frames[i].address = 0x400000 + (uint64_t)fn * 16;
-			frames[i].mapping_id = m;
+			frames[i] = (struct pprof_frame)NATIVE(names[i], 0x400000 + (uint64_t)fn * 16, m);
 		}
 		frames[0].address += (uint64_t)s << 20; /* leaf unique per stack: 16000 stacks */
 		frames[0].mapping_id = 0;
@@ -249,6 +258,107 @@ static void test_big(void)
 	CHECK_INT(err, 0);
 	CHECK_INT(pprof_sample_count(b), 16000);
 	path = out_path("big.pb.gz");
+	CHECK(path != NULL);
+	CHECK_INT(write_profile(b, path), 0);
+	free(path);
+	pprof_builder_free(b);
+}
+
+/* The Python profile whose exact decoded content check_pprof.py asserts: "run" in two files is
+ * two functions, "run" at two lines of one file is one function at two locations, a function
+ * defined again lower in its file is another function, and a native frame under Python keeps
+ * its address and mapping. */
+static void test_python(void)
+{
+	const struct pprof_value_type cpu = { "cpu", "nanoseconds" };
+	const struct pprof_mapping_desc libc = {
+		.start = 0x7f0000000000, .limit = 0x7f0000200000, .file_offset = 0x28000,
+		.file = "/usr/lib/x86_64-linux-gnu/libc.so.6", .build_id = "fedcba9876543210",
+	};
+	struct pprof_builder *b = NULL;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	uint32_t m;
+	char *path;
+	int err;
+
+	err = pprof_builder_new(&cpu, 1, &cpu, CPU_PERIOD, &b);
+	CHECK_INT(err, 0);
+	if (err)
+		return;
+	m = pprof_add_mapping(b, &libc);
+	CHECK_INT(m, 1);
+	{
+		const struct pprof_frame p1[] = {
+			PY("run", "/app/a.py", 10, 5), PY("<module>", "/app/main.py", 3, 1) };
+		const struct pprof_frame p2[] = {
+			PY("run", "/app/b.py", 20, 18), PY("<module>", "/app/main.py", 3, 1) };
+		const struct pprof_frame p3[] = {
+			PY("run", "/app/a.py", 12, 5), PY("<module>", "/app/main.py", 3, 1) };
+		const struct pprof_frame p4[] = {
+			PY("read", "/app/caf\xe9.py", 7, 6), PY("<module>", "/app/main.py", 4, 1) };
+		const struct pprof_frame p4_sanitized[] = {
+			PY("read", "/app/caf?.py", 7, 6), PY("<module>", "/app/main.py", 4, 1) };
+		const struct pprof_frame p5[] = {
+			NATIVE("memcpy", 0x7f0000001000, m), PY("run", "/app/a.py", 10, 5),
+			PY("<module>", "/app/main.py", 3, 1) };
+		const struct pprof_frame p6[] = {
+			PY("run", "/app/a.py", 40, 38), PY("<module>", "/app/main.py", 5, 1) };
+
+		CHECK_INT(add_n(b, p1, 2, 1, CPU_PERIOD), 0);
+		CHECK_INT(add_n(b, p2, 2, 1, CPU_PERIOD), 0);
+		CHECK_INT(add_n(b, p1, 2, 1, CPU_PERIOD), 0);
+		CHECK_INT(add_n(b, p3, 2, 1, CPU_PERIOD), 0);
+		CHECK_INT(add_n(b, p4, 2, 1, CPU_PERIOD), 0);
+		/* an invalid filename is stored sanitized: the same raw bytes again, and the
+		 * sanitized name, are the same frames */
+		CHECK_INT(add_n(b, p4, 2, 1, CPU_PERIOD), 0);
+		CHECK_INT(add_n(b, p4_sanitized, 2, 1, CPU_PERIOD), 0);
+		CHECK_INT(add_n(b, p5, 3, 1, CPU_PERIOD), 0);
+		CHECK_INT(add_n(b, p6, 2, 1, CPU_PERIOD), 0);
+		CHECK_INT(pprof_sample_count(b), 6);
+	}
+	CHECK_INT(pprof_encode(b, false, &buf, &len), 0);
+	if (buf)
+		CHECK_INT(write_bytes("py.pb", buf, len), 0);
+	free(buf);
+	path = out_path("py.pb.gz");
+	CHECK(path != NULL);
+	CHECK_INT(write_profile(b, path), 0);
+	free(path);
+	pprof_builder_free(b);
+}
+
+/* 16000 distinct Python stacks of 32 frames, all at address 0 without a mapping, so the
+ * location index holds ~24000 entries that differ only by function, file and line. */
+static void test_python_big(void)
+{
+	const struct pprof_value_type cpu = { "cpu", "nanoseconds" };
+	struct pprof_frame frames[32];
+	struct pprof_builder *b = NULL;
+	char names[32][32], files[32][32];
+	char *path;
+	int err;
+
+	err = pprof_builder_new(&cpu, 1, &cpu, CPU_PERIOD, &b);
+	CHECK_INT(err, 0);
+	if (err)
+		return;
+	for (int s = 0; s < 16000 && !err; s++) {
+		for (int i = 0; i < 32; i++) {
+			/* frame i of stack s: function i of 32 (one per file), at one of 251 lines */
+			int64_t line = 100 + (s * (i + 1)) % 251;
+
+			snprintf(names[i], sizeof(names[i]), "fn_%d", i);
+			snprintf(files[i], sizeof(files[i]), "/app/mod_%d.py", i);
+			frames[i] = (struct pprof_frame)PY(names[i], files[i], line, 100);
+		}
+		frames[0].line = 1000 + s; /* leaf line unique per stack: 16000 stacks */
+		err = pprof_add_sample(b, frames, 32, &(int64_t){ CPU_PERIOD });
+	}
+	CHECK_INT(err, 0);
+	CHECK_INT(pprof_sample_count(b), 16000);
+	path = out_path("pybig.pb.gz");
 	CHECK(path != NULL);
 	CHECK_INT(write_profile(b, path), 0);
 	free(path);
@@ -291,5 +401,7 @@ int main(int argc, char **argv)
 	test_cpu();
 	test_memory();
 	test_big();
+	test_python();
+	test_python_big();
 	return check_exit("test_pprof");
 }

@@ -75,8 +75,12 @@ static struct upload *make_upload(int64_t from_ns, int hits, const char *const *
 	pprof_set_time(b, from_ns, 10 * SEC);
 	mid = pprof_add_mapping(b, &m);
 	{
-		struct pprof_frame hot[] = { { "hot", 0x401000, mid }, { "main", 0x400100, mid } };
-		struct pprof_frame cold[] = { { "cold", 0x402000, mid }, { "main", 0x400200, mid } };
+		struct pprof_frame hot[] = {
+			{ .function = "hot", .address = 0x401000, .mapping_id = mid },
+			{ .function = "main", .address = 0x400100, .mapping_id = mid } };
+		struct pprof_frame cold[] = {
+			{ .function = "cold", .address = 0x402000, .mapping_id = mid },
+			{ .function = "main", .address = 0x400200, .mapping_id = mid } };
 		int64_t v = (int64_t)hits * CPU_PERIOD;
 
 		if (pprof_add_sample(b, hot, 2, &v) || pprof_add_sample(b, cold, 2, &v))

@@ -1,5 +1,6 @@
-/* stackagg: merging, and folding into "[other]" under the sample and byte limits. Writes the
- * profiles into the directory given as argv[1]; check_stackagg.py decodes them with pprofdump. */
+/* stackagg: merging, folding into "[other]" under the sample and byte limits, and Python frames
+ * kept apart by file and line. Writes the profiles into the directory given as argv[1];
+ * check_stackagg.py decodes them with pprofdump. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,8 +26,9 @@ int main(int argc, char **argv)
 	struct stackagg_profile p = {
 		.types = &cpu, .period_type = &cpu, .period = 10000000, .time_nanos = 1, .duration_nanos = 1,
 	};
-	char name[64], mod[] = "/usr/bin/app";
+	char name[64], mod[] = "/usr/bin/app", file_a[] = "/app/a.py";
 	struct sym_frame f[3];
+	const char *svg_run;
 	int64_t v;
 
 	if (argc < 2)
@@ -95,6 +97,43 @@ int main(int argc, char **argv)
 	CHECK_INT(stackagg_build(a, &p, &(struct flamegraph_view){ .title = "CPU: test", .divisor = 1 }, &r), 0);
 	CHECK_INT(r.folded, 0);
 	CHECK(r.svg && r.svg_len > 0 && strstr((const char *)r.svg, "<svg") != NULL);
+	stackagg_result_fini(&r);
+	stackagg_free(a);
+
+	/* Python frames: "run" in two files, and "run" at two lines of one file, are separate
+	 * frames; the same frame from another copy of its strings merges; a native leaf under
+	 * Python keeps its mapping. check_stackagg.py reads the functions and lines back. */
+	CHECK_INT(stackagg_new(1, &a), 0);
+	symframe_source(&f[0], "run", "/app/a.py", 10, 5);
+	symframe_source(&f[1], "<module>", "/app/main.py", 3, 1);
+	v = 1;
+	CHECK_INT(stackagg_add(a, f, 2, &v), 0);
+	symframe_source(&f[0], "run", "/app/a.py", 12, 5);
+	v = 2;
+	CHECK_INT(stackagg_add(a, f, 2, &v), 0);
+	symframe_source(&f[0], "run", "/app/b.py", 20, 18);
+	v = 4;
+	CHECK_INT(stackagg_add(a, f, 2, &v), 0);
+	symframe_source(&f[0], "run", file_a, 10, 5);
+	v = 8;
+	CHECK_INT(stackagg_add(a, f, 2, &v), 0);
+	CHECK_INT(stackagg_count(a), 3);
+	f[2] = f[1];
+	symframe_source(&f[1], "run", "/app/a.py", 10, 5);
+	f[0] = (struct sym_frame){ .name = "memcpy", .address = 0x1010, .module = mod,
+				   .map_start = 0x1000, .map_end = 0x2000 };
+	v = 16;
+	CHECK_INT(stackagg_add(a, f, 3, &v), 0);
+	CHECK_INT(stackagg_count(a), 4);
+	CHECK_INT(stackagg_build(a, &p, &(struct flamegraph_view){ .title = "CPU: py", .divisor = 1 },
+				 &r), 0);
+	CHECK_INT(r.samples, 4);
+	CHECK_INT(r.folded, 0);
+	/* the flame graph is by name: run's four frames are one box under <module> */
+	svg_run = r.svg ? strstr((const char *)r.svg, "<title>run (31 samples") : NULL;
+	CHECK(svg_run != NULL);
+	CHECK(svg_run && !strstr(svg_run + 1, "<title>run ("));
+	write_result(argv[1], "python", &r);
 	stackagg_result_fini(&r);
 	stackagg_free(a);
 	return check_exit("stackagg");

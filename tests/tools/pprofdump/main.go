@@ -28,11 +28,20 @@ type mappingOut struct {
 	HasFunctions bool   `json:"has_functions"`
 }
 
+// frameOut is one line of a location: the function and where in its source the sample was.
+type frameOut struct {
+	Name      string `json:"name"`
+	File      string `json:"file"`       // Function.filename, "" when none
+	Line      int64  `json:"line"`       // Line.line, 0 when unknown
+	StartLine int64  `json:"start_line"` // Function.start_line, 0 when unknown
+}
+
 type sampleOut struct {
-	Stack     []string `json:"stack"`     // function names, leaf first, inlined lines expanded
-	Values    []int64  `json:"values"`    // one per sample type
-	Addresses []uint64 `json:"addresses"` // one per location, leaf first
-	Mappings  []uint64 `json:"mappings"`  // mapping id per location, 0 for none
+	Stack     []string   `json:"stack"`     // function names, leaf first, inlined lines expanded
+	Frames    []frameOut `json:"frames"`    // the same lines as stack, in the same order
+	Values    []int64    `json:"values"`    // one per sample type
+	Addresses []uint64   `json:"addresses"` // one per location, leaf first
+	Mappings  []uint64   `json:"mappings"`  // mapping id per location, 0 for none
 }
 
 type dump struct {
@@ -133,7 +142,7 @@ func run(path string) error {
 		d.Mappings = append(d.Mappings, mappingOut{m.ID, m.Start, m.Limit, m.Offset, m.File, m.BuildID, m.HasFunctions})
 	}
 	for _, s := range p.Sample {
-		o := sampleOut{Stack: []string{}, Values: s.Value, Addresses: []uint64{}, Mappings: []uint64{}}
+		o := sampleOut{Stack: []string{}, Frames: []frameOut{}, Values: s.Value, Addresses: []uint64{}, Mappings: []uint64{}}
 		if o.Values == nil {
 			o.Values = []int64{}
 		}
@@ -146,6 +155,7 @@ func run(path string) error {
 			o.Mappings = append(o.Mappings, mid)
 			for _, ln := range l.Line {
 				o.Stack = append(o.Stack, ln.Function.Name)
+				o.Frames = append(o.Frames, frameOut{ln.Function.Name, ln.Function.Filename, ln.Line, ln.Function.StartLine})
 			}
 		}
 		d.Samples = append(d.Samples, o)
