@@ -612,8 +612,6 @@ static void drain(struct pipeline *pl)
 	struct symbolizer_stats ss;
 
 	(void)cpu_collector_drain(pl->cc, on_stack, pl);
-	if (pl->ac && pl->py)
-		alloc_collector_visit_python(pl->ac, warm_python, pl);
 	/* Allocation samples are symbolized at the interval's end: keep exited processes' maps
 	 * until then. */
 	if (!pl->ac)
@@ -1045,7 +1043,7 @@ static bool child_done(struct pipeline *pl)
 }
 
 /* One wait for whichever comes first: a process event, a sampled allocation, a due refresh,
- * the next drain, the command's exit (checked every 100 ms). */
+ * the next drain, the command's exit (checked every 100 ms), 100 ms with Python processes. */
 static int wait_events(struct pipeline *pl, int64_t next_drain)
 {
 	int64_t now = util_now_ns(CLOCK_MONOTONIC), wait = next_drain - now;
@@ -1053,6 +1051,14 @@ static int wait_events(struct pipeline *pl, int64_t next_drain)
 
 	if (pl->o.policy == PIPELINE_COMMAND && wait > 100 * 1000000LL)
 		wait = 100 * 1000000LL;
+	if (pl->py && wait > 100 * 1000000LL) {
+		/* Python processes: their samples' code objects are read within 100 ms. */
+		struct pyresolve_stats ps;
+
+		pyresolve_get_stats(pl->py, &ps);
+		if (ps.processes)
+			wait = 100 * 1000000LL;
+	}
 	if (due >= 0 && wait > due * 1000000LL)
 		wait = due * 1000000LL;
 	ms = wait > 0 ? (int)(wait / 1000000) + 1 : 0;
@@ -1125,6 +1131,13 @@ int pipeline_run(struct pipeline *pl, const struct pipeline_hooks *hooks)
 		run_due_refreshes(pl);
 		if (pl->ac)
 			(void)alloc_collector_poll(pl->ac, 0);
+		if (pl->py) {
+			/* Code objects are read while their processes live: a process may exit
+			 * before the next drain symbolizes its samples. */
+			cpu_collector_visit_python(pl->cc, warm_python, pl);
+			if (pl->ac)
+				alloc_collector_visit_python(pl->ac, warm_python, pl);
+		}
 		now = util_now_ns(CLOCK_MONOTONIC);
 		if (now >= next_drain) {
 			drain(pl);

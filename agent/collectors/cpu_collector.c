@@ -53,7 +53,7 @@ struct cpu_collector {
 	unsigned sample_rate;
 	unsigned count_entries;
 	unsigned stack_entries;
-	/* Event callback of the poll in progress (ring_buffer__new takes one fixed callback). */
+	/* Event callback of the last poll (ring_buffer__new takes one fixed callback). */
 	cpu_event_fn event_fn;
 	void *event_ctx;
 	/* Drain scratch: keys and values of one counts map. */
@@ -63,6 +63,7 @@ struct cpu_collector {
 	struct unwinder *unwinder;
 	struct pending_stack *pending;
 	size_t npending, cap_pending;
+	size_t nvisited; /* pending stacks cpu_collector_visit_python() has shown */
 	__u32 pending_index[PENDING_INDEX];
 	unsigned unwind_budget;
 	bool dwarf_first;
@@ -462,14 +463,11 @@ int cpu_collector_epoll_fd(struct cpu_collector *c)
 
 int cpu_collector_poll(struct cpu_collector *c, int timeout_ms, cpu_event_fn fn, void *ctx)
 {
-	int n;
-
+	/* Kept after the poll: the drain consumes the same rings, and an event it finds there
+	 * (an exit, a first sample) must still reach the caller. */
 	c->event_fn = fn;
 	c->event_ctx = ctx;
-	n = ring_buffer__poll(c->rb, timeout_ms);
-	c->event_fn = NULL;
-	c->event_ctx = NULL;
-	return n;
+	return ring_buffer__poll(c->rb, timeout_ms);
 }
 
 
@@ -568,6 +566,7 @@ int cpu_collector_drain(struct cpu_collector *c, cpu_stack_fn fn, void *ctx)
 	}
 	n += (int)c->npending;
 	c->npending = 0;
+	c->nvisited = 0;
 	memset(c->pending_index, 0, sizeof(c->pending_index));
 	return n;
 }
@@ -588,6 +587,19 @@ int cpu_collector_set_dwarf(struct cpu_collector *c, pid_t tgid, bool dwarf)
 	if (bpf_map_update_elem(fd, &key, &t, BPF_EXIST))
 		return -errno;
 	return 0;
+}
+
+void cpu_collector_visit_python(struct cpu_collector *c, cpu_python_fn fn, void *ctx)
+{
+	/* Samples wake nobody (see stack_snapshot.bpf.h): take what the ring holds. */
+	(void)ring_buffer__consume(c->rb);
+	for (; c->nvisited < c->npending; c->nvisited++) {
+		const struct pending_stack *p = &c->pending[c->nvisited];
+
+		if (p->npy)
+			fn(ctx, (pid_t)p->key.tgid,
+			   (const struct ember_py_frame *)(p->pcs + p->nuser + p->nkernel), p->npy);
+	}
 }
 
 int cpu_collector_set_python(struct cpu_collector *c, pid_t tgid, const struct ember_py_proc *pp)

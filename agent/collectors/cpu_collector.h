@@ -54,8 +54,9 @@ int cpu_collector_add_target(struct cpu_collector *c, pid_t tgid, __u32 service_
 int cpu_collector_remove_target(struct cpu_collector *c, pid_t tgid);
 
 typedef void (*cpu_event_fn)(void *ctx, const struct ember_event *e);
-/* Waits up to timeout_ms for process events and calls fn for each. Returns the number of
- * events, 0 on timeout, or -errno (-EINTR when interrupted by a signal). */
+/* Waits up to timeout_ms for process events and calls fn for each (and for any event that
+ * cpu_collector_drain() finds later). Returns the number of events, 0 on timeout, or -errno
+ * (-EINTR when interrupted by a signal). */
 int cpu_collector_poll(struct cpu_collector *c, int timeout_ms, cpu_event_fn fn, void *ctx);
 /* A descriptor that polls readable when process events or snapshots wait (to wait on it
  * together with other sources, then call cpu_collector_poll with timeout 0). */
@@ -91,6 +92,12 @@ int cpu_collector_set_dwarf(struct cpu_collector *c, pid_t tgid, bool dwarf);
  * EMBER_TARGET_PYTHON flag): from its next sample on, samples carry its Python frames. An exec
  * clears the flag (the new image is described again). 0, -ENOENT (not a target) or -errno. */
 int cpu_collector_set_python(struct cpu_collector *c, pid_t tgid, const struct ember_py_proc *pp);
+
+/* Consumes the rings (events go to the last poll's callback), then shows the Python frames of
+ * each stack that arrived since the last call (or drain), so the caller can resolve their code objects while the process lives
+ * (stacks are symbolized at the next drain, when it may be gone). */
+typedef void (*cpu_python_fn)(void *ctx, pid_t tgid, const struct ember_py_frame *py, size_t npy);
+void cpu_collector_visit_python(struct cpu_collector *c, cpu_python_fn fn, void *ctx);
 
 /* The process is gone: the unwinder lets go of it. (A change of its maps needs no call here:
  * the unwinder shares the symbolizer's per-process cache, which symbolizer_refresh() marks.) */

@@ -187,7 +187,8 @@ static void describe(struct pyresolve *r, struct proccache_proc *p, struct pypro
 		if (!pp->info.runtime)
 			continue; /* the data segment is not mapped (yet) */
 		pp->err = 0;
-		log_debug("python: pid %d: CPython %u.%u in %s, _PyRuntime at 0x%llx", (int)p->pid,
+		if (!p->gone)
+			log_debug("python: pid %d: CPython %u.%u in %s, _PyRuntime at 0x%llx", (int)p->pid,
 			  pp->info.off.version_hex >> 24, (pp->info.off.version_hex >> 16) & 0xff,
 			  m->path, (unsigned long long)pp->info.runtime);
 		return;
@@ -198,13 +199,13 @@ static void describe(struct pyresolve *r, struct proccache_proc *p, struct pypro
 static struct pyproc *get_proc(struct pyresolve *r, pid_t pid)
 {
 	struct proccache_proc *p = proccache_find(r->pc, pid);
-	struct pyproc *pp;
+	struct pyproc *pp, *old;
 
 	if (!p)
 		return NULL;
-	pp = p->slots[PROCCACHE_SLOT_INTERP].data;
-	if (pp && pp->gen == p->gen)
-		return pp;
+	old = p->slots[PROCCACHE_SLOT_INTERP].data;
+	if (old && old->gen == p->gen)
+		return old;
 	pp = calloc(1, sizeof(*pp));
 	if (!pp)
 		return NULL;
@@ -214,6 +215,15 @@ static struct pyproc *get_proc(struct pyresolve *r, pid_t pid)
 	if (!pp->err) {
 		pp->live = &r->stats.processes;
 		r->stats.processes++;
+		/* A new capture of the same interpreter (a dlopen, a re-read at exit): the code
+		 * objects read so far stay, the keys still guard every use. */
+		if (old && !old->err && old->info.runtime == pp->info.runtime &&
+		    old->info.off.version_hex == pp->info.off.version_hex) {
+			pp->codes = old->codes;
+			pp->ncodes = old->ncodes;
+			pp->table_bytes = old->table_bytes;
+			old->codes = NULL;
+		}
 	}
 	proccache_slot_set(&p->slots[PROCCACHE_SLOT_INTERP], pp, free_pyproc);
 	return pp;
@@ -385,6 +395,8 @@ int pyresolve_frame(struct pyresolve *r, pid_t pid, const struct ember_py_frame 
 		}
 		if (err) {
 			r->stats.unreadable++;
+			log_debug("python: pid %d: code object at 0x%llx: %s", (int)pid,
+				  (unsigned long long)addr, strerror(-err));
 			return err;
 		}
 	}
