@@ -82,6 +82,7 @@ _Static_assert(sizeof(struct ember_event) == 40, "ember_event layout");
 #define EMBER_PY_MAX_THREADS 1024 /* thread states compared per lookup of a new thread */
 #define EMBER_PY_MAX_INTERPS 8    /* interpreters (subinterpreters) searched */
 #define EMBER_PY_NO_OFFSET 0xffff /* a field the version does not have */
+#define EMBER_PY_CODE_TTL_MS 50   /* a code object's key is read again after this (python.bpf.h) */
 
 /* How a version marks the frame where C entered the eval loop (a run of Python frames ends). */
 enum ember_py_entry {
@@ -112,7 +113,7 @@ struct ember_py_proc {
 	__u16 cframe_current_frame; /* 3.11/12: in the _PyCFrame; else EMBER_PY_NO_OFFSET */
 	__u16 frame_previous, frame_code, frame_instr, frame_entry;
 	__u16 code_firstlineno, code_filename, code_name, code_qualname, code_linetable;
-	__u16 pad2;
+	__u16 frame_func;         /* the frame's function object (3.11+), else EMBER_PY_NO_OFFSET */
 };
 _Static_assert(sizeof(struct ember_py_proc) == 48, "ember_py_proc layout");
 

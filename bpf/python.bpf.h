@@ -15,8 +15,11 @@
  * most once a second.
  *
  * Cost per sample of a Python thread whose state is cached: one map lookup, one read of the
- * thread state (3.11/3.12: two), then per frame one read of the frame and one of its code
- * object (for the validation key). Names and lines are the agent's work. Every read may fail
+ * thread state (3.11/3.12: two); on 3.11+ one read of up to 8 KiB of the data stack below the
+ * current frame, which holds the frames of most chains (3.10, generators and frames past it:
+ * one read each); per code object one read for its validation key, reused by this CPU for
+ * EMBER_PY_CODE_TTL_MS for the same code and function objects. Names and lines are the
+ * agent's work. Every read may fail
  * (frames popped meanwhile, garbage pointers, an exiting process): the walk then stops and
  * says so in the status; it never follows more than EMBER_PY_MAX_FRAMES frames. */
 #ifndef EMBER_PYTHON_BPF_H
@@ -30,6 +33,17 @@ struct ember_py_thread {
 	__u32 pad;
 };
 
+/* A code object's key as this CPU read it lately, with the function object the frame ran
+ * it for. */
+struct ember_py_code_slot {
+	__u64 code;
+	__u64 func;
+	__u32 key;
+	__u32 stamp_ms; /* when it was read (bpf_ktime_get_ns() >> 20) */
+};
+#define EMBER_PY_CODE_SLOTS 256 /* a power of two */
+#define EMBER_PY_BULK 8192      /* bytes of 3.11+ data stack read at once (a power of two) */
+
 /* One CPU's working memory. */
 struct ember_py_scratch {
 	struct ember_py_proc proc;
@@ -37,6 +51,12 @@ struct ember_py_scratch {
 	__u8 frame[EMBER_PY_FRAME_READ];
 	__u8 code[EMBER_PY_CODE_READ];
 	struct ember_py_stack stack;
+	/* 3.11+: the frames below the current one, in one read: [bulk_base, bulk_base+bulk_len) */
+	__u8 bulk[EMBER_PY_BULK];
+	__u64 bulk_base;
+	__u32 bulk_len;
+	__u32 now_ms;
+	struct ember_py_code_slot codes[EMBER_PY_CODE_SLOTS];
 };
 
 struct {
@@ -162,8 +182,9 @@ static long ember_py_frame_step(__u64 i, void *arg)
 	struct ember_py_fwalk *w = arg;
 	struct ember_py_scratch *s;
 	const struct ember_py_proc *p;
+	struct ember_py_code_slot *cs;
 	struct ember_py_frame *f;
-	__u64 prev, code, flags = 0;
+	__u64 prev, code, func, flags = 0;
 	__s32 instr;
 	__u32 z = 0, n;
 
@@ -183,9 +204,20 @@ static long ember_py_frame_step(__u64 i, void *arg)
 		return 1;
 	}
 	f = &s->stack.frames[n];
-	/* 3.11+ frames are 80 bytes and may end a data-stack chunk: read less on failure. */
-	if (bpf_probe_read_user(s->frame, sizeof(s->frame), (void *)w->frame) &&
-	    bpf_probe_read_user(s->frame, 80, (void *)w->frame)) {
+	if (w->frame >= s->bulk_base && s->bulk_len >= sizeof(s->frame) &&
+	    w->frame - s->bulk_base <= s->bulk_len - sizeof(s->frame)) {
+		/* In the data stack read at the start: no read of its own. */
+		__u32 off = (__u32)(w->frame - s->bulk_base);
+
+		barrier_var(off);
+		if (off > EMBER_PY_BULK - sizeof(s->frame)) {
+			w->status = EMBER_PY_UNREADABLE;
+			return 1;
+		}
+		__builtin_memcpy(s->frame, s->bulk + off, sizeof(s->frame));
+	} else if (bpf_probe_read_user(s->frame, sizeof(s->frame), (void *)w->frame) &&
+		   bpf_probe_read_user(s->frame, 80, (void *)w->frame)) {
+		/* 3.11+ frames are 80 bytes and may end a data-stack chunk: read less on failure. */
 		w->status = EMBER_PY_UNREADABLE;
 		return 1;
 	}
@@ -217,7 +249,16 @@ static long ember_py_frame_step(__u64 i, void *arg)
 
 		instr = (d < -65536 || d > (1LL << 30)) ? (__s32)0x80000000 : (__s32)d;
 	}
-	if (bpf_probe_read_user(s->code, sizeof(s->code), (void *)code)) {
+	/* The key: read from the code object, or taken from this CPU's last read of the same
+	 * code object run by the same function object less than EMBER_PY_CODE_TTL_MS ago. The
+	 * frame holds a reference to both, so for another object to sit at both addresses they
+	 * must both have been freed and reallocated in between. */
+	func = EMBER_PY_LD(s->frame, p->frame_func, __u64) & ~(__u64)p->code_tag_mask;
+	cs = &s->codes[(__u32)(((code ^ (func << 7)) >> 4) * 2654435761ULL >> 16) &
+		       (EMBER_PY_CODE_SLOTS - 1)];
+	if (cs->code == code && cs->func == func && s->now_ms - cs->stamp_ms < EMBER_PY_CODE_TTL_MS) {
+		f->key = cs->key;
+	} else if (bpf_probe_read_user(s->code, sizeof(s->code), (void *)code)) {
 		f->key = 0;
 		flags |= EMBER_PYF_NO_CODE;
 	} else {
@@ -226,6 +267,10 @@ static long ember_py_frame_step(__u64 i, void *arg)
 					   EMBER_PY_LD(s->code, p->code_name, __u64),
 					   EMBER_PY_LD(s->code, p->code_qualname, __u64),
 					   EMBER_PY_LD(s->code, p->code_linetable, __u64));
+		cs->code = code;
+		cs->func = func;
+		cs->key = f->key;
+		cs->stamp_ms = s->now_ms;
 	}
 	f->code = code | flags;
 	f->instr = instr;
@@ -265,6 +310,26 @@ static __always_inline struct ember_py_stack *ember_py_walk(__u32 tgid)
 	    bpf_probe_read_user(&frame, sizeof(frame), (void *)(frame + s->proc.cframe_current_frame))) {
 		s->stack.status = EMBER_PY_UNREADABLE;
 		return &s->stack;
+	}
+	s->now_ms = (__u32)(bpf_ktime_get_ns() >> 20);
+	s->bulk_len = 0;
+	s->bulk_base = 0;
+	if (frame && s->proc.instr_kind != EMBER_PY_INSTR_LASTI) {
+		/* 3.11+ frames are pushed on a data stack, callers below callees: one read takes
+		 * most of a chain. Where it would cross the start of the chunk, read less. */
+		__u32 len = EMBER_PY_BULK;
+
+		for (int i = 0; i < 4; i++) {
+			barrier_var(len);
+			if (len > EMBER_PY_BULK || frame + EMBER_PY_FRAME_READ < len)
+				break;
+			if (!bpf_probe_read_user(s->bulk, len, (void *)(frame + EMBER_PY_FRAME_READ - len))) {
+				s->bulk_base = frame + EMBER_PY_FRAME_READ - len;
+				s->bulk_len = len;
+				break;
+			}
+			len /= 2;
+		}
 	}
 	w.frame = frame;
 	bpf_loop(EMBER_PY_MAX_FRAMES + 1, ember_py_frame_step, &w, 0);

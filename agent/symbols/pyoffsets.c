@@ -47,15 +47,15 @@ static int finish(struct pyoffsets *o)
 		o->interp_threads_head, o->interp_id, o->tstate_next, o->tstate_interp,
 		o->tstate_frame, o->cframe_current_frame, o->tstate_thread_id,
 		o->tstate_native_thread_id, o->frame_previous, o->frame_code, o->frame_instr,
-		o->frame_is_entry, o->frame_owner, o->code_firstlineno, o->code_filename,
-		o->code_name, o->code_qualname, o->code_linetable, o->code_code_adaptive,
+		o->frame_is_entry, o->frame_owner, o->frame_func, o->code_firstlineno,
+		o->code_filename, o->code_name, o->code_qualname, o->code_linetable, o->code_code_adaptive,
 		o->code_code, o->object_type, o->unicode_length, o->unicode_state,
 		o->unicode_ascii_data, o->unicode_compact_data, o->bytes_size, o->bytes_sval,
 	};
 	const uint32_t tstate[] = { o->tstate_next, o->tstate_interp, o->tstate_frame,
 				    o->tstate_thread_id, o->tstate_native_thread_id };
 	const uint32_t frame[] = { o->frame_previous, o->frame_code, o->frame_instr,
-				   o->frame_is_entry, o->frame_owner };
+				   o->frame_is_entry, o->frame_owner, o->frame_func };
 	const uint32_t code[] = { o->code_firstlineno, o->code_filename, o->code_name,
 				  o->code_qualname, o->code_linetable, o->code_code };
 
@@ -121,6 +121,7 @@ int pyoffsets_for_version(uint32_t version_hex, struct pyoffsets *ret)
 		o.frame_instr = 56;
 		o.frame_is_entry = 68;
 		o.frame_owner = 69;
+		o.frame_func = 0;
 		o.code_firstlineno = 72;
 		o.code_qualname = 128;
 		o.code_linetable = 136;
@@ -141,6 +142,7 @@ int pyoffsets_for_version(uint32_t version_hex, struct pyoffsets *ret)
 		o.frame_previous = 8;
 		o.frame_instr = 56;
 		o.frame_owner = 70;
+		o.frame_func = 16;
 		o.code_firstlineno = 68;
 		o.code_qualname = 128;
 		o.code_linetable = 136;
@@ -242,6 +244,7 @@ int pyoffsets_from_debug(const uint8_t *buf, size_t len, uint32_t version_hex,
 	err |= get_field(buf, len, l->frame, 2, &o.frame_code);
 	err |= get_field(buf, len, l->frame, 3, &o.frame_instr);
 	err |= get_field(buf, len, l->frame, 5, &o.frame_owner);
+	o.frame_func = 16; /* f_funcobj, right after previous: not in the debug offsets */
 	err |= get_field(buf, len, l->code, 1, &o.code_filename);
 	err |= get_field(buf, len, l->code, 2, &o.code_name);
 	err |= get_field(buf, len, l->code, 3, &o.code_qualname);

@@ -50,6 +50,8 @@ struct pyoffsets {
 	uint32_t frame_instr;		/* see instr_kind */
 	uint32_t frame_is_entry;	/* 3.11: bool */
 	uint32_t frame_owner;		/* 3.11+: char */
+	uint32_t frame_func;		/* 3.11 f_func, 3.12+ f_funcobj (3.14: tagged like the code);
+					 * not in _Py_DebugOffsets: 16 in 3.13.0 and 3.14.0 */
 	/* PyCodeObject */
 	uint32_t code_firstlineno;	/* int */
 	uint32_t code_filename;

@@ -154,6 +154,7 @@ int pystack_describe(const struct pyresolve_proc *info, struct ember_py_proc *re
 		.code_tag_mask = (__u8)o->frame_code_tag_mask,
 		.cframe_current_frame = EMBER_PY_NO_OFFSET,
 		.code_qualname = EMBER_PY_NO_OFFSET,
+		.frame_func = EMBER_PY_NO_OFFSET,
 	};
 	/* The thread-state search reads single fields at any offset below this. */
 	const uint32_t anywhere = 65535;
@@ -179,6 +180,8 @@ int pystack_describe(const struct pyresolve_proc *info, struct ember_py_proc *re
 		return -ENOTSUP;
 	if (o->cframe_current_frame != PYOFF_NONE &&
 	    !fits(o->cframe_current_frame, 8, anywhere, &p.cframe_current_frame))
+		return -ENOTSUP;
+	if (o->frame_func != PYOFF_NONE && !fits(o->frame_func, 8, 80, &p.frame_func))
 		return -ENOTSUP;
 	if (p.entry_kind == EMBER_PY_ENTRY_FLAG && !fits(o->frame_is_entry, 1, 80, &p.frame_entry))
 		return -ENOTSUP;
