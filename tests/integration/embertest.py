@@ -28,8 +28,8 @@ def require_root_bpf():
         skip("kernel has no BTF (/sys/kernel/btf/vmlinux)")
 
 
-def run_ember(args, timeout=120, check=True):
-    proc = subprocess.run([EMBER] + args, capture_output=True, text=True, timeout=timeout)
+def run_ember(args, timeout=120, check=True, env=None):
+    proc = subprocess.run([EMBER] + args, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"ember {' '.join(args)} exited {proc.returncode}\n"
                              f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
@@ -80,21 +80,21 @@ class Checker:
 SPLIT_FNS = ("hot_alpha", "hot_beta", "hot_gamma")
 
 
-def truth_split(text):
-    """The cpu_split fixture's own measurement (its last stdout line): percent of its CPU time
-    in each of hot_alpha, hot_beta, hot_gamma. About 60/30/10 on a quiet CPU."""
+def truth_split(text, fns=SPLIT_FNS):
+    """A fixture's own measurement (its last JSON line on stdout): percent of its CPU time in
+    each of fns. cpu_split: hot_alpha, hot_beta, hot_gamma, about 60/30/10 on a quiet CPU."""
     line = [l for l in text.strip().splitlines() if l.startswith("{")][-1]
     t = json.loads(line)
-    tot = sum(t[f] for f in SPLIT_FNS)
-    return {f: 100.0 * t[f] / tot for f in SPLIT_FNS}
+    tot = sum(t[f] for f in fns)
+    return {f: 100.0 * t[f] / tot for f in fns}
 
 
-def check_split(c, label, shares, truth):
+def check_split(c, label, shares, truth, fns=SPLIT_FNS, design=(60, 30, 10)):
     """shares: value per function from a profile; truth: truth_split(). Within +-5 points of
-    what the fixture measured, which itself must be close to its design (60/30/10 +-10)."""
-    tot = sum(shares[f] for f in SPLIT_FNS)
-    for f, design in zip(SPLIT_FNS, (60, 30, 10)):
+    what the fixture measured, which itself must be close to its design (+-10)."""
+    tot = sum(shares[f] for f in fns)
+    for f, want in zip(fns, design):
         got = 100.0 * shares[f] / tot if tot else 0.0
         c.check(abs(got - truth[f]) <= 5,
                 f"{label}: {f} holds {got:.1f}% (the fixture measured {truth[f]:.1f}% ± 5)")
-        c.check(abs(truth[f] - design) <= 10, f"{label}: the fixture ran near its design ({f} {truth[f]:.1f}% vs {design}%)")
+        c.check(abs(truth[f] - want) <= 10, f"{label}: the fixture ran near its design ({f} {truth[f]:.1f}% vs {want}%)")
