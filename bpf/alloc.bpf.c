@@ -164,8 +164,10 @@ static __always_inline void record(void *ctx, __u64 addr, __u64 size, __u64 inte
 }
 
 /* Entry of an allocator function. Returns 1 when the call was sampled (its return matters). */
-static __always_inline int on_entry(struct pt_regs *ctx, __u64 kind)
+static __always_inline int on_entry(struct pt_regs *ctx, __u64 cookie)
 {
+	__u64 kind = cookie & EMBER_ALLOC_KIND_MASK;
+	bool nests = cookie & EMBER_ALLOC_GLIBC_NESTS;
 	__u64 size, memptr = 0, id = bpf_get_current_pid_tgid();
 	struct pending p;
 	struct cpu_state *st;
@@ -184,13 +186,19 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u64 kind)
 	case EMBER_ALLOC_REALLOC:
 		if (PT_REGS_PARM1(ctx))
 			forget(id >> 32, PT_REGS_PARM1(ctx));
+		else if (nests)
+			return 0; /* glibc: realloc(NULL, n) is malloc(n), probed there */
 		size = PT_REGS_PARM2(ctx);
 		break;
 	case EMBER_ALLOC_POSIX_MEMALIGN:
+		if (nests && PT_REGS_PARM2(ctx) <= 16)
+			return 0; /* glibc: malloc(size), probed there */
 		memptr = PT_REGS_PARM1(ctx);
 		size = PT_REGS_PARM3(ctx);
 		break;
 	case EMBER_ALLOC_MEMALIGN:
+		if (nests && PT_REGS_PARM1(ctx) <= 16)
+			return 0; /* glibc: malloc(size), probed there */
 		size = PT_REGS_PARM2(ctx);
 		break;
 	default:
@@ -249,7 +257,8 @@ static __always_inline int on_return(struct pt_regs *ctx)
 	return 0;
 }
 
-/* Session mode: one program for entry and return; the cookie is the ember_alloc_kind.
+/* Session mode: one program for entry and return; the cookie is the ember_alloc_kind (and
+ * EMBER_ALLOC_GLIBC_NESTS).
  * Returning 1 from the entry half skips the return half for this call. */
 SEC("uprobe")
 int ember_alloc_session(struct pt_regs *ctx)

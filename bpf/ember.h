@@ -232,6 +232,11 @@ enum ember_alloc_kind {
 	EMBER_ALLOC_FREE,           /* free(ptr); probed past its entry (see alloc_collector.h) */
 	EMBER_ALLOC_KIND_MAX,
 };
+/* Uprobe cookie bit beside the kind: the allocator is glibc's, whose realloc(NULL, n) and
+ * memalign-family calls with an alignment of 16 or less call malloc itself (the probed
+ * entry): those outer calls are left to the inner malloc, so they count once. */
+#define EMBER_ALLOC_GLIBC_NESTS (1ULL << 8)
+#define EMBER_ALLOC_KIND_MASK 0xffULL
 
 /* Key of the `live` map: one sampled allocation still in use. */
 struct ember_alloc_key {

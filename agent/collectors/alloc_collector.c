@@ -161,6 +161,7 @@ static const struct {
 
 struct alloc_syms {
 	__u64 vaddr[NFUNCS];
+	bool glibc; /* __libc_malloc: glibc, whose realloc(NULL) and memalign call malloc */
 };
 
 /* Keeps the first definition of each allocator function. */
@@ -171,6 +172,8 @@ static int find_alloc_func(const struct elffile_sym *sym, void *arg)
 	for (size_t f = 0; f < NFUNCS; f++)
 		if (!as->vaddr[f] && !strcmp(sym->name, alloc_funcs[f].name))
 			as->vaddr[f] = sym->value;
+	if (!strcmp(sym->name, "__libc_malloc"))
+		as->glibc = true;
 	return 0;
 }
 
@@ -178,7 +181,7 @@ static int find_alloc_func(const struct elffile_sym *sym, void *arg)
  * Returns 0 (li->nprobes may be 0) or -errno. */
 static int read_allocator(int fd, const char *path, bool free_at_entry, struct libinfo *li)
 {
-	struct alloc_syms as = { { 0 } };
+	struct alloc_syms as = { .glibc = false };
 	__u64 *vaddr = as.vaddr;
 	Elf *elf = NULL;
 	size_t nph;
@@ -234,7 +237,7 @@ static int read_allocator(int fd, const char *path, bool free_at_entry, struct l
 		if (dup)
 			continue;
 		li->offsets[li->nprobes] = off;
-		li->cookies[li->nprobes] = alloc_funcs[f].kind;
+		li->cookies[li->nprobes] = alloc_funcs[f].kind | (as.glibc ? EMBER_ALLOC_GLIBC_NESTS : 0);
 		li->nprobes++;
 	}
 out:
@@ -592,7 +595,7 @@ static int attach_classic(struct alloc_collector *c, struct attachment *a, pid_t
 		if (!l)
 			return -errno;
 		a->links[a->nlinks++] = l;
-		if (li->cookies[i] == EMBER_ALLOC_FREE)
+		if ((li->cookies[i] & EMBER_ALLOC_KIND_MASK) == EMBER_ALLOC_FREE)
 			continue;
 		o.retprobe = true;
 		l = bpf_program__attach_uprobe_opts(c->skel->progs.ember_alloc_return, pid, path,

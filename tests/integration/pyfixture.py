@@ -169,8 +169,13 @@ class Judge:
         return s["values"][self.idx]
 
     def count(self, s):
-        """Samples a pprof sample stands for: hits in a CPU profile, 1 in a memory profile."""
-        return s["values"][0] // self.p["period"] if self.idx == 0 else 1
+        """Samples a pprof sample stands for: hits in a CPU profile; in a memory profile about
+        alloc_space / the sampling interval (each sample's bytes are scaled to stand for the
+        interval or its own size, whichever is larger), since pprof merges every sample of
+        one stack into one entry."""
+        if self.idx == 0:
+            return s["values"][0] // self.p["period"]
+        return max(1, round(s["values"][1] / self.p["period"]))
 
     def frames_printed(self):
         self.c.check(self.with_frames, f"{self.label}: pprofdump prints each sample's frames with "
