@@ -12,10 +12,12 @@
 #include "pycode.h"
 #include "pyline.h"
 
-/* Per process: code objects cached (a power of two: open addressing, cleared when 3/4 full)
- * and line-table bytes held (cleared past this). A busy service has a few thousand. */
-#define CODE_SLOTS 8192
-#define CODE_TABLE_BYTES (8u << 20)
+/* Per process: slots for cached code objects (open addressing, powers of two, doubled when
+ * 3/4 full, cleared when full at the largest size) and line-table bytes held (cleared past
+ * this). A busy service has a few thousand code objects; most tables are under 1 KiB. */
+#define CODE_SLOTS_MIN 256
+#define CODE_SLOTS_MAX 16384
+#define CODE_TABLE_BYTES (4u << 20)
 
 /* What the INTERP slot of a module holds: whether its file holds an interpreter, and where. */
 struct pymod {
@@ -42,8 +44,8 @@ struct pyproc {
 	struct pyresolve_proc info;
 	struct pycode_types types;
 	pid_t pid;
-	struct code_entry *codes; /* CODE_SLOTS, made at the first frame */
-	size_t ncodes;
+	struct code_entry *codes; /* cap slots, made at the first frame */
+	size_t ncodes, cap;
 	size_t table_bytes;
 	uint64_t *live;          /* the resolver's count of described processes, while err is 0 */
 };
@@ -140,7 +142,7 @@ static void free_pyproc(void *data)
 		return;
 	if (!pp->err && pp->live)
 		(*pp->live)--;
-	for (size_t i = 0; pp->codes && i < CODE_SLOTS; i++)
+	for (size_t i = 0; pp->codes && i < pp->cap; i++)
 		free(pp->codes[i].linetable);
 	free(pp->codes);
 	free(pp);
@@ -221,6 +223,7 @@ static struct pyproc *get_proc(struct pyresolve *r, pid_t pid)
 		    old->info.off.version_hex == pp->info.off.version_hex) {
 			pp->codes = old->codes;
 			pp->ncodes = old->ncodes;
+			pp->cap = old->cap;
 			pp->table_bytes = old->table_bytes;
 			old->codes = NULL;
 		}
@@ -287,7 +290,7 @@ static int current_key(struct pyproc *pp, uint64_t addr, uint32_t *ret)
 
 static void clear_codes(struct pyproc *pp)
 {
-	for (size_t i = 0; i < CODE_SLOTS; i++) {
+	for (size_t i = 0; i < pp->cap; i++) {
 		free(pp->codes[i].linetable);
 		pp->codes[i] = (struct code_entry){ 0 };
 	}
@@ -295,14 +298,49 @@ static void clear_codes(struct pyproc *pp)
 	pp->table_bytes = 0;
 }
 
+static size_t code_slot(uint64_t addr, size_t cap)
+{
+	return (size_t)((addr >> 4) * 0x9e3779b97f4a7c15ULL >> 40) & (cap - 1);
+}
+
 static struct code_entry *find_code(struct pyproc *pp, uint64_t addr, bool *ret_found)
 {
-	size_t i = (size_t)((addr >> 4) * 0x9e3779b97f4a7c15ULL >> 51) & (CODE_SLOTS - 1);
+	size_t i = code_slot(addr, pp->cap);
 
 	while (pp->codes[i].addr && pp->codes[i].addr != addr)
-		i = (i + 1) & (CODE_SLOTS - 1);
+		i = (i + 1) & (pp->cap - 1);
 	*ret_found = pp->codes[i].addr == addr;
 	return &pp->codes[i];
+}
+
+/* Room for one more entry: the table doubled, or emptied at its largest. 0 or -ENOMEM. */
+static int make_room(struct pyproc *pp, size_t table_len)
+{
+	struct code_entry *old = pp->codes, *nc;
+	size_t ocap = pp->cap, ncap;
+
+	if (pp->table_bytes + table_len > CODE_TABLE_BYTES)
+		clear_codes(pp);
+	if (pp->ncodes + 1 <= pp->cap * 3 / 4)
+		return 0;
+	if (pp->cap >= CODE_SLOTS_MAX) {
+		clear_codes(pp);
+		return 0;
+	}
+	ncap = pp->cap * 2;
+	nc = calloc(ncap, sizeof(*nc));
+	if (!nc)
+		return -ENOMEM;
+	pp->codes = nc;
+	pp->cap = ncap;
+	for (size_t i = 0; i < ocap; i++) {
+		bool found;
+
+		if (old[i].addr)
+			*find_code(pp, old[i].addr, &found) = old[i];
+	}
+	free(old);
+	return 0;
 }
 
 /* Interpreter helpers that CPython's own tracebacks never show. */
@@ -331,8 +369,11 @@ static int load_code(struct pyresolve *r, struct proccache_proc *p, struct pypro
 	err = pycode_resolve(read_mem, pp, &pp->info.off, &pp->types, addr, &ci);
 	if (err)
 		return err;
-	if (pp->ncodes >= CODE_SLOTS * 3 / 4 || pp->table_bytes + ci.linetable_len > CODE_TABLE_BYTES)
-		clear_codes(pp);
+	err = make_room(pp, ci.linetable_len);
+	if (err) {
+		pycode_info_fini(&ci);
+		return err;
+	}
 	ce = find_code(pp, addr, &found);
 	free(ce->linetable);
 	if (!found)
@@ -378,7 +419,8 @@ int pyresolve_frame(struct pyresolve *r, pid_t pid, const struct ember_py_frame 
 		return -ENOENT;
 	p = proccache_find(r->pc, pid);
 	if (!pp->codes) {
-		pp->codes = calloc(CODE_SLOTS, sizeof(*pp->codes));
+		pp->cap = CODE_SLOTS_MIN;
+		pp->codes = calloc(pp->cap, sizeof(*pp->codes));
 		if (!pp->codes)
 			return -ENOMEM;
 	}
