@@ -862,7 +862,9 @@ int alloc_collector_add_target(struct alloc_collector *c, pid_t tgid, __u64 cook
 int alloc_collector_remove_target(struct alloc_collector *c, pid_t tgid)
 {
 	struct target *t = find_target(c, tgid);
+	__u32 key = (__u32)tgid;
 
+	(void)bpf_map_delete_elem(bpf_map__fd(c->skel->maps.py_procs), &key);
 	if (!t)
 		return -ENOENT;
 	target_fini(t);
