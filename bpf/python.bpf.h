@@ -30,7 +30,7 @@ struct ember_py_thread {
 	__u64 tstate;   /* the thread's PyThreadState, 0: none found */
 	__u64 retry_ns; /* none found: search again after this time (bpf_ktime_get_ns) */
 	__u32 tgid;     /* the process it was found in (TIDs are reused) */
-	__u32 pad;
+	__u32 span;     /* 3.11+: bytes of data stack the last walk used (0: not known yet) */
 };
 
 /* A code object's key as this CPU read it lately, with the function object the frame ran
@@ -54,8 +54,10 @@ struct ember_py_scratch {
 	/* 3.11+: the frames below the current one, in one read: [bulk_base, bulk_base+bulk_len) */
 	__u8 bulk[EMBER_PY_BULK];
 	__u64 bulk_base;
+	__u64 bulk_low;     /* the lowest frame found in it */
 	__u32 bulk_len;
 	__u32 now_ms;
+	__u32 span;         /* the thread's ember_py_thread.span */
 	struct ember_py_code_slot codes[EMBER_PY_CODE_SLOTS];
 };
 
@@ -148,14 +150,17 @@ static __always_inline __u64 ember_py_find_tstate(struct ember_py_scratch *s, __
 	};
 	__u64 now = bpf_ktime_get_ns();
 
+	s->span = 0;
 	if (!fsbase)
 		return 0;
 	t = bpf_map_lookup_elem(&py_threads, &tid);
 	if (t && t->tgid == tgid) {
 		if (t->tstate) {
 			if (!bpf_probe_read_user(s->tstate, sizeof(s->tstate), (void *)t->tstate) &&
-			    EMBER_PY_LD(s->tstate, p->tstate_thread_id, __u64) == fsbase)
+			    EMBER_PY_LD(s->tstate, p->tstate_thread_id, __u64) == fsbase) {
+				s->span = t->span;
 				return t->tstate;
+			}
 			/* gone or reused: search again */
 		} else if (now < t->retry_ns) {
 			return 0;
@@ -215,6 +220,8 @@ static long ember_py_frame_step(__u64 i, void *arg)
 			return 1;
 		}
 		__builtin_memcpy(s->frame, s->bulk + off, sizeof(s->frame));
+		if (w->frame < s->bulk_low)
+			s->bulk_low = w->frame;
 	} else if (bpf_probe_read_user(s->frame, sizeof(s->frame), (void *)w->frame) &&
 		   bpf_probe_read_user(s->frame, 80, (void *)w->frame)) {
 		/* 3.11+ frames are 80 bytes and may end a data-stack chunk: read less on failure. */
@@ -316,24 +323,42 @@ static __always_inline struct ember_py_stack *ember_py_walk(__u32 tgid)
 	s->bulk_base = 0;
 	if (frame && s->proc.instr_kind != EMBER_PY_INSTR_LASTI) {
 		/* 3.11+ frames are pushed on a data stack, callers below callees: one read takes
-		 * most of a chain. Where it would cross the start of the chunk, read less. */
-		__u32 len = EMBER_PY_BULK;
+		 * most of a chain, as much as the thread's last walk used and 1 KiB more. Where it
+		 * would cross the start of the chunk, read less. */
+		__u64 len = s->span ? ((s->span + 1023ULL) & ~511ULL) : EMBER_PY_BULK / 2;
 
+		if (len > EMBER_PY_BULK)
+			len = EMBER_PY_BULK;
 		for (int i = 0; i < 4; i++) {
 			barrier_var(len);
 			if (len > EMBER_PY_BULK || frame + EMBER_PY_FRAME_READ < len)
 				break;
 			if (!bpf_probe_read_user(s->bulk, len, (void *)(frame + EMBER_PY_FRAME_READ - len))) {
 				s->bulk_base = frame + EMBER_PY_FRAME_READ - len;
-				s->bulk_len = len;
+				s->bulk_len = (__u32)len;
 				break;
 			}
 			len /= 2;
 		}
 	}
+	s->bulk_low = s->bulk_base + s->bulk_len;
 	w.frame = frame;
 	bpf_loop(EMBER_PY_MAX_FRAMES + 1, ember_py_frame_step, &w, 0);
 	s->stack.status = w.status ? w.status : EMBER_PY_TRUNCATED;
+	if (s->bulk_len) {
+		/* Remember how much data stack this thread's chain took (when it changed). */
+		__u32 span = (__u32)(s->bulk_base + s->bulk_len - s->bulk_low);
+		__u32 tid = (__u32)bpf_get_current_pid_tgid();
+		struct ember_py_thread *t;
+
+		if (span + 512 < s->span || span > s->span || s->bulk_low == s->bulk_base) {
+			if (s->bulk_low == s->bulk_base)
+				span = EMBER_PY_BULK; /* the read was too short: more next time */
+			t = bpf_map_lookup_elem(&py_threads, &tid);
+			if (t && t->tgid == tgid)
+				t->span = span;
+		}
+	}
 	return &s->stack;
 #else
 	return NULL;

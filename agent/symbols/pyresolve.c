@@ -163,7 +163,8 @@ static uint64_t runtime_address(const struct proccache_proc *p, const struct pro
 	return 0;
 }
 
-static void describe(struct pyresolve *r, struct proccache_proc *p, struct pyproc *pp)
+static void describe(struct pyresolve *r, struct proccache_proc *p, struct pyproc *pp,
+		     const struct pyproc *old)
 {
 	pp->err = -ENOENT;
 	for (size_t i = 0; i < p->nr_maps; i++) {
@@ -174,6 +175,8 @@ static void describe(struct pyresolve *r, struct proccache_proc *p, struct pypro
 			continue;
 		if (pm->err) {
 			pp->err = pm->err;
+			if (old && old->err == pm->err)
+				return; /* said and counted at an earlier capture */
 			r->stats.refused++;
 			log_debug("python: pid %d: %s is an interpreter build Ember does not read "
 				  "(debug, free-threaded or unknown version): native stacks only",
@@ -189,7 +192,7 @@ static void describe(struct pyresolve *r, struct proccache_proc *p, struct pypro
 		if (!pp->info.runtime)
 			continue; /* the data segment is not mapped (yet) */
 		pp->err = 0;
-		if (!p->gone)
+		if (!p->gone && (!old || old->err))
 			log_debug("python: pid %d: CPython %u.%u in %s, _PyRuntime at 0x%llx", (int)p->pid,
 			  pp->info.off.version_hex >> 24, (pp->info.off.version_hex >> 16) & 0xff,
 			  m->path, (unsigned long long)pp->info.runtime);
@@ -213,7 +216,7 @@ static struct pyproc *get_proc(struct pyresolve *r, pid_t pid)
 		return NULL;
 	pp->gen = p->gen;
 	pp->pid = pid;
-	describe(r, p, pp);
+	describe(r, p, pp, old);
 	if (!pp->err) {
 		pp->live = &r->stats.processes;
 		r->stats.processes++;
@@ -475,9 +478,19 @@ int pyresolve_new(struct proccache *pc, struct pyresolve **ret)
 
 void pyresolve_free(struct pyresolve *r)
 {
+	struct proccache_proc *p;
+
 	if (!r)
 		return;
 	proccache_set_loader(r->pc, PROCCACHE_SLOT_INTERP, NULL, NULL);
+	/* The processes' states outlive the resolver (the cache goes later): they must not
+	 * count down into it. */
+	for (size_t i = 0; (p = proccache_proc_at(r->pc, i)); i++) {
+		struct pyproc *pp = p->slots[PROCCACHE_SLOT_INTERP].data;
+
+		if (pp)
+			pp->live = NULL;
+	}
 	free(r);
 }
 
