@@ -630,6 +630,10 @@ if not PYTHON:
 # where its library's frames come from
 LIB = os.path.dirname(subprocess.run([PYTHON, "-c", "import threading; print(threading.__file__)"],
                                      capture_output=True, text=True).stdout.strip())
+# and its site directories (startup runs .pth hooks there: _distutils_hack, certifi...)
+SITE = tuple(d + "/" for d in subprocess.run(
+    [PYTHON, "-c", "import site; print('\\n'.join(site.getsitepackages()))"],
+    capture_output=True, text=True).stdout.split())
 
 with tempfile.TemporaryDirectory() as tmp:
     os.chmod(tmp, 0o755)
@@ -830,7 +834,7 @@ with tempfile.TemporaryDirectory() as tmp:
                 f"{sum(n.startswith('fake_race_') for n in race)} fake_race_ names)")
         ch = py_frames(svc.get("pychurn", []))
         foreign = {(n, f) for n, f in ch if f != os.path.join(evil, "churn.py") and
-                   not f.startswith((LIB + "/", "<frozen ", "<string>"))}
+                   not f.startswith((LIB + "/", "<frozen ", "<string>") + SITE)}
         unnamed = sum(n == SYNTH_UNREADABLE for smp in samples(svc.get("pychurn", []))
                       for n in smp["stack"])
         c.check(not foreign, f"the short-lived Pythons' frames are their own and their library's "
@@ -844,7 +848,7 @@ with tempfile.TemporaryDirectory() as tmp:
                     f"with Python frames{', e.g. ' + repr(py[0]) if py else ''})")
         hv = py_frames(svc.get("pyhive", []))
         foreign = {(n, f) for n, f in hv if f != os.path.join(evil, "hive.py") and
-                   not f.startswith((LIB + "/", "<frozen ", "<string>"))}
+                   not f.startswith((LIB + "/", "<frozen ", "<string>") + SITE)}
         c.check(hv and not foreign,
                 f"the 1,000-thread Python's frames are its own and its library's "
                 f"({len(hv)} functions; others: {sorted(foreign)[:5]})")
