@@ -9,6 +9,9 @@ round, in an interleaved order, the workload runs:
   - alone (baseline),
   - under `ember record --sample-rate 97 --service bench=comm:PYCOMM` (Python frames on),
   - the same with EMBER_PYTHON=off (native frames only: the benchmark knob),
+  - under both at once ("pair"): the two samplers see the same workload at the same moments,
+    so their difference (BPF time per run, CPU per sample) is free of this shared machine's
+    drift, which moves single runs by more than the effect measured,
   - under `perf record -F 97 -g -e cpu-clock` on the workload's pids.
 Reported per configuration: the workload's slowdown (CPU seconds vs baseline, mean and 95% CI),
 the profiler's CPU time (user+sys, wait4) per sample, peak RSS, and for Ember the sampler's BPF
@@ -59,8 +62,40 @@ def frames_in(path, want):
     return sum(s["values"][0] for s in d["samples"] if want in s["stack"]) / tot
 
 
+def start_ember(py, tmp, name, python_on):
+    env = dict(os.environ)
+    if not python_on:
+        env["EMBER_PYTHON"] = "off"
+    out = os.path.join(tmp, name + ".pb.gz")
+    comm = os.path.basename(os.path.realpath(py))[:15]
+    prof = subprocess.Popen([EMBER, "record", "--quiet", "--sample-rate", str(RATE), "--service",
+                             "bench=comm:" + comm, "-o", out], stderr=subprocess.PIPE, text=True, env=env)
+    wait_profiler_ready("ember", prof)
+    return prof, out
+
+
+def pair_round(py, iters, tmp):
+    """Python frames on and off at once, on the same samples."""
+    flt = lambda n: n.startswith("ember_cpu")
+    on, out_on = start_ember(py, tmp, "pair-on", True)
+    off, out_off = start_ember(py, tmp, "pair-off", False)
+    c0 = [bpf_prog_stats(flt, p.pid) for p in (on, off)]
+    work = collect(run_workload(py, iters))
+    c1 = [bpf_prog_stats(flt, p.pid) for p in (on, off)]
+    res = {"work": work}
+    for tag, p, a, b in (("on", on, c0[0], c1[0]), ("off", off, c0[1], c1[1])):
+        cpu, rss, _ = stop_profiler(p)
+        runs = max(b[0] - a[0], 1)
+        res[tag] = {"cpu": cpu, "rss_mb": rss, "bpf_runs": b[0] - a[0],
+                    "bpf_ns_per_run": (b[1] - a[1]) / runs, "cpu_us_per_sample": 1e6 * cpu / runs}
+    res["share_with_level_00"] = frames_in(out_on, "level_00")
+    return res
+
+
 def one_round(conf, py, iters, tmp):
     res = {}
+    if conf == "pair":
+        return pair_round(py, iters, tmp)
     if conf == "baseline":
         res["work"] = collect(run_workload(py, iters))
         return res
@@ -100,7 +135,7 @@ def main():
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench_python: run as root")
-    confs = ["baseline", "ember", "ember-native", "perf"]
+    confs = ["baseline", "ember", "ember-native", "pair", "perf"]
     rows = {c: [] for c in confs}
     subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=1"], check=True)
     try:
@@ -118,6 +153,8 @@ def main():
     print(f"\n{'config':13} {'slowdown %':>14} {'CPU s':>7} {'CPU us/sample':>14} {'RSS MB':>7} "
           f"{'BPF ns/run':>11} {'stacks with level_00':>21}")
     for c in confs[1:]:
+        if c == "pair":
+            continue
         slow = [100.0 * (x["work"] / base - 1) for x in rows[c]]
         s = {"slowdown_pct": statistics.mean(slow), "slowdown_ci95": ci95(slow),
              "tool_cpu_s": statistics.mean(x["cpu"] for x in rows[c]),
@@ -134,11 +171,24 @@ def main():
               f"{s.get('cpu_us_per_sample', float('nan')):14.1f} {s['peak_rss_mb']:7.1f} "
               f"{s.get('bpf_ns_per_run', float('nan')):11.0f} "
               f"{'' if share is None else f'{share:.1%}':>21}")
-    on, off = summary["configs"]["ember"], summary["configs"]["ember-native"]
-    summary["python_bpf_ns_added"] = on["bpf_ns_per_run"] - off["bpf_ns_per_run"]
-    summary["python_cpu_per_sample_ratio"] = on["cpu_us_per_sample"] / max(off["cpu_us_per_sample"], 1e-9)
-    print(f"\nPython frames add {summary['python_bpf_ns_added']:.0f} ns of BPF time per sample "
-          f"(target <= 2000); agent CPU per sample x{summary['python_cpu_per_sample_ratio']:.2f} "
+    added = [x["on"]["bpf_ns_per_run"] - x["off"]["bpf_ns_per_run"] for x in rows["pair"]]
+    ratio = [x["on"]["cpu_us_per_sample"] / max(x["off"]["cpu_us_per_sample"], 1e-9) for x in rows["pair"]]
+    summary["pair"] = {
+        "bpf_ns_per_run_on": statistics.mean(x["on"]["bpf_ns_per_run"] for x in rows["pair"]),
+        "bpf_ns_per_run_off": statistics.mean(x["off"]["bpf_ns_per_run"] for x in rows["pair"]),
+        "cpu_us_per_sample_on": statistics.mean(x["on"]["cpu_us_per_sample"] for x in rows["pair"]),
+        "cpu_us_per_sample_off": statistics.mean(x["off"]["cpu_us_per_sample"] for x in rows["pair"]),
+        "share_with_level_00": statistics.mean(x["share_with_level_00"] or 0 for x in rows["pair"]),
+    }
+    summary["python_bpf_ns_added"] = statistics.mean(added)
+    summary["python_bpf_ns_added_ci95"] = ci95(added)
+    summary["python_cpu_per_sample_ratio"] = statistics.mean(ratio)
+    summary["python_cpu_per_sample_ratio_ci95"] = ci95(ratio)
+    print(f"\npaired (both samplers on the same samples): Python frames add "
+          f"{summary['python_bpf_ns_added']:.0f} ± {summary['python_bpf_ns_added_ci95']:.0f} ns of BPF "
+          f"time per sample (target <= 2000; {summary['pair']['bpf_ns_per_run_off']:.0f} -> "
+          f"{summary['pair']['bpf_ns_per_run_on']:.0f}); agent CPU per sample "
+          f"x{summary['python_cpu_per_sample_ratio']:.2f} ± {summary['python_cpu_per_sample_ratio_ci95']:.2f} "
           f"of native-only (target <= 1.5)")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:

@@ -82,7 +82,8 @@ _Static_assert(sizeof(struct ember_event) == 40, "ember_event layout");
 #define EMBER_PY_MAX_THREADS 1024 /* thread states compared per lookup of a new thread */
 #define EMBER_PY_MAX_INTERPS 8    /* interpreters (subinterpreters) searched */
 #define EMBER_PY_NO_OFFSET 0xffff /* a field the version does not have */
-#define EMBER_PY_CODE_TTL_MS 50   /* a code object's key is read again after this (python.bpf.h) */
+#define EMBER_PY_CODE_TTL_MS 1000 /* a frame's code-object key is read again after this
+				   * (python.bpf.h) */
 
 /* How a version marks the frame where C entered the eval loop (a run of Python frames ends). */
 enum ember_py_entry {
@@ -114,11 +115,13 @@ struct ember_py_proc {
 	__u16 frame_previous, frame_code, frame_instr, frame_entry;
 	__u16 code_firstlineno, code_filename, code_name, code_qualname, code_linetable;
 	__u16 frame_func;         /* the frame's function object (3.11+), else EMBER_PY_NO_OFFSET */
+	__u16 tstate_datastack_chunk; /* 3.11+: the chunk the frames are on, else NO_OFFSET */
+	__u16 pad3[3];
 };
-_Static_assert(sizeof(struct ember_py_proc) == 48, "ember_py_proc layout");
+_Static_assert(sizeof(struct ember_py_proc) == 56, "ember_py_proc layout");
 
 /* Bytes read per struct; offsets above must leave room for their field. */
-#define EMBER_PY_TSTATE_READ 192
+#define EMBER_PY_TSTATE_READ 320
 #define EMBER_PY_FRAME_READ 104   /* 3.10 PyFrameObject up to f_lasti; 3.11+ frames are 80 */
 #define EMBER_PY_CODE_READ 144    /* a code object up to co_linetable (3.11+: 136 + 8) */
 

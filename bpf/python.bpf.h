@@ -36,13 +36,24 @@ struct ember_py_thread {
 /* A code object's key as this CPU read it lately, with the function object the frame ran
  * it for. */
 struct ember_py_code_slot {
+	__u64 frame;
 	__u64 code;
 	__u64 func;
 	__u32 key;
 	__u32 stamp_ms; /* when it was read (bpf_ktime_get_ns() >> 20) */
 };
 #define EMBER_PY_CODE_SLOTS 256 /* a power of two */
+#define EMBER_PY_TID_SLOTS 64   /* threads remembered per CPU in front of py_threads */
+
+/* A thread's state as this CPU last found it (a copy of its py_threads entry). */
+struct ember_py_tid_slot {
+	__u32 tid, tgid;
+	__u64 tstate;
+	__u32 span;
+	__u32 pad;
+};
 #define EMBER_PY_BULK 8192      /* bytes of 3.11+ data stack read at once (a power of two) */
+#define EMBER_PY_FRAME_NEW 80   /* bytes of a 3.11+ _PyInterpreterFrame the walk reads */
 
 /* One CPU's working memory. */
 struct ember_py_scratch {
@@ -54,11 +65,13 @@ struct ember_py_scratch {
 	/* 3.11+: the frames below the current one, in one read: [bulk_base, bulk_base+bulk_len) */
 	__u8 bulk[EMBER_PY_BULK];
 	__u64 bulk_base;
-	__u64 bulk_low;     /* the lowest frame found in it */
+	__u64 bulk_low;     /* the lowest frame of the chunk the walk met */
+	__u64 chunk;        /* where the current chunk's frames start */
 	__u32 bulk_len;
 	__u32 now_ms;
 	__u32 span;         /* the thread's ember_py_thread.span */
 	struct ember_py_code_slot codes[EMBER_PY_CODE_SLOTS];
+	struct ember_py_tid_slot tids[EMBER_PY_TID_SLOTS];
 };
 
 struct {
@@ -150,15 +163,28 @@ static __always_inline __u64 ember_py_find_tstate(struct ember_py_scratch *s, __
 	};
 	__u64 now = bpf_ktime_get_ns();
 
+	struct ember_py_tid_slot *ts = &s->tids[tid & (EMBER_PY_TID_SLOTS - 1)];
+
 	s->span = 0;
 	if (!fsbase)
 		return 0;
+	/* This CPU's copy first (no map lookup), then the shared cache. */
+	if (ts->tid == tid && ts->tgid == tgid && ts->tstate &&
+	    !bpf_probe_read_user(s->tstate, sizeof(s->tstate), (void *)ts->tstate) &&
+	    EMBER_PY_LD(s->tstate, p->tstate_thread_id, __u64) == fsbase) {
+		s->span = ts->span;
+		return ts->tstate;
+	}
 	t = bpf_map_lookup_elem(&py_threads, &tid);
 	if (t && t->tgid == tgid) {
 		if (t->tstate) {
 			if (!bpf_probe_read_user(s->tstate, sizeof(s->tstate), (void *)t->tstate) &&
 			    EMBER_PY_LD(s->tstate, p->tstate_thread_id, __u64) == fsbase) {
 				s->span = t->span;
+				ts->tid = tid;
+				ts->tgid = tgid;
+				ts->tstate = t->tstate;
+				ts->span = t->span;
 				return t->tstate;
 			}
 			/* gone or reused: search again */
@@ -180,6 +206,7 @@ static __always_inline __u64 ember_py_find_tstate(struct ember_py_scratch *s, __
 struct ember_py_fwalk {
 	__u64 frame;   /* next frame to read, 0: the chain ended */
 	__u32 status;  /* enum ember_py_status once decided, else 0 */
+	struct ember_py_scratch *s; /* this CPU's */
 };
 
 static long ember_py_frame_step(__u64 i, void *arg)
@@ -191,13 +218,13 @@ static long ember_py_frame_step(__u64 i, void *arg)
 	struct ember_py_frame *f;
 	__u64 prev, code, func, flags = 0;
 	__s32 instr;
-	__u32 z = 0, n;
+	__u32 n;
 
 	if (!w->frame) {
 		w->status = EMBER_PY_COMPLETE;
 		return 1;
 	}
-	s = bpf_map_lookup_elem(&py_scratch, &z);
+	s = w->s;
 	if (!s) {
 		w->status = EMBER_PY_UNREADABLE;
 		return 1;
@@ -209,24 +236,30 @@ static long ember_py_frame_step(__u64 i, void *arg)
 		return 1;
 	}
 	f = &s->stack.frames[n];
-	if (w->frame >= s->bulk_base && s->bulk_len >= sizeof(s->frame) &&
-	    w->frame - s->bulk_base <= s->bulk_len - sizeof(s->frame)) {
+	if (w->frame >= s->bulk_base && s->bulk_len >= EMBER_PY_FRAME_NEW &&
+	    w->frame - s->bulk_base <= s->bulk_len - EMBER_PY_FRAME_NEW) {
 		/* In the data stack read at the start: no read of its own. */
 		__u32 off = (__u32)(w->frame - s->bulk_base);
 
 		barrier_var(off);
-		if (off > EMBER_PY_BULK - sizeof(s->frame)) {
+		if (off > EMBER_PY_BULK - EMBER_PY_FRAME_NEW) {
 			w->status = EMBER_PY_UNREADABLE;
 			return 1;
 		}
-		__builtin_memcpy(s->frame, s->bulk + off, sizeof(s->frame));
+		__builtin_memcpy(s->frame, s->bulk + off, EMBER_PY_FRAME_NEW);
 		if (w->frame < s->bulk_low)
 			s->bulk_low = w->frame;
-	} else if (bpf_probe_read_user(s->frame, sizeof(s->frame), (void *)w->frame) &&
-		   bpf_probe_read_user(s->frame, 80, (void *)w->frame)) {
-		/* 3.11+ frames are 80 bytes and may end a data-stack chunk: read less on failure. */
-		w->status = EMBER_PY_UNREADABLE;
-		return 1;
+	} else {
+		if (bpf_probe_read_user(s->frame, sizeof(s->frame), (void *)w->frame) &&
+		    bpf_probe_read_user(s->frame, EMBER_PY_FRAME_NEW, (void *)w->frame)) {
+			/* 3.11+ frames are 80 bytes and may end a chunk: read less on failure. */
+			w->status = EMBER_PY_UNREADABLE;
+			return 1;
+		}
+		/* below the bulk read, in its chunk: the next read takes more */
+		if (s->bulk_len && w->frame < s->bulk_base && w->frame >= s->chunk &&
+		    w->frame < s->bulk_low)
+			s->bulk_low = w->frame;
 	}
 	prev = EMBER_PY_LD(s->frame, p->frame_previous, __u64);
 	code = EMBER_PY_LD(s->frame, p->frame_code, __u64) & ~(__u64)p->code_tag_mask;
@@ -256,14 +289,17 @@ static long ember_py_frame_step(__u64 i, void *arg)
 
 		instr = (d < -65536 || d > (1LL << 30)) ? (__s32)0x80000000 : (__s32)d;
 	}
-	/* The key: read from the code object, or taken from this CPU's last read of the same
-	 * code object run by the same function object less than EMBER_PY_CODE_TTL_MS ago. The
-	 * frame holds a reference to both, so for another object to sit at both addresses they
-	 * must both have been freed and reallocated in between. */
+	/* The key: read from the code object (each such read is most of a walk's cost: code
+	 * objects are scattered, a TLB miss each), or taken from this CPU's read for the same
+	 * frame, code object and function object less than EMBER_PY_CODE_TTL_MS ago. A live
+	 * frame holds references to both objects, so while it runs they cannot change; for the
+	 * key to be wrong, the frame must have returned and both objects been freed and made
+	 * again at the same addresses, run by a new frame at the same address. */
 	func = EMBER_PY_LD(s->frame, p->frame_func, __u64) & ~(__u64)p->code_tag_mask;
-	cs = &s->codes[(__u32)(((code ^ (func << 7)) >> 4) * 2654435761ULL >> 16) &
+	cs = &s->codes[(__u32)(((code ^ (func << 7) ^ (w->frame << 3)) >> 4) * 2654435761ULL >> 16) &
 		       (EMBER_PY_CODE_SLOTS - 1)];
-	if (cs->code == code && cs->func == func && s->now_ms - cs->stamp_ms < EMBER_PY_CODE_TTL_MS) {
+	if (cs->frame == w->frame && cs->code == code && cs->func == func &&
+	    s->now_ms - cs->stamp_ms < EMBER_PY_CODE_TTL_MS) {
 		f->key = cs->key;
 	} else if (bpf_probe_read_user(s->code, sizeof(s->code), (void *)code)) {
 		f->key = 0;
@@ -274,6 +310,7 @@ static long ember_py_frame_step(__u64 i, void *arg)
 					   EMBER_PY_LD(s->code, p->code_name, __u64),
 					   EMBER_PY_LD(s->code, p->code_qualname, __u64),
 					   EMBER_PY_LD(s->code, p->code_linetable, __u64));
+		cs->frame = w->frame;
 		cs->code = code;
 		cs->func = func;
 		cs->key = f->key;
@@ -321,28 +358,29 @@ static __always_inline struct ember_py_stack *ember_py_walk(__u32 tgid)
 	s->now_ms = (__u32)(bpf_ktime_get_ns() >> 20);
 	s->bulk_len = 0;
 	s->bulk_base = 0;
-	if (frame && s->proc.instr_kind != EMBER_PY_INSTR_LASTI) {
+	if (frame && s->proc.tstate_datastack_chunk != EMBER_PY_NO_OFFSET) {
 		/* 3.11+ frames are pushed on a data stack, callers below callees: one read takes
-		 * most of a chain, as much as the thread's last walk used and 1 KiB more. Where it
-		 * would cross the start of the chunk, read less. */
-		__u64 len = s->span ? ((s->span + 1023ULL) & ~511ULL) : EMBER_PY_BULK / 2;
+		 * most of a chain: as much as the thread's last walk used and 1 KiB more, never
+		 * below the start of the current chunk (mapped with it, so the read cannot fault). */
+		__u64 chunk = EMBER_PY_LD(s->tstate, s->proc.tstate_datastack_chunk, __u64) + 24;
+		__u64 end = frame + EMBER_PY_FRAME_NEW, len;
 
+		len = s->span ? ((s->span + 1023ULL) & ~511ULL) : EMBER_PY_BULK / 2;
 		if (len > EMBER_PY_BULK)
 			len = EMBER_PY_BULK;
-		for (int i = 0; i < 4; i++) {
-			barrier_var(len);
-			if (len > EMBER_PY_BULK || frame + EMBER_PY_FRAME_READ < len)
-				break;
-			if (!bpf_probe_read_user(s->bulk, len, (void *)(frame + EMBER_PY_FRAME_READ - len))) {
-				s->bulk_base = frame + EMBER_PY_FRAME_READ - len;
-				s->bulk_len = (__u32)len;
-				break;
-			}
-			len /= 2;
+		s->chunk = chunk;
+		if (chunk > 24 && frame >= chunk && end - chunk < len)
+			len = end - chunk;
+		barrier_var(len);
+		if (len >= EMBER_PY_FRAME_NEW && len <= EMBER_PY_BULK && chunk > 24 && frame >= chunk &&
+		    !bpf_probe_read_user(s->bulk, len, (void *)(end - len))) {
+			s->bulk_base = end - len;
+			s->bulk_len = (__u32)len;
 		}
 	}
 	s->bulk_low = s->bulk_base + s->bulk_len;
 	w.frame = frame;
+	w.s = s;
 	bpf_loop(EMBER_PY_MAX_FRAMES + 1, ember_py_frame_step, &w, 0);
 	s->stack.status = w.status ? w.status : EMBER_PY_TRUNCATED;
 	if (s->bulk_len) {
@@ -351,9 +389,11 @@ static __always_inline struct ember_py_stack *ember_py_walk(__u32 tgid)
 		__u32 tid = (__u32)bpf_get_current_pid_tgid();
 		struct ember_py_thread *t;
 
-		if (span + 512 < s->span || span > s->span || s->bulk_low == s->bulk_base) {
-			if (s->bulk_low == s->bulk_base)
-				span = EMBER_PY_BULK; /* the read was too short: more next time */
+		if (span + 512 < s->span || span > s->span) {
+			struct ember_py_tid_slot *ts = &s->tids[tid & (EMBER_PY_TID_SLOTS - 1)];
+
+			if (ts->tid == tid)
+				ts->span = span;
 			t = bpf_map_lookup_elem(&py_threads, &tid);
 			if (t && t->tgid == tgid)
 				t->span = span;

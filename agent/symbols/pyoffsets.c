@@ -46,14 +46,15 @@ static int finish(struct pyoffsets *o)
 		o->runtime_interpreters_head, o->runtime_finalizing, o->interp_next,
 		o->interp_threads_head, o->interp_id, o->tstate_next, o->tstate_interp,
 		o->tstate_frame, o->cframe_current_frame, o->tstate_thread_id,
-		o->tstate_native_thread_id, o->frame_previous, o->frame_code, o->frame_instr,
+		o->tstate_native_thread_id, o->tstate_datastack_chunk, o->frame_previous, o->frame_code, o->frame_instr,
 		o->frame_is_entry, o->frame_owner, o->frame_func, o->code_firstlineno,
 		o->code_filename, o->code_name, o->code_qualname, o->code_linetable, o->code_code_adaptive,
 		o->code_code, o->object_type, o->unicode_length, o->unicode_state,
 		o->unicode_ascii_data, o->unicode_compact_data, o->bytes_size, o->bytes_sval,
 	};
 	const uint32_t tstate[] = { o->tstate_next, o->tstate_interp, o->tstate_frame,
-				    o->tstate_thread_id, o->tstate_native_thread_id };
+				    o->tstate_thread_id, o->tstate_native_thread_id,
+				    o->tstate_datastack_chunk };
 	const uint32_t frame[] = { o->frame_previous, o->frame_code, o->frame_instr,
 				   o->frame_is_entry, o->frame_owner, o->frame_func };
 	const uint32_t code[] = { o->code_firstlineno, o->code_filename, o->code_name,
@@ -116,6 +117,7 @@ int pyoffsets_for_version(uint32_t version_hex, struct pyoffsets *ret)
 		o.cframe_current_frame = 8;
 		o.tstate_thread_id = 152;
 		o.tstate_native_thread_id = 160;
+		o.tstate_datastack_chunk = 296;
 		o.frame_code = 32;
 		o.frame_previous = 48;
 		o.frame_instr = 56;
@@ -138,6 +140,7 @@ int pyoffsets_for_version(uint32_t version_hex, struct pyoffsets *ret)
 		o.cframe_current_frame = 0;
 		o.tstate_thread_id = 136;
 		o.tstate_native_thread_id = 144;
+		o.tstate_datastack_chunk = 232;
 		o.frame_code = 0;
 		o.frame_previous = 8;
 		o.frame_instr = 56;
@@ -240,6 +243,7 @@ int pyoffsets_from_debug(const uint8_t *buf, size_t len, uint32_t version_hex,
 	err |= get_field(buf, len, l->tstate, 4, &o.tstate_frame);
 	err |= get_field(buf, len, l->tstate, 5, &o.tstate_thread_id);
 	err |= get_field(buf, len, l->tstate, 6, &o.tstate_native_thread_id);
+	err |= get_field(buf, len, l->tstate, 7, &o.tstate_datastack_chunk);
 	err |= get_field(buf, len, l->frame, 1, &o.frame_previous);
 	err |= get_field(buf, len, l->frame, 2, &o.frame_code);
 	err |= get_field(buf, len, l->frame, 3, &o.frame_instr);

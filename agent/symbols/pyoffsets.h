@@ -43,6 +43,7 @@ struct pyoffsets {
 	uint32_t cframe_current_frame;	/* 3.11/3.12: in the _PyCFrame at tstate_frame */
 	uint32_t tstate_thread_id;	/* pthread_t */
 	uint32_t tstate_native_thread_id; /* kernel TID, 3.11+ */
+	uint32_t tstate_datastack_chunk;  /* 3.11+: the _PyStackChunk the frames are pushed on */
 	/* Frame: PyFrameObject on 3.10, _PyInterpreterFrame on 3.11+ */
 	uint32_t frame_previous;	/* f_back / previous */
 	uint32_t frame_code;		/* f_code / f_executable (3.14: tagged _PyStackRef) */

@@ -155,6 +155,7 @@ int pystack_describe(const struct pyresolve_proc *info, struct ember_py_proc *re
 		.cframe_current_frame = EMBER_PY_NO_OFFSET,
 		.code_qualname = EMBER_PY_NO_OFFSET,
 		.frame_func = EMBER_PY_NO_OFFSET,
+		.tstate_datastack_chunk = EMBER_PY_NO_OFFSET,
 	};
 	/* The thread-state search reads single fields at any offset below this. */
 	const uint32_t anywhere = 65535;
@@ -180,6 +181,9 @@ int pystack_describe(const struct pyresolve_proc *info, struct ember_py_proc *re
 		return -ENOTSUP;
 	if (o->cframe_current_frame != PYOFF_NONE &&
 	    !fits(o->cframe_current_frame, 8, anywhere, &p.cframe_current_frame))
+		return -ENOTSUP;
+	if (o->tstate_datastack_chunk != PYOFF_NONE &&
+	    !fits(o->tstate_datastack_chunk, 8, EMBER_PY_TSTATE_READ, &p.tstate_datastack_chunk))
 		return -ENOTSUP;
 	if (o->frame_func != PYOFF_NONE && !fits(o->frame_func, 8, 80, &p.frame_func))
 		return -ENOTSUP;
