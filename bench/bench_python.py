@@ -67,7 +67,7 @@ def start_ember(py, tmp, name, python_on):
     if not python_on:
         env["EMBER_PYTHON"] = "off"
     out = os.path.join(tmp, name + ".pb.gz")
-    comm = os.path.basename(os.path.realpath(py))[:15]
+    comm = os.path.basename(py)[:15]  # the name exec saw, not the link target
     prof = subprocess.Popen([EMBER, "record", "--quiet", "--sample-rate", str(RATE), "--service",
                              "bench=comm:" + comm, "-o", out], stderr=subprocess.PIPE, text=True, env=env)
     wait_profiler_ready("ember", prof)
@@ -111,7 +111,7 @@ def one_round(conf, py, iters, tmp):
     if conf == "ember-native":
         env["EMBER_PYTHON"] = "off"
     out = os.path.join(tmp, conf + ".pb.gz")
-    comm = os.path.basename(os.path.realpath(py))[:15]
+    comm = os.path.basename(py)[:15]  # the name exec saw, not the link target
     prof = subprocess.Popen([EMBER, "record", "--quiet", "--sample-rate", str(RATE), "--service",
                              "bench=comm:" + comm, "-o", out], stderr=subprocess.PIPE, text=True, env=env)
     wait_profiler_ready("ember", prof)
