@@ -152,7 +152,14 @@ class Judge:
         return bool(f["file"]) and (f["file"].endswith(".py") or f["file"].startswith("<frozen"))
 
     def qual(self, f):
-        return self.names.get(f["name"]) if self.is_python(f) else None
+        if not self.is_python(f):
+            return None
+        q = self.names.get(f["name"])
+        if q and q != f["name"] and q in self.lay.span and f["file"] != self.lay.path:
+            # 3.10 names are bare: an `__init__` of another file (importlib's
+            # FileFinder.__init__ at start-up) is another function, not the fixture's
+            return None
+        return q
 
     def python_frames(self, fr):
         """[(index in fr, qualified name or None for foreign Python code)]."""
