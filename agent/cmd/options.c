@@ -161,7 +161,7 @@ static const struct opt_def opts[] = {
 	  .value = "debug" },
 	{ .name = "call-graph", .short_name = 'g', .type = T_REFUSE, .cmds = ALL, .target = "unwind",
 	  .help = "Ember always records call graphs; choose how user stacks are unwound with" },
-	{ .name = "pid", .short_name = 'p', .type = T_LONG, .cmds = CMD_RECORD, .off = F(pid),
+	{ .name = "pid", .short_name = 'p', .type = T_LONG, .cmds = CMD_RECORD | CMD_RUN, .off = F(pid),
 	  .def = "0", .min = 0, .max = 4194304, .metavar = "PID",
 	  .help = "profile this process (and the children it starts)" },
 	{ .name = "output-file", .short_name = 'o', .type = T_STR, .cmds = CMD_RECORD,
@@ -994,8 +994,11 @@ int options_validate(enum ember_command cmd, const struct ember_config *cfg)
 			return refuse("agent takes no command; use `ember run -- CMD`");
 		return 0;
 	case CMD_RUN:
-		if (cfg->cmd_argc == 0)
-			return refuse("run needs a command: ember run [options] -- CMD ARGS...");
+		if (cfg->pid && cfg->cmd_argv)
+			return refuse("give --pid or -- CMD, not both");
+		if (cfg->cmd_argc == 0 && !cfg->pid)
+			return refuse("run needs a command or a process: ember run [options] -- CMD ARGS..., "
+				      "or ember run [options] --pid N");
 		if (cfg->services.n) {
 			options_invalid("service", "run profiles the command it starts; use `ember agent` "
 						   "to select services");

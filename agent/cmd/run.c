@@ -1,15 +1,21 @@
-/* run: `ember run [options] -- CMD ARGS...`.
+/* run: `ember run [options] -- CMD ARGS...` and `ember run [options] --pid N`.
  *
  * The pipeline (pipeline.h) over one command: CMD is started held before exec, selected, then
  * released, so its first instruction is profiled; its children follow. The command's
  * environment carries the instrumentation: LD_PRELOAD=libember_alloc.so for --profiles alloc
  * (the in-process sampler, so no uprobe taxes every malloc) and CUDA_INJECTION64_PATH=
  * libember_cupti.so for --profiles gpu. Profiles go where the agent's go (sink.h), every
- * --interval and when the command exits. */
+ * --interval and when the command exits.
+ *
+ * With --pid, the sidecar of a process already running (what the Python package's
+ * ember.watch() starts on its own process): that process and its children, named after its
+ * executable, until it exits. Its environment is its own: allocations are sampled with uprobes,
+ * and GPU profiles come when it loaded libember_cupti.so itself (watch() sets that up). */
 #include "run.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +29,28 @@
 #include "sink.h"
 
 #define PUSH_STOP_DEADLINE_S 8.0
+
+/* --pid: the process whose exit ends the run. */
+struct watched {
+	pid_t pid;
+	bool exited;
+};
+
+static void on_exited(void *ctx, pid_t pid)
+{
+	struct watched *w = ctx;
+
+	if (pid == w->pid)
+		w->exited = true;
+}
+
+static bool watched_done(void *ctx, int64_t now)
+{
+	struct watched *w = ctx;
+
+	(void)now;
+	return w->pid && (w->exited || (kill(w->pid, 0) && errno == ESRCH));
+}
 
 /* The command, and what it execs, inherit libember_alloc.so and its sampling interval. */
 static int setup_alloc_env(const struct ember_config *cfg)
@@ -76,43 +104,99 @@ static int setup_gpu_env(const struct ember_config *cfg)
 	return 0;
 }
 
+/* The hooks of a --pid run: the sink's profile hook, and the end when the process exits. */
+struct pid_run {
+	struct watched w;
+	struct sink *sink;
+};
+
+static void pid_profile(void *ctx, const struct pipeline_profile *p)
+{
+	sink_profile(((struct pid_run *)ctx)->sink, p);
+}
+
+static void pid_exited(void *ctx, pid_t pid)
+{
+	on_exited(&((struct pid_run *)ctx)->w, pid);
+}
+
+static bool pid_done(void *ctx, int64_t now)
+{
+	return watched_done(&((struct pid_run *)ctx)->w, now);
+}
+
 int run_main(int argc, char **argv)
 {
 	struct ember_config cfg = { 0 };
 	struct pipeline_opts o = { .cfg = &cfg, .name = "run", .policy = PIPELINE_COMMAND };
 	struct pipeline_hooks h = { .profile = sink_profile };
+	struct pid_run pr = { 0 };
 	struct pipeline *pl = NULL;
 	struct sink *sink = NULL;
-	char service[128];
+	char service[128], exe[PATH_MAX], pidsel[192], *pidsel_v = pidsel;
+	struct strlist pid_services = { .v = &pidsel_v, .n = 1 };
 	int status;
 
-	status = options_command_start(CMD_RUN, "run", "ember run [options] -- CMD ARGS...", argc,
-				       argv, &cfg);
+	status = options_command_start(CMD_RUN, "run",
+				       "ember run [options] -- CMD ARGS... | ember run [options] --pid N",
+				       argc, argv, &cfg);
 	if (status >= 0)
 		return status;
-	/* The service `ember run` reports: the command's basename. */
-	services_name_from_path(cfg.cmd_argv[0], service, sizeof(service), "command");
-	o.command_service = service;
-	o.alloc_mode = ALLOC_MODE_PRELOAD;
+	if (cfg.pid) {
+		char link[64];
+		ssize_t n;
+
+		snprintf(link, sizeof(link), "/proc/%ld/exe", cfg.pid);
+		n = readlink(link, exe, sizeof(exe) - 1);
+		if (n <= 0) {
+			options_invalid("pid", "no process %ld%s", cfg.pid,
+					errno == EACCES ? " that this user may read" : "");
+			status = 2;
+			goto out;
+		}
+		exe[n] = '\0';
+		/* The service `ember run --pid` reports: the process's executable's basename. */
+		services_name_from_path(exe, service, sizeof(service), "process");
+		snprintf(pidsel, sizeof(pidsel), "%s=pid:%ld", service, cfg.pid);
+		o.policy = PIPELINE_SELECTORS;
+		o.services = &pid_services;
+		o.alloc_mode = ALLOC_MODE_UPROBE;
+		pr.w.pid = (pid_t)cfg.pid;
+		h = (struct pipeline_hooks){ .profile = pid_profile, .done = pid_done,
+					     .exited = pid_exited, .ctx = &pr };
+	} else {
+		/* The service `ember run` reports: the command's basename. */
+		services_name_from_path(cfg.cmd_argv[0], service, sizeof(service), "command");
+		o.command_service = service;
+		o.alloc_mode = ALLOC_MODE_PRELOAD;
+	}
 	o.interval_s = cfg.interval;
 	status = pipeline_new(&o, &pl);
 	if (!status)
 		status = sink_new(&cfg, &sink);
-	if (!status && (cfg.profiles & PROFILE_ALLOC))
+	if (!status && !cfg.pid && (cfg.profiles & PROFILE_ALLOC))
 		status = setup_alloc_env(&cfg);
-	if (!status && (cfg.profiles & PROFILE_GPU))
+	if (!status && !cfg.pid && (cfg.profiles & PROFILE_GPU))
 		status = setup_gpu_env(&cfg);
 	if (!status)
 		status = pipeline_serve_metrics(pl, sink_write_metrics, sink);
 	if (!status)
-		status = pipeline_start(pl, cfg.cmd_argv);
+		status = pipeline_start(pl, cfg.pid ? NULL : cfg.cmd_argv);
 	if (status)
 		goto out;
-	h.ctx = sink;
+	if (cfg.pid && pipeline_targets_selected(pl) == 0) {
+		options_invalid("pid", "no process %ld", cfg.pid);
+		status = 2;
+		goto out;
+	}
+	if (cfg.pid)
+		pr.sink = sink;
+	else
+		h.ctx = sink;
 	log_info("run: profiling %s at %ld Hz, %s every %.0f s", service, cfg.sample_rate,
 		 sink_describe(sink), cfg.interval);
 	if (pipeline_run(pl, &h) == 0)
-		status = pipeline_command_status(pl);
+		status = cfg.pid ? 0 : pipeline_command_status(pl);
 	else
 		status = 1;
 	sink_stop(sink, PUSH_STOP_DEADLINE_S - pipeline_stopping_for(pl));

@@ -145,6 +145,7 @@ class Judge:
         self.names.update({name_in(q, version): q for q in THREADING})
         self.samples = [(frames(s), s) for s in profile["samples"]]
         self.with_frames = has_frames(profile)
+        self.launched = False  # True: Python frames below <module> (a launcher's) are allowed
 
     def is_python(self, f):
         if f.get("names_only"):  # judged by name alone
@@ -227,12 +228,17 @@ class Judge:
             elif len(bad_own) < 3:
                 bad_own.append(self.describe(fr[i]))
             got = [fr[j]["name"] for j, _ in py[k:]]
+            if self.launched and "<module>" in got:
+                # run by a launcher (python -m ember run: runpy): its frames below the
+                # script's <module> are its own
+                got = got[:got.index("<module>") + 1]
+            end = k + len(got)
             if got != chain:
                 bad_chain[tuple(got)] = bad_chain.get(tuple(got), 0) + w
                 continue
             good_chain += w
             callers_ok = True
-            for (j0, q0), (j1, q1) in zip(py[k:], py[k + 1:]):
+            for (j0, q0), (j1, q1) in zip(py[k:end], py[k + 1:end]):
                 f = fr[j1]
                 if q1 in THREADING:
                     ok = f["file"] is not None and f["file"].endswith("/threading.py")
