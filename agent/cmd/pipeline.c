@@ -562,6 +562,22 @@ static void on_alloc_stack(void *ctx, const struct alloc_stack *s)
 	(void)stackagg_add(agg, frames, n, s->values);
 }
 
+/* Without the sampler there are no fork events: a process is a target's descendant when one
+ * of its ancestors (up to 32 levels) is tracked. That ancestor's entry, or NULL. */
+static struct proc_entry *tracked_ancestor(struct pipeline *pl, pid_t pid)
+{
+	for (int depth = 0; depth < 32; depth++) {
+		struct proc_entry *p;
+
+		if (procmaps_parent(pid, &pid) || pid <= 1)
+			return NULL;
+		p = proc_get(pl, pid);
+		if (p && !p->exited)
+			return p;
+	}
+	return NULL;
+}
+
 /* A GPU sample from libember_cupti.so in process s->pid: the service that process belongs to
  * (a command's; its selected service, or its executable's). Samples of processes no service
  * selects are counted and dropped. */
@@ -587,6 +603,16 @@ static void on_gpu_sample(void *ctx, const struct gpu_sample *s)
 		       now_start != s->start_time)) {
 		atomic_fetch_add_explicit(&pl->m_gpu_stale, 1, memory_order_relaxed);
 		return;
+	}
+	if (!known && !pl->cc && pl->o.policy != PIPELINE_EVERY_PROCESS) {
+		struct proc_entry *a = tracked_ancestor(pl, s->pid);
+
+		if (a) {
+			/* a child of a target: it joins the target's service, as a fork would */
+			proc_put(pl, s->pid, s->start_time, a->service);
+			p = proc_get(pl, s->pid);
+			known = p && p->cookie == s->start_time;
+		}
 	}
 	if (pl->o.policy == PIPELINE_COMMAND)
 		id = known ? 0 : -1;
@@ -869,9 +895,11 @@ int pipeline_new(const struct pipeline_opts *opts, struct pipeline **ret_pl)
 	struct pipeline *pl;
 	int err, status = 1;
 
+	bool no_bpf = opts->gpu_only_without_bpf && cfg->profiles == PROFILE_GPU;
+
 	/* Privileges and kernel features first, for every command and family: one line naming
 	 * what is missing rather than a libbpf error from whichever collector loads first. */
-	if (preflight_check())
+	if (!no_bpf && preflight_check())
 		return 2;
 	pl = calloc(1, sizeof(*pl));
 	if (!pl)
@@ -929,7 +957,7 @@ int pipeline_new(const struct pipeline_opts *opts, struct pipeline **ret_pl)
 	copts.report_execs = opts->policy == PIPELINE_SELECTORS ? targets_need_execs(pl->targets) :
 			     opts->policy == PIPELINE_EVERY_PROCESS && (cfg->profiles & PROFILE_ALLOC);
 	copts.report_cgroups = opts->policy == PIPELINE_SELECTORS && targets_need_cgroups(pl->targets);
-	err = cpu_collector_open(&copts, &pl->cc);
+	err = no_bpf ? 0 : cpu_collector_open(&copts, &pl->cc);
 	if (err) {
 		if (err == -EPERM)
 			fprintf(stderr, "ember: the kernel refused to load the BPF sampler (EPERM): "
@@ -1062,6 +1090,11 @@ static int wait_events(struct pipeline *pl, int64_t next_drain)
 	if (due >= 0 && wait > due * 1000000LL)
 		wait = due * 1000000LL;
 	ms = wait > 0 ? (int)(wait / 1000000) + 1 : 0;
+	if (!pl->cc) {
+		/* No sampler (GPU only): the receiver has its own thread; just wait. */
+		(void)poll(NULL, 0, ms);
+		return 0;
+	}
 	if (pl->ac) {
 		/* Sampled allocations wake the loop too: a short-lived process's maps are read
 		 * while it still runs. */

@@ -71,6 +71,10 @@ struct pipeline_opts {
 	/* PIPELINE_COMMAND: on SIGINT/SIGTERM the command gets SIGTERM after this grace (it may
 	 * have had the terminal's Ctrl-C already), SIGKILL 8 s later. */
 	int64_t child_term_grace_ns;
+	/* With only GPU profiles asked for: run without BPF (no sampler, no process events; the
+	 * command's exit or a --pid's is watched directly), so an ordinary user can collect what
+	 * libember_cupti.so sends. */
+	bool gpu_only_without_bpf;
 };
 
 struct pipeline;

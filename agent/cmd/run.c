@@ -25,6 +25,7 @@
 #include "log.h"
 #include "options.h"
 #include "pipeline.h"
+#include "procmaps.h"
 #include "services.h"
 #include "sink.h"
 
@@ -47,9 +48,17 @@ static void on_exited(void *ctx, pid_t pid)
 static bool watched_done(void *ctx, int64_t now)
 {
 	struct watched *w = ctx;
+	char state = 0;
+	int err;
 
 	(void)now;
-	return w->pid && (w->exited || (kill(w->pid, 0) && errno == ESRCH));
+	if (!w->pid)
+		return false;
+	if (w->exited)
+		return true;
+	/* Exited, without the sampler to say so: gone, or a zombie its parent has not reaped. */
+	err = procmaps_state(w->pid, &state);
+	return err == -ESRCH || (!err && (state == 'Z' || state == 'X'));
 }
 
 /* The command, and what it execs, inherit libember_alloc.so and its sampling interval. */
@@ -171,6 +180,7 @@ int run_main(int argc, char **argv)
 		o.alloc_mode = ALLOC_MODE_PRELOAD;
 	}
 	o.interval_s = cfg.interval;
+	o.gpu_only_without_bpf = true; /* --profiles gpu alone needs no privileges */
 	status = pipeline_new(&o, &pl);
 	if (!status)
 		status = sink_new(&cfg, &sink);

@@ -435,6 +435,8 @@ int cpu_collector_start(struct cpu_collector *c)
 
 int cpu_collector_add_target(struct cpu_collector *c, pid_t tgid, __u32 service_id, __u64 cookie)
 {
+	if (!c)
+		return 0 /* no sampler (GPU only): nothing to select */;
 	struct ember_target t = {
 		.service_id = service_id,
 		.flags = c->dwarf_first ? EMBER_TARGET_DWARF : 0,
@@ -449,6 +451,8 @@ int cpu_collector_add_target(struct cpu_collector *c, pid_t tgid, __u32 service_
 
 int cpu_collector_remove_target(struct cpu_collector *c, pid_t tgid)
 {
+	if (!c)
+		return 0;
 	__u32 key = (__u32)tgid;
 
 	if (bpf_map_delete_elem(bpf_map__fd(c->skel->maps.targets), &key) && errno != ENOENT)
@@ -509,6 +513,8 @@ static void clear_stacks(int fd)
 
 int cpu_collector_drain(struct cpu_collector *c, cpu_stack_fn fn, void *ctx)
 {
+	if (!c)
+		return 0;
 	__u32 was = c->skel->bss->active & 1;
 	int counts_fd = bpf_map__fd(was ? c->skel->maps.counts1 : c->skel->maps.counts0);
 	int stacks_fd = bpf_map__fd(was ? c->skel->maps.stacks1 : c->skel->maps.stacks0);
@@ -573,6 +579,8 @@ int cpu_collector_drain(struct cpu_collector *c, cpu_stack_fn fn, void *ctx)
 
 int cpu_collector_set_dwarf(struct cpu_collector *c, pid_t tgid, bool dwarf)
 {
+	if (!c)
+		return -ENOENT;
 	int fd = bpf_map__fd(c->skel->maps.targets);
 	struct ember_target t;
 	__u32 key = (__u32)tgid;
@@ -591,6 +599,8 @@ int cpu_collector_set_dwarf(struct cpu_collector *c, pid_t tgid, bool dwarf)
 
 void cpu_collector_visit_python(struct cpu_collector *c, cpu_python_fn fn, void *ctx)
 {
+	if (!c)
+		return;
 	/* Samples wake nobody (see stack_snapshot.bpf.h): take what the ring holds. */
 	(void)ring_buffer__consume(c->rb);
 	for (; c->nvisited < c->npending; c->nvisited++) {
@@ -604,6 +614,8 @@ void cpu_collector_visit_python(struct cpu_collector *c, cpu_python_fn fn, void 
 
 int cpu_collector_set_python(struct cpu_collector *c, pid_t tgid, const struct ember_py_proc *pp)
 {
+	if (!c)
+		return -ENOENT;
 	int fd = bpf_map__fd(c->skel->maps.targets);
 	struct ember_target t;
 	__u32 key = (__u32)tgid;
@@ -620,6 +632,8 @@ int cpu_collector_set_python(struct cpu_collector *c, pid_t tgid, const struct e
 
 void cpu_collector_forget(struct cpu_collector *c, pid_t tgid)
 {
+	if (!c)
+		return;
 	__u32 key = (__u32)tgid;
 
 	(void)bpf_map_delete_elem(bpf_map__fd(c->skel->maps.py_procs), &key);
@@ -628,6 +642,8 @@ void cpu_collector_forget(struct cpu_collector *c, pid_t tgid)
 
 void cpu_collector_dwarf_stats(struct cpu_collector *c, struct cpu_dwarf_stats *ret)
 {
+	if (!c)
+		return (void)memset(ret, 0, sizeof(*ret));
 	ret->snapshots = __atomic_load_n(&c->dstats.snapshots, __ATOMIC_RELAXED);
 	ret->unwound = __atomic_load_n(&c->dstats.unwound, __ATOMIC_RELAXED);
 	ret->truncated = __atomic_load_n(&c->dstats.truncated, __ATOMIC_RELAXED);
@@ -642,6 +658,8 @@ void cpu_collector_dwarf_stats(struct cpu_collector *c, struct cpu_dwarf_stats *
 
 void cpu_collector_write_metrics(struct cpu_collector *c, struct metrics_writer *w)
 {
+	if (!c)
+		return;
 	/* Every value of enum ember_cpu_stat but the two totals has a reason here. */
 	static const struct {
 		enum ember_cpu_stat stat;
@@ -716,11 +734,15 @@ void cpu_collector_write_metrics(struct cpu_collector *c, struct metrics_writer 
 
 int cpu_collector_read_stats(struct cpu_collector *c, __u64 out[EMBER_STAT_MAX])
 {
+	if (!c)
+		return memset(out, 0, EMBER_STAT_MAX * sizeof(*out)), 0;
 	return bpfutil_percpu_sum(bpf_map__fd(c->skel->maps.stats), EMBER_STAT_MAX, out);
 }
 
 int cpu_collector_prog_stats(struct cpu_collector *c, __u64 *ret_run_cnt, __u64 *ret_run_time_ns)
 {
+	if (!c)
+		return -ENODEV;
 	struct bpf_prog_info info = {};
 	__u32 len = sizeof(info);
 	int err;

@@ -5,7 +5,8 @@
  * Lifecycle: cpu_collector_open() loads and attaches the tracepoints; add targets; then
  * cpu_collector_start() opens the perf events. cpu_collector_poll() delivers process events;
  * cpu_collector_drain() hands over every stack counted since the previous drain.
- * Not thread-safe: one thread drives a collector. */
+ * Not thread-safe: one thread drives a collector. Every function but open, start, poll and
+ * epoll_fd accepts a NULL collector (a GPU-only run has no sampler) and does nothing. */
 #ifndef EMBER_CPU_COLLECTOR_H
 #define EMBER_CPU_COLLECTOR_H
 

@@ -126,10 +126,10 @@ void procmaps_free(struct procmaps_entry *maps, size_t nr)
 	free(maps);
 }
 
-int procmaps_start_time(pid_t pid, uint64_t *ret_start)
+/* Fields 3.. of /proc/PID/stat into buf (NUL-terminated): the part after comm. 0 or -errno. */
+static int stat_fields(pid_t pid, char *buf, size_t size, char **ret_fields)
 {
-	char path[64], buf[1024], *p;
-	unsigned long long start;
+	char path[64], *p;
 	ssize_t n;
 	int fd, err;
 
@@ -137,7 +137,7 @@ int procmaps_start_time(pid_t pid, uint64_t *ret_start)
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return proc_errno(errno);
-	n = read(fd, buf, sizeof(buf) - 1);
+	n = read(fd, buf, size - 1);
 	err = n < 0 ? proc_errno(errno) : 0;
 	close(fd);
 	if (err)
@@ -147,8 +147,19 @@ int procmaps_start_time(pid_t pid, uint64_t *ret_start)
 	p = strrchr(buf, ')');
 	if (!p)
 		return -EINVAL;
+	*ret_fields = p + 1;
+	return 0;
+}
+
+int procmaps_start_time(pid_t pid, uint64_t *ret_start)
+{
+	char buf[1024], *p;
+	unsigned long long start;
+	int err = stat_fields(pid, buf, sizeof(buf), &p);
+
+	if (err)
+		return err;
 	/* after ") " come fields 3..: state is 3, starttime is 22, so skip 19 fields */
-	p++;
 	for (int field = 3; field < 22; field++) {
 		p = strchr(p + 1, ' ');
 		if (!p)
@@ -157,6 +168,31 @@ int procmaps_start_time(pid_t pid, uint64_t *ret_start)
 	if (sscanf(p, " %llu", &start) != 1)
 		return -EINVAL;
 	*ret_start = start;
+	return 0;
+}
+
+int procmaps_state(pid_t pid, char *ret_state)
+{
+	char buf[1024], *p;
+	int err = stat_fields(pid, buf, sizeof(buf), &p);
+
+	if (err)
+		return err;
+	if (sscanf(p, " %c", ret_state) != 1)
+		return -EINVAL;
+	return 0;
+}
+
+int procmaps_parent(pid_t pid, pid_t *ret_ppid)
+{
+	char buf[1024], *p, state;
+	int ppid, err = stat_fields(pid, buf, sizeof(buf), &p);
+
+	if (err)
+		return err;
+	if (sscanf(p, " %c %d", &state, &ppid) != 2 || ppid < 0)
+		return -EINVAL;
+	*ret_ppid = (pid_t)ppid;
 	return 0;
 }
 

@@ -28,6 +28,11 @@ void procmaps_free(struct procmaps_entry *maps, size_t nr);
 
 /* Start time of pid in clock ticks since boot (/proc/PID/stat field 22). 0 or -ESRCH/-errno. */
 int procmaps_start_time(pid_t pid, uint64_t *ret_start);
+/* The process's state letter (/proc/PID/stat field 3: 'R', 'S', ... 'Z' for a zombie). 0 or
+ * -errno. */
+int procmaps_state(pid_t pid, char *ret_state);
+/* The parent's pid (/proc/PID/stat field 4). 0 or -errno. */
+int procmaps_parent(pid_t pid, pid_t *ret_ppid);
 
 /* Opens the file behind mapping e of pid: /proc/PID/map_files (the very file mapped, even
  * deleted; needs CAP_SYS_ADMIN), /proc/PID/root/PATH (other mount namespaces), /proc/PID/exe

@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 
@@ -27,6 +28,7 @@ __all__ = ["watch", "find_ember", "EmberNotFound"]
 DEFAULT_GPU_SOCKET = "/run/ember/gpu.sock"
 _CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 21, 38, 39
 _warned = set()
+_sidecars = []  # the sidecars started: they live as long as the process
 
 
 class EmberNotFound(RuntimeError):
@@ -36,7 +38,7 @@ class EmberNotFound(RuntimeError):
 def _warn_once(key, msg):
     if key not in _warned:
         _warned.add(key)
-        warnings.warn("ember: " + msg, RuntimeWarning, stacklevel=3)
+        warnings.warn("ember: " + msg, RuntimeWarning, stacklevel=4)  # the caller of watch()
 
 
 def find_ember(explicit=None):
@@ -125,7 +127,12 @@ def _watch(server, profiles, labels, cuda_graph_trace, interval, ember, gpu_sock
     if cuda_graph_trace not in ("node", "graph"):
         raise ValueError(f"cuda_graph_trace must be 'node' or 'graph', not {cuda_graph_trace!r}")
     binary = find_ember(ember)
-    sock = gpu_socket or os.environ.get("EMBER_GPU_SOCKET") or DEFAULT_GPU_SOCKET
+    if not _can_bpf() and any(p in ("cpu", "alloc") for p in profiles):
+        _warn_once("nopriv", "CPU and allocation profiles need root or CAP_BPF + CAP_PERFMON: "
+                   "profiling GPU work only")
+        profiles = [p for p in profiles if p == "gpu"]
+    asked = gpu_socket or os.environ.get("EMBER_GPU_SOCKET")
+    sock = asked or DEFAULT_GPU_SOCKET
     if "gpu" in profiles:
         lib = _cupti_lib(binary)
         if lib is None:
@@ -135,15 +142,18 @@ def _watch(server, profiles, labels, cuda_graph_trace, interval, ember, gpu_sock
             if _cuda_initialized():
                 _warn_once("latecuda", "CUDA is initialized already: GPU profiles need watch() "
                            "before the first CUDA call")
+            host_agent = os.path.exists(sock)
+            if not host_agent and not asked and os.geteuid() != 0:
+                # No host agent, no root: a socket of our own, for our sidecar only.
+                base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+                d = os.path.join(base, f"ember-{os.geteuid()}")
+                os.makedirs(d, mode=0o700, exist_ok=True)
+                sock = os.path.join(d, f"gpu-{os.getpid()}.sock")
             os.environ["CUDA_INJECTION64_PATH"] = lib
             os.environ["EMBER_GPU_SOCKET"] = sock
             os.environ["EMBER_GPU_GRAPH_TRACE"] = cuda_graph_trace
-            if os.path.exists(sock) and profiles == ["gpu"]:
+            if host_agent and profiles == ["gpu"]:
                 return None  # a host agent serves the socket: it collects
-    if not _can_bpf() and any(p in ("cpu", "alloc") for p in profiles):
-        _warn_once("nopriv", "CPU and allocation profiles need root or CAP_BPF + CAP_PERFMON: "
-                   "profiling GPU work only")
-        profiles = [p for p in profiles if p == "gpu"]
     if not profiles:
         return None
     argv = [binary, "run", "--pid", str(os.getpid()), "--profiles", ",".join(profiles),
@@ -167,4 +177,5 @@ def _watch(server, profiles, labels, cuda_graph_trace, interval, ember, gpu_sock
                        f"its message above")
             return None
         time.sleep(0.05)
+    _sidecars.append(proc)
     return proc

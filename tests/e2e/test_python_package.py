@@ -132,4 +132,57 @@ with tempfile.TemporaryDirectory() as tmp:
         c.check(len(burns) >= 2, f"burn_in_module profiled from -m and from watch() ({len(burns)} series)")
     finally:
         rcv.stop()
+
+    # An ordinary user: watch() keeps GPU profiles only (one warning), starts a sidecar that
+    # needs no BPF on a socket of its own, and the GPU work of its children arrives.
+    pub = os.path.join(tmp, "pub")
+    os.mkdir(pub)
+    shutil.copytree(os.path.join(ROOT, "python", "ember"), os.path.join(pub, "ember"))
+    shutil.copy(os.path.join(et.FIXTURES, "gpu_client"), pub)
+    fake_cupti = os.path.join(pub, "libember_cupti.so")  # CUDA never loads it here: no GPU
+    open(fake_cupti, "w").close()
+    outdir = os.path.join(pub, "out")
+    with open(os.path.join(pub, "gpuwatch.py"), "w") as f:
+        f.write("import os, subprocess, sys, warnings, ember\n"
+                "with warnings.catch_warnings(record=True) as w:\n"
+                "    warnings.simplefilter('always')\n"
+                f"    p = ember.watch(profiles=('cpu', 'gpu'), interval=2, extra_args=['--output', {outdir!r}])\n"
+                "print('popen', isinstance(p, subprocess.Popen), 'warnings', [str(x.message) for x in w])\n"
+                "print('socket', os.environ.get('EMBER_GPU_SOCKET'), os.environ.get('CUDA_INJECTION64_PATH'))\n"
+                "r = subprocess.run([os.path.join(os.path.dirname(__file__), 'gpu_client'),\n"
+                "                    os.environ['EMBER_GPU_SOCKET'], '3'], capture_output=True, text=True)\n"
+                "print('client', r.returncode, r.stderr.strip())\n")
+    for d, _, names in os.walk(tmp):
+        os.chmod(d, 0o755)
+        for n in names:
+            os.chmod(os.path.join(d, n), 0o755)
+    os.mkdir(outdir)
+    os.chown(outdir, 65534, 65534)
+    uenv = {"PATH": "/usr/bin:/bin", "PYTHONPATH": pub, "EMBER_BINARY": et.EMBER,
+            "EMBER_CUPTI_LIB": fake_cupti, "HOME": pub, "PYTHONDONTWRITEBYTECODE": "1"}
+    u = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        pf.DEBIAN_PYTHON, os.path.join(pub, "gpuwatch.py")],
+                       capture_output=True, text=True, env=uenv, cwd=pub, timeout=60)
+    c.check("popen True" in u.stdout, f"unprivileged watch() starts its sidecar: {u.stdout.strip()[-400:]} "
+            f"{u.stderr.strip()[-400:]}")
+    c.check("need root or CAP_BPF" in u.stdout and u.stdout.count("need root") == 1,
+            "unprivileged: one warning that CPU profiles need privileges")
+    c.check(f"socket /tmp/ember-65534/" in u.stdout or "ember-65534" in u.stdout,
+            f"unprivileged: a GPU socket of its own ({[l for l in u.stdout.splitlines() if l.startswith('socket')]})")
+    c.check("client 0" in u.stdout, "the client sent its GPU batch to the sidecar")
+    gpu_files = []
+    for _ in range(50):
+        gpu_files = [os.path.join(d, n) for d, _, ns in os.walk(outdir) for n in ns
+                     if n.startswith("gpu-") and n.endswith(".pb.gz")]
+        if gpu_files:
+            time.sleep(0.5)
+            break
+        time.sleep(0.2)
+    c.check(bool(gpu_files), f"the unprivileged sidecar wrote GPU profiles ({gpu_files})")
+    kernels = 0
+    for g in gpu_files:
+        gp = et.decode(g)
+        if gp["sample_types"][0] == ["gpu_time", "nanoseconds"]:
+            kernels += sum(1 for smp in gp["samples"] if smp["stack"][0].startswith("[cuda kernel] square"))
+    c.check(kernels >= 1, f"its GPU profile has the client's kernel as a leaf ({kernels} stacks)")
 c.done()

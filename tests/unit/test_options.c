@@ -238,6 +238,9 @@ static void test_profiles(void)
 	EXPECT_OK(CMD_RUN, cfg, "--profiles", "gpu", "--", "true");
 	CHECK_INT(cfg.profiles, PROFILE_GPU);
 	options_free(&cfg);
+	EXPECT_OK(CMD_RUN, cfg, "--pid", "42", "--profiles", "gpu");
+	CHECK_INT(cfg.pid, 42);
+	options_free(&cfg);
 
 	EXPECT_ERR(CMD_RECORD, "ember: invalid value for --profiles: cpu is given twice",
 		   "--profiles", "cpu,cpu");
@@ -272,9 +275,10 @@ static void test_validate(void)
 	EXPECT_ERR(CMD_RECORD, "ember: no command after --", "-o", "x.pb.gz", "--");
 	EXPECT_ERR(CMD_AGENT, "ember: agent takes no command; use `ember run -- CMD`", "--", "sleep", "1");
 	EXPECT_ERR(CMD_AGENT, "ember: agent takes no command; use `ember run -- CMD`", "--");
-	EXPECT_ERR(CMD_RUN, "ember: run needs a command: ember run [options] -- CMD ARGS...", "--");
-	EXPECT_ERR(CMD_RUN, "ember: run needs a command: ember run [options] -- CMD ARGS...",
-		   "--interval", "5");
+	EXPECT_ERR(CMD_RUN, "ember: run needs a command or a process: ember run [options] -- CMD "
+			    "ARGS..., or ember run [options] --pid N", "--");
+	EXPECT_ERR(CMD_RUN, "ember: run needs a command or a process: ember run [options] -- CMD "
+			    "ARGS..., or ember run [options] --pid N", "--interval", "5");
 	EXPECT_ERR(CMD_RUN, "ember: invalid value for --service: run profiles the command it starts; "
 			    "use `ember agent` to select services",
 		   "--service", "web=comm:nginx", "--", "true");
@@ -314,8 +318,7 @@ static void test_per_command(const char *dir)
 			       "not of `ember record`", "--gpu-graph-trace", "node");
 	EXPECT_ERR(CMD_AGENT, "ember: -o is an option of `ember record`, not of `ember agent`",
 		   "-o", "x.pb.gz");
-	EXPECT_ERR(CMD_RUN, "ember: --pid is an option of `ember record`, not of `ember run`",
-		   "--pid", "1", "--", "true");
+	EXPECT_ERR(CMD_RUN, "ember: give --pid or -- CMD, not both", "--pid", "1", "--", "true");
 	EXPECT_ERR(CMD_AGENT, "ember: --duration is an option of `ember record`, not of `ember agent`",
 		   "--duration=5");
 
@@ -432,10 +435,10 @@ static void test_perf_habits(void)
 	EXPECT_ERR(CMD_RUN, "ember: -g/--call-graph: Ember always records call graphs; choose how "
 			    "user stacks are unwound with --unwind auto|fp|dwarf", "--call-graph=fp",
 		   "--", "true");
-	EXPECT_ERR(CMD_AGENT, "ember: --pid is an option of `ember record`, not of `ember agent`",
-		   "--pid", "1");
-	EXPECT_ERR(CMD_AGENT, "ember: -p is an option of `ember record`, not of `ember agent`",
-		   "-p", "1");
+	EXPECT_ERR(CMD_AGENT, "ember: --pid is an option of `ember record` and `ember run`, not of "
+			      "`ember agent`", "--pid", "1");
+	EXPECT_ERR(CMD_AGENT, "ember: -p is an option of `ember record` and `ember run`, not of "
+			      "`ember agent`", "-p", "1");
 }
 
 /* Help: --help returns 1; each command lists what it takes, within 100 columns, and examples. */
@@ -486,7 +489,7 @@ static void test_help(void)
 						 "--gpu-graph-trace", "--call-graph", NULL };
 	static const char *const run_want[] = { "--gpu-graph-trace node|graph", "--label KEY=VALUE",
 						"ember run ", NULL };
-	static const char *const run_not[] = { "--service", "--pid", "--duration", NULL };
+	static const char *const run_not[] = { "--service", "--duration", NULL };
 	struct ember_config cfg;
 
 	CHECK_INT(PARSE(CMD_RECORD, &cfg, "--bogus", "--help"), 1);
