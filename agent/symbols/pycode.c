@@ -25,8 +25,17 @@ static uint64_t u64_at(const uint8_t *buf, uint32_t off)
 	return v;
 }
 
+/* A live object of type want (0: any type). A live object's reference count is positive and
+ * far below 2^40 (3.12's immortal objects have 2^32 - 1); a block pymalloc has freed holds its
+ * free-list pointer (or 0) there instead. That is how an object freed under a sample is told
+ * from a live one while its other fields still look right (an interpreter exiting frees code
+ * objects and their strings, and reuses the strings' memory). */
 static int check_type(const uint8_t *hdr, const struct pyoffsets *off, uint64_t want)
 {
+	uint64_t refcnt = u64_at(hdr, 0);
+
+	if (refcnt == 0 || refcnt >= (1ULL << 40))
+		return -EINVAL;
 	return want && u64_at(hdr, off->object_type) != want ? -EINVAL : 0;
 }
 

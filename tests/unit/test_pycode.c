@@ -207,7 +207,9 @@ static void test_image(void)
 	int32_t line, boff;
 
 	CHECK_INT(pyoffsets_for_version(0x030c01f0, &off), 0);
-	/* code at +0, name str at +512, qualname +640, file +768, linetable bytes at +1024 */
+	/* code at +0, name str at +512, qualname +640, file +768, linetable bytes at +1024; every
+	 * object live (reference count 1) */
+	put64(mem, 0, 1);
 	put64(mem, 8, 0x1234);
 	memcpy(mem + off.code_firstlineno, &(int32_t){ 7 }, 4);
 	put64(mem, off.code_name, 0x10000 + 512);
@@ -216,10 +218,12 @@ static void test_image(void)
 	put64(mem, off.code_linetable, 0x10000 + 1024);
 	for (uint32_t s = 512; s <= 768; s += 128) {
 		const char *txt = s == 512 ? "run" : s == 640 ? "Job.run" : "/app/job.py";
+		put64(mem, s, 1);
 		put64(mem, s + 16, strlen(txt));
 		memcpy(mem + s + 32, &(uint32_t){ (1u << 2) | (1u << 5) | (1u << 6) }, 4);
 		memcpy(mem + s + 40, txt, strlen(txt));
 	}
+	put64(mem, 1024, 1);
 	put64(mem, 1024 + 16, 3);
 	memcpy(mem + 1024 + 32, "\x80\x00\xd8", 3); /* 1 unit same line, then +1 (ONE_LINE1) */
 	CHECK_INT(pycode_resolve(image_read, &im, &off, NULL, 0x10000, &info), 0);
@@ -246,6 +250,18 @@ static void test_image(void)
 		struct pycode_types t = { .code = 0x9999 };
 		CHECK_INT(pycode_resolve(image_read, &im, &off, &t, 0x10000, &info), -EINVAL);
 	}
+	/* Freed by pymalloc under the sample: the reference count holds 0 or a free-list pointer
+	 * (the code object's, or its name's, whose memory now holds another string). */
+	put64(mem, 0, 0);
+	CHECK_INT(pycode_resolve(image_read, &im, &off, NULL, 0x10000, &info), -EINVAL);
+	put64(mem, 0, 0x7f1234567000ULL);
+	CHECK_INT(pycode_resolve(image_read, &im, &off, NULL, 0x10000, &info), -EINVAL);
+	put64(mem, 0, 0xffffffffULL); /* 3.12's immortal objects: live */
+	CHECK_INT(pycode_resolve(image_read, &im, &off, NULL, 0x10000, &info), 0);
+	pycode_info_fini(&info);
+	put64(mem, 512, 0x55d0c0ffe000ULL);
+	CHECK_INT(pycode_resolve(image_read, &im, &off, NULL, 0x10000, &info), -EINVAL);
+	put64(mem, 512, 1);
 	put64(mem, 512 + 16, (uint64_t)-1);
 	CHECK_INT(pycode_resolve(image_read, &im, &off, NULL, 0x10000, &info), -EINVAL);
 	put64(mem, 512 + 16, PYCODE_NAME_MAX + 1);
@@ -263,6 +279,7 @@ static void test_image(void)
 	CHECK_INT(pycode_resolve(image_read, &im, &off, NULL, 0x10000, &info), -E2BIG);
 	put64(mem, 1024 + 16, 5000); /* runs past the image */
 	CHECK_INT(pycode_resolve(image_read, &im, &off, NULL, 0x10000, &info), -EFAULT);
+	put64(mem, 1024, 1);
 	put64(mem, 1024 + 16, 3);
 	put64(mem, off.code_filename, UINT64_MAX - 8);
 	CHECK(pycode_resolve(image_read, &im, &off, NULL, 0x10000, &info) < 0);
