@@ -41,18 +41,23 @@ class Receiver:
     def series(self):
         if not os.path.exists(self.record):
             return []
-        with open(self.record) as f:
-            return [json.loads(l) for l in f if l.strip()]
+        return complete_lines(self.record)
 
     def request_log(self):
         if not os.path.exists(self.requests):
             return []
-        with open(self.requests) as f:
-            return [json.loads(l) for l in f if l.strip()]
+        return complete_lines(self.requests)
 
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=10)
+
+
+def complete_lines(path):
+    """The JSON lines of a log the receiver is appending to; a last line it is still writing
+    (no newline yet) is left for the next read, not parsed half-written."""
+    with open(path) as f:
+        return [json.loads(l) for l in f if l.endswith("\n") and l.strip()]
 
 
 class Agent:

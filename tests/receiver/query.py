@@ -15,7 +15,8 @@ def load(path):
     if not path or not os.path.exists(path):
         return []
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        # A last line the receiver is still writing has no newline yet: not parsed.
+        return [json.loads(line) for line in f if line.endswith("\n") and line.strip()]
 
 
 def main():
