@@ -11,10 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum pyline_format {
-	PYLINE_FORMAT_310 = 1, /* 3.10: (sdelta u8, ldelta s8) pairs, -128 = no line */
-	PYLINE_FORMAT_311 = 2, /* 3.11-3.14: location entries, code 15 = no location */
-};
+#include "pylayout.h" /* enum pyline_format */
+
 
 /* The line of an instruction without one (CPython's -1). */
 #define PYLINE_NONE (-1)

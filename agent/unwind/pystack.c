@@ -132,65 +132,7 @@ size_t pystack_merge_with(pystack_resolve_fn fn, void *ctx, bool one_per_eval,
 	return n;
 }
 
-/* off fits a read of size bytes with a field of width bytes, as a __u16. */
-static bool fits(uint32_t off, uint32_t width, uint32_t size, __u16 *ret)
-{
-	if (off == PYOFF_NONE || off > size || size - off < width)
-		return false;
-	*ret = (__u16)off;
-	return true;
-}
-
 int pystack_describe(const struct pyresolve_proc *info, struct ember_py_proc *ret)
 {
-	const struct pyoffsets *o = &info->off;
-	unsigned minor = (o->version_hex >> 16) & 0xff;
-	struct ember_py_proc p = {
-		.interp_head = info->runtime + o->runtime_interpreters_head,
-		.version_hex = o->version_hex,
-		.instr_kind = o->instr_kind == PYOFF_INSTR_LASTI ? EMBER_PY_INSTR_LASTI : EMBER_PY_INSTR_PTR,
-		.entry_kind = minor == 10 ? EMBER_PY_ENTRY_NONE : minor == 11 ? EMBER_PY_ENTRY_FLAG
-			    : minor <= 13 ? EMBER_PY_ENTRY_OWNER : EMBER_PY_ENTRY_OWNER_GE,
-		.code_tag_mask = (__u8)o->frame_code_tag_mask,
-		.cframe_current_frame = EMBER_PY_NO_OFFSET,
-		.code_qualname = EMBER_PY_NO_OFFSET,
-		.frame_func = EMBER_PY_NO_OFFSET,
-		.tstate_datastack_chunk = EMBER_PY_NO_OFFSET,
-	};
-	/* The thread-state search reads single fields at any offset below this. */
-	const uint32_t anywhere = 65535;
-
-	if (!info->runtime || o->frame_code_tag_mask > 0xff)
-		return -ENOTSUP;
-	if (!fits(o->interp_next, 8, anywhere, &p.interp_next) ||
-	    !fits(o->interp_threads_head, 8, anywhere, &p.interp_threads_head) ||
-	    !fits(o->tstate_next, 8, anywhere, &p.tstate_next) ||
-	    !fits(o->tstate_thread_id, 8, EMBER_PY_TSTATE_READ, &p.tstate_thread_id) ||
-	    !fits(o->tstate_frame, 8, EMBER_PY_TSTATE_READ, &p.tstate_frame) ||
-	    !fits(o->frame_previous, 8, 80, &p.frame_previous) ||
-	    !fits(o->frame_code, 8, 80, &p.frame_code) ||
-	    !fits(o->frame_instr, p.instr_kind == EMBER_PY_INSTR_LASTI ? 4 : 8,
-		  p.instr_kind == EMBER_PY_INSTR_LASTI ? EMBER_PY_FRAME_READ : 80, &p.frame_instr) ||
-	    !fits(o->code_firstlineno, 4, EMBER_PY_CODE_READ, &p.code_firstlineno) ||
-	    !fits(o->code_filename, 8, EMBER_PY_CODE_READ, &p.code_filename) ||
-	    !fits(o->code_name, 8, EMBER_PY_CODE_READ, &p.code_name) ||
-	    !fits(o->code_linetable, 8, EMBER_PY_CODE_READ, &p.code_linetable))
-		return -ENOTSUP;
-	if (o->code_qualname != PYOFF_NONE &&
-	    !fits(o->code_qualname, 8, EMBER_PY_CODE_READ, &p.code_qualname))
-		return -ENOTSUP;
-	if (o->cframe_current_frame != PYOFF_NONE &&
-	    !fits(o->cframe_current_frame, 8, anywhere, &p.cframe_current_frame))
-		return -ENOTSUP;
-	if (o->tstate_datastack_chunk != PYOFF_NONE &&
-	    !fits(o->tstate_datastack_chunk, 8, EMBER_PY_TSTATE_READ, &p.tstate_datastack_chunk))
-		return -ENOTSUP;
-	if (o->frame_func != PYOFF_NONE && !fits(o->frame_func, 8, 80, &p.frame_func))
-		return -ENOTSUP;
-	if (p.entry_kind == EMBER_PY_ENTRY_FLAG && !fits(o->frame_is_entry, 1, 80, &p.frame_entry))
-		return -ENOTSUP;
-	if (p.entry_kind >= EMBER_PY_ENTRY_OWNER && !fits(o->frame_owner, 1, 80, &p.frame_entry))
-		return -ENOTSUP;
-	*ret = p;
-	return 0;
+	return pylayout_describe(&info->off, info->runtime, ret);
 }

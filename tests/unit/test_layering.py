@@ -7,9 +7,10 @@ and the edge from the including folder to that folder must be allowed:
     cmd -> sinks -> aggregate -> symbols -> lib
     collectors -> unwind -> symbols;  targets -> lib;  metrics -> lib
 
-(cmd sees everything; each folder also sees what its dependencies see). pprof/ and cupti/
-include nothing from agent/. Headers of bpf/ (ember.h: the kernel/userspace contract), pprof/
-and cupti/'s wire protocol header are shared by anyone. Also fails on an include that resolves
+(cmd sees everything; each folder also sees what its dependencies see). pprof/, cpython/ and
+cupti/ include nothing from agent/. Headers of bpf/ (ember.h: the kernel/userspace contract),
+pprof/, cpython/ (CPython's layout, read by the agent and by libember_cupti.so) and cupti/'s
+wire protocol header are shared by anyone. Also fails on an include that resolves
 nowhere in the tree but the build output (generated skeletons and protobuf-c code), so a typo
 or a header in the wrong folder is caught.
 """
@@ -31,7 +32,7 @@ DIRECT = {
     "metrics": {"lib"},
     "lib": set(),
 }
-SHARED = {"bpf", "pprof", "cupti-proto"}  # reachable from every agent folder
+SHARED = {"bpf", "pprof", "cpython", "cupti-proto"}  # reachable from every agent folder
 GENERATED = re.compile(r"^(\w+\.skel\.h|\w+\.pb-c\.h|vmlinux\.h)$")
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 
@@ -56,7 +57,7 @@ def owner_of(path):
 
 
 def sources():
-    for top in ("agent", "pprof", "cupti", "bpf"):
+    for top in ("agent", "pprof", "cpython", "cupti", "bpf"):
         for d, _, files in os.walk(os.path.join(ROOT, top)):
             for f in files:
                 if f.endswith((".c", ".h")):
@@ -91,7 +92,7 @@ def main():
             dst = owner_of(headers[base][0])
             if dst == src:
                 continue
-            if src in ("pprof", "cupti", "cupti-proto", "bpf"):
+            if src in ("pprof", "cpython", "cupti", "cupti-proto", "bpf"):
                 if dst in DIRECT:
                     errors.append(f"{rel}: {src}/ includes \"{inc}\" from agent/{dst}/")
                 continue
