@@ -9,12 +9,17 @@
  *
  *   HELLO     first message, exactly once: who is speaking (informational; the agent trusts
  *             SO_PEERCRED for the pid and reads the start time itself from /proc).
- *   BATCH     one aggregation interval: entries of (op, name, launch PCs, capture PCs) with
- *             summed GPU nanoseconds and launch counts.
+ *   BATCH     one aggregation interval: entries of (op, name, launch PCs, capture PCs, and
+ *             from version 2 the launch's and the capture's Python frames) with summed GPU
+ *             nanoseconds and launch counts.
  *   COUNTERS  cumulative counters since the library started (what was lost, and why).
  *
  * A receiver refuses (disconnects) a message with a wrong magic or version, an unknown type, a
- * length above EMBER_GPU_MAX_MSG, or a payload whose entries do not fill it exactly. */
+ * length above EMBER_GPU_MAX_MSG, or a payload whose entries do not fill it exactly.
+ *
+ * Versions: 1, native launch stacks; 2 (this library), the same messages with Python frames
+ * after an entry's PCs, counted in the four bytes that version 1 keeps zero. A receiver accepts
+ * both, message by message; a version 1 entry with those bytes set is malformed. */
 #ifndef EMBER_GPU_PROTO_H
 #define EMBER_GPU_PROTO_H
 
@@ -25,9 +30,11 @@
 #endif
 
 #define EMBER_GPU_MAGIC      0x50474d45u /* "EMGP" as bytes on the wire */
-#define EMBER_GPU_VERSION    1
+#define EMBER_GPU_VERSION    2         /* what the library sends */
+#define EMBER_GPU_VERSION_MIN 1        /* the oldest a receiver accepts */
 #define EMBER_GPU_MAX_MSG    (1u << 20)  /* payload bytes; the library splits larger batches */
 #define EMBER_GPU_MAX_FRAMES 128         /* per stack (launch or capture) */
+#define EMBER_GPU_MAX_PY_FRAMES 128      /* Python frames per stack, version 2 */
 #define EMBER_GPU_MAX_NAME   4096        /* bytes of an op name, no NUL on the wire */
 #define EMBER_GPU_DEFAULT_SOCKET "/run/ember/gpu.sock"
 
@@ -58,6 +65,7 @@ struct ember_gpu_hello {
 _Static_assert(sizeof(struct ember_gpu_hello) == 48, "ember_gpu_hello layout");
 
 #define EMBER_GPU_HELLO_GRAPH_TRACE 0x1u /* graph mode: one record per graph launch */
+#define EMBER_GPU_HELLO_PYTHON      0x2u /* version 2: the library reads Python frames here */
 
 struct ember_gpu_batch {
 	uint64_t start_ns;  /* interval start, CLOCK_REALTIME ns (CUPTI's timebase) */
@@ -80,19 +88,28 @@ enum ember_gpu_op {
 #define EMBER_GPU_ENTRY_GRAPH     0x4u /* executed as a node of a graph launch */
 
 /* Entry: header, then name_len bytes padded with zeros to a multiple of 8, then nframes u64
- * launch PCs, then ncapture u64 capture PCs (graph node creation stack). PCs are return
- * addresses, innermost first; the receiver symbolizes pc - 1. */
+ * launch PCs, then ncapture u64 capture PCs (graph node creation stack), then (version 2) npy
+ * launch and ncapture_py capture Python frames, 16 bytes each as bpf/ember.h's struct
+ * ember_py_frame (code object address | EMBER_PYF_* flags, validation key, instruction),
+ * innermost first: read in the launching thread (cupti/pycap.h) exactly as the agent's BPF walk
+ * reads a sampled one. PCs are return addresses, innermost first; the receiver symbolizes
+ * pc - 1. */
 struct ember_gpu_entry {
 	uint16_t op;         /* enum ember_gpu_op */
 	uint16_t name_len;   /* <= EMBER_GPU_MAX_NAME */
 	uint16_t nframes;    /* <= EMBER_GPU_MAX_FRAMES */
 	uint16_t ncapture;   /* <= EMBER_GPU_MAX_FRAMES */
 	uint32_t flags;      /* EMBER_GPU_ENTRY_* */
-	uint32_t reserved;
+	uint8_t npy;         /* version 2: launch Python frames, <= EMBER_GPU_MAX_PY_FRAMES */
+	uint8_t ncapture_py; /* version 2: capture Python frames, <= EMBER_GPU_MAX_PY_FRAMES */
+	uint8_t py_status;   /* version 2: enum ember_py_status of the launch walk, 0: none */
+	uint8_t capture_py_status; /* version 2: the same for the capture stack */
 	uint64_t gpu_time_ns; /* sum of end - start over the records */
 	uint64_t launches;    /* records (kernel executions, copies, sets, graph launches) */
 };
 _Static_assert(sizeof(struct ember_gpu_entry) == 32, "ember_gpu_entry layout");
+
+#define EMBER_GPU_PY_FRAME_SIZE 16 /* sizeof(struct ember_py_frame) */
 
 static inline uint32_t ember_gpu_pad8(uint32_t n)
 {
@@ -123,6 +140,8 @@ enum ember_gpu_counter {
 	EMBER_GPU_CTR_HANDOFF_DROPPED,   /* messages dropped: no agent and the buffer was full */
 	EMBER_GPU_CTR_HANDOFF_DROPPED_BYTES,
 	EMBER_GPU_CTR_OTHER_RECORDS,     /* records of kinds we do not join */
+	EMBER_GPU_CTR_PY_STACKS,         /* version 2: walks that read Python frames */
+	EMBER_GPU_CTR_PY_NO_TSTATE,      /* walks in a Python process, on a thread without frames */
 	EMBER_GPU_CTR_COUNT
 };
 

@@ -126,19 +126,39 @@ void handoff_batch_begin(struct handoff *h, uint64_t start_ns, uint64_t end_ns)
 	batch_start_msg(h);
 }
 
+/* A walk's status as the receiver accepts it: a known one, or 0 (no walk). */
+static uint8_t wire_status(uint32_t st)
+{
+	return st < EMBER_PY_STATUS_MAX ? (uint8_t)st : 0;
+}
+
 int handoff_batch_add(struct handoff *h, const struct join_entry *e)
 {
 	size_t name_len = e->name ? strnlen(e->name, EMBER_GPU_MAX_NAME) : 0;
 	size_t nf = e->npcs < EMBER_GPU_MAX_FRAMES ? e->npcs : EMBER_GPU_MAX_FRAMES;
 	size_t nc = e->ncapture < EMBER_GPU_MAX_FRAMES ? e->ncapture : EMBER_GPU_MAX_FRAMES;
-	size_t need = sizeof(struct ember_gpu_entry) + ember_gpu_pad8((uint32_t)name_len) +
-		      (nf + nc) * sizeof(uint64_t);
-	struct ember_gpu_entry ent = {
+	size_t npy = e->py && e->npy < EMBER_GPU_MAX_PY_FRAMES ? e->npy
+		     : e->py ? EMBER_GPU_MAX_PY_FRAMES : 0;
+	size_t ncpy = e->capture_py && e->ncapture_py < EMBER_GPU_MAX_PY_FRAMES ? e->ncapture_py
+		      : e->capture_py ? EMBER_GPU_MAX_PY_FRAMES : 0;
+	size_t need;
+	struct ember_gpu_entry ent;
+	uint8_t *p;
+
+	/* Frames without a status would be refused as malformed: sent without them. */
+	if (!wire_status(e->py_status))
+		npy = 0;
+	if (!wire_status(e->capture_py_status))
+		ncpy = 0;
+	need = sizeof(struct ember_gpu_entry) + ember_gpu_pad8((uint32_t)name_len) +
+	       (nf + nc) * sizeof(uint64_t) + (npy + ncpy) * EMBER_GPU_PY_FRAME_SIZE;
+	ent = (struct ember_gpu_entry){
 		.op = e->op, .name_len = (uint16_t)name_len, .nframes = (uint16_t)nf,
 		.ncapture = (uint16_t)nc, .flags = e->flags, .gpu_time_ns = e->gpu_time_ns,
-		.launches = e->launches,
+		.launches = e->launches, .npy = (uint8_t)npy, .ncapture_py = (uint8_t)ncpy,
+		.py_status = wire_status(e->py_status),
+		.capture_py_status = wire_status(e->capture_py_status),
 	};
-	uint8_t *p;
 
 	if (!h->in_batch)
 		return -EINVAL;
@@ -162,6 +182,12 @@ int handoff_batch_add(struct handoff *h, const struct join_entry *e)
 	p += nf * sizeof(uint64_t);
 	if (nc)
 		memcpy(p, e->capture_pcs, nc * sizeof(uint64_t));
+	p += nc * sizeof(uint64_t);
+	if (npy)
+		memcpy(p, e->py, npy * EMBER_GPU_PY_FRAME_SIZE);
+	p += npy * EMBER_GPU_PY_FRAME_SIZE;
+	if (ncpy)
+		memcpy(p, e->capture_py, ncpy * EMBER_GPU_PY_FRAME_SIZE);
 	h->blen += need;
 	h->bentries++;
 	return 0;

@@ -13,6 +13,7 @@
 #include "clog.h"
 #include "counters.h"
 #include "handoff.h"
+#include "pycap.h"
 #include "records.h"
 #include "stackcap.h"
 
@@ -88,6 +89,7 @@ static void cfg_defaults(struct inject_cfg *c)
 	c->rate = 100;
 	c->graph_rate = 20;
 	c->max_depth = 64;
+	c->py_depth = 64;
 	c->flush_ms = 1000;
 	c->queue_bytes = 4u << 20;
 	snprintf(c->socket, sizeof(c->socket), "%s", EMBER_GPU_DEFAULT_SOCKET);
@@ -123,6 +125,8 @@ void inject_cfg_from_env(struct inject_cfg *c)
 		c->graph_rate = v;
 	if (env_num("EMBER_GPU_MAX_DEPTH", 1, EMBER_GPU_MAX_FRAMES, &v))
 		c->max_depth = (unsigned)v;
+	if (env_num("EMBER_GPU_PY_DEPTH", 0, EMBER_GPU_MAX_PY_FRAMES, &v))
+		c->py_depth = (unsigned)v;
 	if (env_num("EMBER_GPU_FLUSH_MS", 100, 60000, &v))
 		c->flush_ms = (unsigned)v;
 	if (env_num("EMBER_GPU_QUEUE_BYTES", 65536, 1 << 30, &v))
@@ -185,6 +189,8 @@ void inject_configure(const struct inject_cfg *c, struct join *j)
 	cfg = *c;
 	if (cfg.max_depth == 0 || cfg.max_depth > EMBER_GPU_MAX_FRAMES)
 		cfg.max_depth = 64;
+	if (cfg.py_depth > EMBER_GPU_MAX_PY_FRAMES)
+		cfg.py_depth = EMBER_GPU_MAX_PY_FRAMES;
 	ijoin = j;
 	build_classes();
 	__atomic_store_n(&active, 1, __ATOMIC_RELEASE);
@@ -206,16 +212,26 @@ static uint64_t key_of(CUpti_CallbackDomain domain, CUpti_CallbackId cbid, const
 	return h ? h : 1;
 }
 
+/* The native stack and, in a Python process, the thread's Python frames (pycap.h). */
 static join_stack_t walk(void)
 {
 	uint64_t pcs[EMBER_GPU_MAX_FRAMES];
+	struct ember_py_frame py[EMBER_GPU_MAX_PY_FRAMES];
+	uint32_t py_status = 0;
+	size_t n, npy = 0;
 	bool fallback;
-	size_t n = stackcap_capture(pcs, cfg.max_depth, &fallback);
 
+	n = stackcap_capture(pcs, cfg.max_depth, &fallback);
 	counters_add(EMBER_GPU_CTR_STACKS_CAPTURED, 1);
 	if (fallback)
 		counters_add(EMBER_GPU_CTR_UNW_FALLBACKS, 1);
-	return n ? join_intern(ijoin, pcs, n) : JOIN_STACK_NONE;
+	if (cfg.py_depth && pycap_ready()) {
+		npy = pycap_capture(py, cfg.py_depth, &py_status);
+		counters_add(npy ? EMBER_GPU_CTR_PY_STACKS : EMBER_GPU_CTR_PY_NO_TSTATE, 1);
+	}
+	if (!n && !npy)
+		return JOIN_STACK_NONE;
+	return join_intern_py(ijoin, pcs, n, npy ? py : NULL, npy, npy ? py_status : 0);
 }
 
 /* The stack for an outermost API call: walked if the thread's bucket allows, else the
@@ -521,6 +537,7 @@ int inject_init(void)
 
 	join_default_cfg(&jc);
 	jc.max_depth = (uint16_t)c.max_depth;
+	jc.py_depth = (uint16_t)c.py_depth;
 	err = join_new(&jc, &j);
 	if (err)
 		goto err_unsub;
@@ -529,6 +546,8 @@ int inject_init(void)
 	hello.start_ticks = self_start_ticks();
 	hello.init_realtime_ns = clock_ns(CLOCK_REALTIME);
 	hello.flags = c.graph_trace ? EMBER_GPU_HELLO_GRAPH_TRACE : 0;
+	if (c.py_depth && pycap_ready())
+		hello.flags |= EMBER_GPU_HELLO_PYTHON;
 	f = fopen("/proc/self/comm", "re");
 	if (f) {
 		if (fgets(hello.comm, sizeof(hello.comm), f))

@@ -26,6 +26,7 @@ struct inject_cfg {
 	double rate;          /* stack walks per second per thread for launches/copies (-1: all) */
 	double graph_rate;    /* ... for graph launches and graph node creation */
 	unsigned max_depth;   /* frames per stack, 1..EMBER_GPU_MAX_FRAMES */
+	unsigned py_depth;    /* Python frames per stack, 0 (none) ..EMBER_GPU_MAX_PY_FRAMES */
 	int graph_trace;      /* 1: GRAPH_TRACE (one record per graph launch) */
 	unsigned flush_ms;    /* flush/batch period */
 	size_t queue_bytes;   /* hand-off buffer while the agent is away */

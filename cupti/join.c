@@ -15,6 +15,8 @@ struct stack_slot {
 	uint32_t epoch;  /* last interval that referenced it */
 	uint16_t n;
 	uint16_t used;
+	uint8_t npy;     /* Python frames */
+	uint8_t py_status;
 };
 
 struct corr_slot {
@@ -49,6 +51,7 @@ struct join {
 	uint32_t epoch;
 	struct stack_slot *stacks;
 	uint64_t *pcs;           /* stack_cap * max_depth */
+	struct ember_py_frame *py; /* stack_cap * py_depth, NULL when py_depth is 0 */
 	struct corr_slot *corr;
 	struct node_slot *nodes;
 	struct name_slot *names;
@@ -64,6 +67,7 @@ void join_default_cfg(struct join_cfg *cfg)
 	cfg->agg_cap = 16384;
 	cfg->name_cap = 4096;
 	cfg->max_depth = 64;
+	cfg->py_depth = 64;
 }
 
 static bool pow2(uint32_t v)
@@ -77,7 +81,7 @@ int join_new(const struct join_cfg *cfg, struct join **ret_join)
 
 	if (!pow2(cfg->corr_cap) || !pow2(cfg->stack_cap) || !pow2(cfg->node_cap) ||
 	    !pow2(cfg->agg_cap) || !pow2(cfg->name_cap) || cfg->max_depth == 0 ||
-	    cfg->max_depth > EMBER_GPU_MAX_FRAMES)
+	    cfg->max_depth > EMBER_GPU_MAX_FRAMES || cfg->py_depth > EMBER_GPU_MAX_PY_FRAMES)
 		return -EINVAL;
 	j = calloc(1, sizeof(*j));
 	if (!j)
@@ -87,11 +91,15 @@ int join_new(const struct join_cfg *cfg, struct join **ret_join)
 	pthread_mutex_init(&j->lock, NULL);
 	j->stacks = calloc(cfg->stack_cap, sizeof(*j->stacks));
 	j->pcs = calloc((size_t)cfg->stack_cap * cfg->max_depth, sizeof(*j->pcs));
+	/* Untouched pages cost no memory: a process without Python never writes here. */
+	if (cfg->py_depth)
+		j->py = calloc((size_t)cfg->stack_cap * cfg->py_depth, sizeof(*j->py));
 	j->corr = calloc(cfg->corr_cap, sizeof(*j->corr));
 	j->nodes = calloc(cfg->node_cap, sizeof(*j->nodes));
 	j->names = calloc(cfg->name_cap, sizeof(*j->names));
 	j->agg = calloc(cfg->agg_cap, sizeof(*j->agg));
-	if (!j->stacks || !j->pcs || !j->corr || !j->nodes || !j->names || !j->agg) {
+	if (!j->stacks || !j->pcs || !j->corr || !j->nodes || !j->names || !j->agg ||
+	    (cfg->py_depth && !j->py)) {
 		join_free(j);
 		return -ENOMEM;
 	}
@@ -108,6 +116,7 @@ void join_free(struct join *j)
 			free(j->names[i].s);
 	free(j->stacks);
 	free(j->pcs);
+	free(j->py);
 	free(j->corr);
 	free(j->nodes);
 	free(j->names);
@@ -168,23 +177,43 @@ static join_stack_t touch(struct join *j, join_stack_t s)
 
 join_stack_t join_intern(struct join *j, const uint64_t *pcs, size_t n)
 {
+	return join_intern_py(j, pcs, n, NULL, 0, 0);
+}
+
+static struct ember_py_frame *slot_py(struct join *j, uint32_t idx)
+{
+	return j->py ? &j->py[(size_t)idx * j->cfg.py_depth] : NULL;
+}
+
+join_stack_t join_intern_py(struct join *j, const uint64_t *pcs, size_t n,
+			    const struct ember_py_frame *py, size_t npy, uint32_t py_status)
+{
 	uint64_t h = 0x5bd1e995u;
 	uint32_t mask = j->cfg.stack_cap - 1, victim = UINT32_MAX;
 	join_stack_t ret = JOIN_STACK_NONE;
 
 	if (n > j->cfg.max_depth)
 		n = j->cfg.max_depth;
+	if (!py || npy > j->cfg.py_depth)
+		npy = py ? j->cfg.py_depth : 0;
+	if (py_status > UINT8_MAX)
+		py_status = 0;
 	for (size_t i = 0; i < n; i++)
 		h = mix(h, pcs[i]);
 	h = mix(h, n);
+	for (size_t i = 0; i < npy; i++)
+		h = mix(mix(h, py[i].code), (uint64_t)py[i].key << 32 | (uint32_t)py[i].instr);
+	h = mix(h, npy << 8 | py_status);
 
 	pthread_mutex_lock(&j->lock);
 	for (uint32_t p = 0; p < PROBE; p++) {
 		uint32_t idx = (uint32_t)(h + p) & mask;
 		struct stack_slot *sl = &j->stacks[idx];
 
-		if (sl->used && sl->hash == h && sl->n == n &&
-		    !memcmp(&j->pcs[(size_t)idx * j->cfg.max_depth], pcs, n * sizeof(*pcs))) {
+		if (sl->used && sl->hash == h && sl->n == n && sl->npy == npy &&
+		    sl->py_status == py_status &&
+		    !memcmp(&j->pcs[(size_t)idx * j->cfg.max_depth], pcs, n * sizeof(*pcs)) &&
+		    (!npy || !memcmp(slot_py(j, idx), py, npy * sizeof(*py)))) {
 			sl->epoch = j->epoch;
 			ret = make_ref(idx, h);
 			goto out;
@@ -197,8 +226,11 @@ join_stack_t join_intern(struct join *j, const uint64_t *pcs, size_t n)
 		goto out;
 	}
 	j->stacks[victim] = (struct stack_slot){ .hash = h, .epoch = j->epoch, .n = (uint16_t)n,
-						 .used = 1 };
+						 .used = 1, .npy = (uint8_t)npy,
+						 .py_status = (uint8_t)py_status };
 	memcpy(&j->pcs[(size_t)victim * j->cfg.max_depth], pcs, n * sizeof(*pcs));
+	if (npy)
+		memcpy(slot_py(j, victim), py, npy * sizeof(*py));
 	ret = make_ref(victim, h);
 out:
 	pthread_mutex_unlock(&j->lock);
@@ -392,12 +424,18 @@ int join_flush(struct join *j, int (*emit)(void *ctx, const struct join_entry *e
 		if (sl) {
 			e.pcs = &j->pcs[(size_t)(sl - j->stacks) * j->cfg.max_depth];
 			e.npcs = sl->n;
+			e.py = sl->npy ? slot_py(j, (uint32_t)(sl - j->stacks)) : NULL;
+			e.npy = sl->npy;
+			e.py_status = sl->py_status;
 		} else if (!(e.flags & EMBER_GPU_ENTRY_UNSAMPLED)) {
 			e.flags |= EMBER_GPU_ENTRY_NO_STACK;
 		}
 		if (csl) {
 			e.capture_pcs = &j->pcs[(size_t)(csl - j->stacks) * j->cfg.max_depth];
 			e.ncapture = csl->n;
+			e.capture_py = csl->npy ? slot_py(j, (uint32_t)(csl - j->stacks)) : NULL;
+			e.ncapture_py = csl->npy;
+			e.capture_py_status = csl->py_status;
 		}
 		if (!err) {
 			err = emit(ctx, &e);

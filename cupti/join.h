@@ -10,9 +10,11 @@
 #ifndef EMBER_CUPTI_JOIN_H
 #define EMBER_CUPTI_JOIN_H
 
+#include <linux/types.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ember.h"
 #include "ember_gpu_proto.h"
 
 /* A stack reference: slot index + 1 in the low half, the stack's hash in the high half, so a
@@ -28,6 +30,8 @@ struct join_cfg {
 	uint32_t agg_cap;    /* aggregation keys per interval, power of two (default 16384) */
 	uint32_t name_cap;   /* distinct op names, power of two (default 4096) */
 	uint16_t max_depth;  /* frames per stack, <= EMBER_GPU_MAX_FRAMES (default 64) */
+	uint16_t py_depth;   /* Python frames per stack, <= EMBER_GPU_MAX_PY_FRAMES (default 64;
+			      * 0: none kept) */
 };
 
 /* One activity record, already decoded (see records.h). */
@@ -50,6 +54,12 @@ struct join_entry {
 	size_t npcs;
 	const uint64_t *capture_pcs;
 	size_t ncapture;
+	const struct ember_py_frame *py;         /* Python frames at the launch, or NULL */
+	size_t npy;
+	uint32_t py_status;                      /* enum ember_py_status, 0: no walk */
+	const struct ember_py_frame *capture_py; /* ... at the graph node's creation */
+	size_t ncapture_py;
+	uint32_t capture_py_status;
 	uint64_t gpu_time_ns;
 	uint64_t launches;
 };
@@ -63,6 +73,10 @@ void join_free(struct join *j);
 
 /* Interns a stack; returns its reference, or JOIN_STACK_NONE when the table is full. */
 join_stack_t join_intern(struct join *j, const uint64_t *pcs, size_t n);
+/* The same with the Python frames read at the launch (py may be NULL with npy 0) and the
+ * walk's status (enum ember_py_status, 0: none): part of the stack's identity. */
+join_stack_t join_intern_py(struct join *j, const uint64_t *pcs, size_t n,
+			    const struct ember_py_frame *py, size_t npy, uint32_t py_status);
 /* True if the reference still names the stack it was made for. */
 int join_stack_valid(struct join *j, join_stack_t s);
 /* Records the stack of an API call (JOIN_STACK_UNSAMPLED allowed). */

@@ -627,7 +627,7 @@ static void on_gpu_sample(void *ctx, const struct gpu_sample *s)
 		atomic_fetch_add_explicit(&pl->m_gpu_unselected, 1, memory_order_relaxed);
 		return;
 	}
-	n = gpuprof_frames(pl->sym, s, frames);
+	n = gpuprof_frames(pl->sym, pl->py, s, frames);
 	gpuprof_values(s, values);
 	(void)stackagg_add(agg, frames, n, values);
 }

@@ -22,6 +22,9 @@
 #include "metrics.h"
 #include "procmaps.h"
 
+_Static_assert(sizeof(struct ember_py_frame) == EMBER_GPU_PY_FRAME_SIZE,
+	       "the wire's Python frame is bpf/ember.h's");
+
 /* A client's receive buffer: none while it has nothing partial, RX_MIN for headers and small
  * messages, grown to the exact size of a larger message it has started, given back once the
  * message is complete. So idle clients hold no buffer and a client's bytes are what it has in
@@ -434,7 +437,8 @@ static void sanitize(char *s)
 
 static int store_entry(struct gpu_receiver *r, const struct client *c,
 		       const struct ember_gpu_batch *bt, const struct ember_gpu_entry *e,
-		       const char *name_in, const uint64_t *pcs, const uint64_t *cpcs)
+		       const char *name_in, const uint64_t *pcs, const uint64_t *cpcs,
+		       const struct ember_py_frame *py)
 {
 	char name[EMBER_GPU_MAX_NAME + 1], *dm = NULL;
 	const char *shown;
@@ -465,7 +469,8 @@ static int store_entry(struct gpu_receiver *r, const struct client *c,
 	/* prefix + shown + "]" + NUL */
 	leaf_len = strlen(op_prefix(e->op)) + strlen(shown) + 2;
 	size = sizeof(*st) + leaf_len + e->name_len + 1 + 8 +
-	       ((size_t)e->nframes + e->ncapture) * sizeof(uint64_t);
+	       ((size_t)e->nframes + e->ncapture) * sizeof(uint64_t) +
+	       ((size_t)e->npy + e->ncapture_py) * sizeof(struct ember_py_frame);
 	pthread_mutex_lock(&r->lock);
 	if (r->pending >= r->max_pending || r->pending_bytes + size > r->max_pending_bytes) {
 		r->stats.dropped++;
@@ -480,7 +485,8 @@ static int store_entry(struct gpu_receiver *r, const struct client *c,
 		free(dm);
 		return -ENOMEM;
 	}
-	/* PC arrays first (8-byte aligned right after the struct), then the strings. */
+	/* PC and Python frame arrays first (8-byte aligned right after the struct), then the
+	 * strings. */
 	p = (char *)(st + 1);
 	st->s.pcs = (const uint64_t *)p;
 	memcpy(p, pcs, (size_t)e->nframes * sizeof(uint64_t));
@@ -489,6 +495,16 @@ static int store_entry(struct gpu_receiver *r, const struct client *c,
 		st->s.capture_pcs = (const uint64_t *)p;
 		memcpy(p, cpcs, (size_t)e->ncapture * sizeof(uint64_t));
 		p += (size_t)e->ncapture * sizeof(uint64_t);
+	}
+	if (e->npy) {
+		st->s.py = (const struct ember_py_frame *)p;
+		memcpy(p, py, (size_t)e->npy * sizeof(struct ember_py_frame));
+		p += (size_t)e->npy * sizeof(struct ember_py_frame);
+	}
+	if (e->ncapture_py) {
+		st->s.capture_py = (const struct ember_py_frame *)p;
+		memcpy(p, py + e->npy, (size_t)e->ncapture_py * sizeof(struct ember_py_frame));
+		p += (size_t)e->ncapture_py * sizeof(struct ember_py_frame);
 	}
 	snprintf(p, leaf_len, "%s%s%s", op_prefix(e->op), shown,
 		 (e->op == EMBER_GPU_OP_MEMCPY || e->op == EMBER_GPU_OP_MEMSET) ? "]" : "");
@@ -504,6 +520,10 @@ static int store_entry(struct gpu_receiver *r, const struct client *c,
 	st->s.flags = e->flags;
 	st->s.npcs = e->nframes;
 	st->s.ncapture = e->ncapture;
+	st->s.npy = e->npy;
+	st->s.py_status = e->py_status;
+	st->s.ncapture_py = e->ncapture_py;
+	st->s.capture_py_status = e->capture_py_status;
 	st->s.gpu_ns = (int64_t)e->gpu_time_ns;
 	st->s.launches = (int64_t)e->launches;
 	st->s.start_ns = bt->start_ns;
@@ -519,8 +539,20 @@ static int store_entry(struct gpu_receiver *r, const struct client *c,
 	return 0;
 }
 
+/* The Python fields of an entry: zero in version 1; bounded counts and known walk statuses in
+ * version 2. */
+static bool py_fields_ok(const struct ember_gpu_entry *e, uint16_t version)
+{
+	if (version < 2)
+		return !e->npy && !e->ncapture_py && !e->py_status && !e->capture_py_status;
+	return e->npy <= EMBER_GPU_MAX_PY_FRAMES && e->ncapture_py <= EMBER_GPU_MAX_PY_FRAMES &&
+	       e->py_status < EMBER_PY_STATUS_MAX && e->capture_py_status < EMBER_PY_STATUS_MAX &&
+	       (e->npy == 0 || e->py_status) && (e->ncapture_py == 0 || e->capture_py_status);
+}
+
 /* Validates a whole BATCH payload before storing anything from it. */
-static int parse_batch(struct gpu_receiver *r, struct client *c, const uint8_t *p, size_t len)
+static int parse_batch(struct gpu_receiver *r, struct client *c, uint16_t version,
+		       const uint8_t *p, size_t len)
 {
 	struct ember_gpu_batch bt;
 	size_t off;
@@ -542,22 +574,27 @@ static int parse_batch(struct gpu_receiver *r, struct client *c, const uint8_t *
 			memcpy(&e, p + off, sizeof(e));
 			if (e.op < EMBER_GPU_OP_KERNEL || e.op > EMBER_GPU_OP_GRAPH ||
 			    e.name_len > EMBER_GPU_MAX_NAME || e.nframes > EMBER_GPU_MAX_FRAMES ||
-			    e.ncapture > EMBER_GPU_MAX_FRAMES || e.reserved ||
+			    e.ncapture > EMBER_GPU_MAX_FRAMES || !py_fields_ok(&e, version) ||
 			    (e.flags & ~(uint32_t)(EMBER_GPU_ENTRY_NO_STACK |
 						   EMBER_GPU_ENTRY_UNSAMPLED | EMBER_GPU_ENTRY_GRAPH)))
 				return -EBADMSG;
 			need = sizeof(e) + ember_gpu_pad8(e.name_len) +
-			       ((size_t)e.nframes + e.ncapture) * sizeof(uint64_t);
+			       ((size_t)e.nframes + e.ncapture) * sizeof(uint64_t) +
+			       ((size_t)e.npy + e.ncapture_py) * EMBER_GPU_PY_FRAME_SIZE;
 			if (len - off < need)
 				return -EBADMSG;
 			if (pass == 1) {
 				const uint8_t *q = p + off + sizeof(e);
 				uint64_t pcs[EMBER_GPU_MAX_FRAMES], cpcs[EMBER_GPU_MAX_FRAMES];
+				struct ember_py_frame py[2 * EMBER_GPU_MAX_PY_FRAMES];
+				size_t at = ember_gpu_pad8(e.name_len);
 
-				memcpy(pcs, q + ember_gpu_pad8(e.name_len), e.nframes * sizeof(uint64_t));
-				memcpy(cpcs, q + ember_gpu_pad8(e.name_len) + e.nframes * sizeof(uint64_t),
-				       e.ncapture * sizeof(uint64_t));
-				if (store_entry(r, c, &bt, &e, (const char *)q, pcs, cpcs))
+				memcpy(pcs, q + at, e.nframes * sizeof(uint64_t));
+				at += e.nframes * sizeof(uint64_t);
+				memcpy(cpcs, q + at, e.ncapture * sizeof(uint64_t));
+				at += e.ncapture * sizeof(uint64_t);
+				memcpy(py, q + at, ((size_t)e.npy + e.ncapture_py) * sizeof(*py));
+				if (store_entry(r, c, &bt, &e, (const char *)q, pcs, cpcs, py))
 					return -ENOMEM;
 			}
 			off += need;
@@ -607,7 +644,7 @@ static int handle_msg(struct gpu_receiver *r, struct client *c, const struct emb
 	if (!c->hello)
 		return -EBADMSG;
 	if (h->type == EMBER_GPU_MSG_BATCH)
-		return parse_batch(r, c, p, h->length);
+		return parse_batch(r, c, h->version, p, h->length);
 	if (h->type == EMBER_GPU_MSG_COUNTERS)
 		return parse_counters(r, c, p, h->length);
 	return -EBADMSG;
@@ -635,7 +672,8 @@ static int client_parse(struct gpu_receiver *r, struct client *c, int64_t now)
 		struct ember_gpu_hdr h;
 
 		memcpy(&h, c->rx + off, sizeof(h));
-		if (h.magic != EMBER_GPU_MAGIC || h.version != EMBER_GPU_VERSION || h.reserved) {
+		if (h.magic != EMBER_GPU_MAGIC || h.version < EMBER_GPU_VERSION_MIN ||
+		    h.version > EMBER_GPU_VERSION || h.reserved) {
 			err = -EBADMSG;
 			break;
 		}

@@ -18,10 +18,12 @@
 #ifndef EMBER_GPU_RECEIVER_H
 #define EMBER_GPU_RECEIVER_H
 
+#include <linux/types.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "ember.h"
 #include "ember_gpu_proto.h"
 
 struct gpu_receiver;
@@ -68,6 +70,12 @@ struct gpu_sample {
 	size_t npcs;
 	const uint64_t *capture_pcs; /* graph node creation stack, or NULL */
 	size_t ncapture;
+	/* Protocol version 2: the Python frames read at the launch and at the node's creation
+	 * (as sent: unchecked until resolved), innermost first, and the walks' statuses (enum
+	 * ember_py_status; 0: no walk). */
+	const struct ember_py_frame *py, *capture_py;
+	size_t npy, ncapture_py;
+	uint32_t py_status, capture_py_status;
 	int64_t gpu_ns;              /* summed GPU time */
 	int64_t launches;            /* records */
 	uint64_t start_ns, end_ns;   /* the library's interval (CLOCK_REALTIME) */

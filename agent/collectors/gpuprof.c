@@ -22,7 +22,24 @@ static size_t user_frames(struct symbolizer *sym, pid_t pid, bool same, const ui
 	return n;
 }
 
-size_t gpuprof_frames(struct symbolizer *sym, const struct gpu_sample *s,
+/* One stack (launch or capture): its native frames, and its Python frames merged in where the
+ * eval loop stands. */
+static size_t stack_frames(struct symbolizer *sym, struct pyresolve *py, pid_t pid, bool same,
+			   const uint64_t *pcs, size_t n, const struct ember_py_frame *pf,
+			   size_t npf, uint32_t status, struct sym_frame *out)
+{
+	struct sym_frame native[EMBER_GPU_MAX_FRAMES];
+	bool rooted;
+
+	if (npf > EMBER_GPU_MAX_PY_FRAMES)
+		npf = EMBER_GPU_MAX_PY_FRAMES;
+	if (!py || !same || !pf || !npf)
+		return user_frames(sym, pid, same, pcs, n, out);
+	n = user_frames(sym, pid, same, pcs, n, native);
+	return pystack_merge(py, pid, native, n, pf, npf, status, out, n + PYSTACK_EXTRA, &rooted);
+}
+
+size_t gpuprof_frames(struct symbolizer *sym, struct pyresolve *py, const struct gpu_sample *s,
 		      struct sym_frame *frames)
 {
 	size_t n = 0, np = s->npcs, nc = s->ncapture;
@@ -44,7 +61,8 @@ size_t gpuprof_frames(struct symbolizer *sym, const struct gpu_sample *s,
 		}
 	}
 	if (nc && s->capture_pcs)
-		n += user_frames(sym, s->pid, same, s->capture_pcs, nc, &frames[n]);
+		n += stack_frames(sym, py, s->pid, same, s->capture_pcs, nc, s->capture_py,
+				  s->ncapture_py, s->capture_py_status, &frames[n]);
 	if (s->flags & EMBER_GPU_ENTRY_GRAPH)
 		symframe_synthetic(&frames[n++], "[cuda graph launch]");
 	if (s->flags & EMBER_GPU_ENTRY_UNSAMPLED)
@@ -52,6 +70,7 @@ size_t gpuprof_frames(struct symbolizer *sym, const struct gpu_sample *s,
 	else if ((s->flags & EMBER_GPU_ENTRY_NO_STACK) || !np || !s->pcs)
 		symframe_synthetic(&frames[n++], "[no launch stack]");
 	else
-		n += user_frames(sym, s->pid, same, s->pcs, np, &frames[n]);
+		n += stack_frames(sym, py, s->pid, same, s->pcs, np, s->py, s->npy, s->py_status,
+				  &frames[n]);
 	return n;
 }

@@ -1,6 +1,8 @@
 /* gpu_dump: a stand-in for the agent in the GPU benchmark. Listens on a GPU hand-off socket
  * (gpu_receiver), and when told to stop (SIGINT/SIGTERM) drains what it received, symbolizes it
- * (gpuprof) and prints one JSON object per sample on stdout, then the library counters.
+ * (gpuprof, Python frames resolved as the agent does) and prints one JSON object per sample
+ * on stdout ("stack": names leaf first, "python": how many of them are Python frames), then
+ * the library counters.
  *
  * Usage: gpu_dump SOCKET */
 #include <signal.h>
@@ -10,6 +12,12 @@
 
 #include "gpu_receiver.h"
 #include "gpuprof.h"
+#include "pyresolve.h"
+
+struct dump {
+	struct symbolizer *sym;
+	struct pyresolve *py;
+};
 
 static volatile sig_atomic_t stop;
 
@@ -36,10 +44,14 @@ static void json_str(const char *s)
 static void on_sample(void *ctx, const struct gpu_sample *s)
 {
 	struct sym_frame frames[GPUPROF_MAX_FRAMES];
-	size_t n = gpuprof_frames(ctx, s, frames);
+	struct dump *d = ctx;
+	size_t n = gpuprof_frames(d->sym, d->py, s, frames), npy = 0;
 
-	printf("{\"pid\":%d,\"op\":%u,\"flags\":%u,\"gpu_ns\":%lld,\"launches\":%lld,\"stack\":[",
-	       (int)s->pid, s->op, s->flags, (long long)s->gpu_ns, (long long)s->launches);
+	for (size_t i = 0; i < n; i++)
+		npy += frames[i].filename != NULL;
+	printf("{\"pid\":%d,\"op\":%u,\"flags\":%u,\"gpu_ns\":%lld,\"launches\":%lld,"
+	       "\"python\":%zu,\"stack\":[",
+	       (int)s->pid, s->op, s->flags, (long long)s->gpu_ns, (long long)s->launches, npy);
 	for (size_t i = 0; i < n; i++) {
 		if (i)
 			putchar(',');
@@ -52,7 +64,7 @@ int main(int argc, char **argv)
 {
 	struct gpu_receiver *r = NULL;
 	struct gpu_receiver_stats st;
-	struct symbolizer *sym = NULL;
+	struct dump d = { 0 };
 	int err;
 
 	if (argc != 2) {
@@ -62,7 +74,7 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	err = gpu_receiver_start(argv[1], &r);
-	if (err || symbolizer_new(&sym)) {
+	if (err || symbolizer_new(&d.sym) || pyresolve_new(symbolizer_cache(d.sym), &d.py)) {
 		fprintf(stderr, "gpu_dump: %s: %s\n", argv[1], strerror(-err));
 		return 1;
 	}
@@ -70,10 +82,10 @@ int main(int argc, char **argv)
 	/* Samples are symbolized while the processes are alive: drain every 200 ms. */
 	while (!stop) {
 		usleep(200000);
-		(void)gpu_receiver_drain(r, on_sample, sym);
+		(void)gpu_receiver_drain(r, on_sample, &d);
 	}
 	usleep(300000);
-	(void)gpu_receiver_drain(r, on_sample, sym);
+	(void)gpu_receiver_drain(r, on_sample, &d);
 	gpu_receiver_get_stats(r, &st);
 	printf("{\"counters\":{\"entries\":%llu,\"rejected\":%llu,\"api_calls\":%llu,"
 	       "\"stacks\":%llu,\"unsampled\":%llu,\"unw_fallbacks\":%llu,\"records\":%llu,"
@@ -88,7 +100,8 @@ int main(int argc, char **argv)
 	       (unsigned long long)st.lib[EMBER_GPU_CTR_CUPTI_DROPPED],
 	       (unsigned long long)st.lib[EMBER_GPU_CTR_NO_STACK],
 	       (unsigned long long)st.lib[EMBER_GPU_CTR_HANDOFF_DROPPED]);
-	symbolizer_free(sym);
+	pyresolve_free(d.py);
+	symbolizer_free(d.sym);
 	gpu_receiver_stop(r);
 	return 0;
 }

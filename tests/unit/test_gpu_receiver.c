@@ -143,7 +143,7 @@ static void on_sample(void *ctx, const struct gpu_sample *s)
 	struct sink *k = ctx;
 	struct sym_frame frames[GPUPROF_MAX_FRAMES];
 	int64_t values[2];
-	size_t n = gpuprof_frames(k->sym, s, frames);
+	size_t n = gpuprof_frames(k->sym, NULL, s, frames);
 
 	k->samples++;
 	CHECK(s->pid == getpid());
