@@ -26,6 +26,15 @@ static void check_sample(void *ctx, const struct gpu_sample *s)
 		*n += s->pcs[i] & 1;
 	for (size_t i = 0; i < s->ncapture; i++)
 		*n += s->capture_pcs[i] & 1;
+	/* Version 2: Python frames bounded, each one readable, a status with every walk. */
+	if (s->npy > EMBER_GPU_MAX_PY_FRAMES || s->ncapture_py > EMBER_GPU_MAX_PY_FRAMES ||
+	    (s->npy && (!s->py || !s->py_status)) ||
+	    (s->ncapture_py && (!s->capture_py || !s->capture_py_status)))
+		abort();
+	for (size_t i = 0; i < s->npy; i++)
+		*n += (s->py[i].code ^ s->py[i].key ^ (uint32_t)s->py[i].instr) & 1;
+	for (size_t i = 0; i < s->ncapture_py; i++)
+		*n += (s->capture_py[i].code ^ s->capture_py[i].key) & 1;
 	*n += strlen(s->leaf);
 }
 

@@ -13,6 +13,9 @@ struct got_entry {
 	char name[256];
 	uint64_t pcs[EMBER_GPU_MAX_FRAMES], cpcs[EMBER_GPU_MAX_FRAMES];
 	size_t npcs, ncapture;
+	struct ember_py_frame py[8], cpy[8];
+	size_t npy, ncapture_py;
+	uint32_t py_status, capture_py_status;
 	uint64_t ns, launches;
 };
 
@@ -39,6 +42,14 @@ static inline int got_emit(void *ctx, const struct join_entry *e)
 		memcpy(o->pcs, e->pcs, e->npcs * sizeof(uint64_t));
 	if (e->ncapture)
 		memcpy(o->cpcs, e->capture_pcs, e->ncapture * sizeof(uint64_t));
+	o->npy = e->npy;
+	o->ncapture_py = e->ncapture_py;
+	o->py_status = e->py_status;
+	o->capture_py_status = e->capture_py_status;
+	if (e->py && e->npy <= 8)
+		memcpy(o->py, e->py, e->npy * sizeof(*e->py));
+	if (e->capture_py && e->ncapture_py <= 8)
+		memcpy(o->cpy, e->capture_py, e->ncapture_py * sizeof(*e->capture_py));
 	o->ns = e->gpu_time_ns;
 	o->launches = e->launches;
 	return 0;

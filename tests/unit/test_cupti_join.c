@@ -190,6 +190,66 @@ static void test_stack_table_reuse(void)
 	join_free(j);
 }
 
+/* Python frames are part of a stack: the same native stack under two Python callers (or two
+ * lines of one) is two stacks, and a flush hands out each one's frames and walk status, for the
+ * launch and for a graph node's capture. */
+static void test_python_frames(void)
+{
+	struct join *j = new_join(1024, 64);
+	uint64_t pcs[] = { 0x401000, 0x402000 };
+	const struct ember_py_frame pa[] = { { .code = 0x7f0000001000ull, .key = 1, .instr = 10 },
+					     { .code = 0x7f0000002000ull, .key = 2, .instr = 4 } };
+	const struct ember_py_frame pb[] = { { .code = 0x7f0000001000ull, .key = 1, .instr = 12 },
+					     { .code = 0x7f0000002000ull, .key = 2, .instr = 4 } };
+	join_stack_t sa = join_intern_py(j, pcs, 2, pa, 2, EMBER_PY_COMPLETE);
+	join_stack_t sb = join_intern_py(j, pcs, 2, pb, 2, EMBER_PY_COMPLETE);
+	join_stack_t sn = join_intern(j, pcs, 2);
+	join_stack_t st = join_intern_py(j, pcs, 2, pa, 2, EMBER_PY_TRUNCATED);
+	struct got g;
+	const struct got_entry *e;
+
+	CHECK(sa && sb && sn && st && sa != sb && sa != sn && sb != sn && st != sa);
+	CHECK(join_intern_py(j, pcs, 2, pa, 2, EMBER_PY_COMPLETE) == sa);
+	join_launch(j, 1, sa);
+	join_launch(j, 2, sb);
+	join_launch(j, 3, sn);
+	join_graph_node(j, 77, sb);
+	kernel(j, 1, "k_a", 100, 0);
+	kernel(j, 2, "k_b", 200, 0);
+	kernel(j, 3, "k_n", 300, 0);
+	join_launch(j, 4, sa);
+	kernel(j, 4, "k_g", 400, 77);
+	got_flush(j, &g);
+	CHECK_INT(g.n, 4);
+	e = got_find(&g, EMBER_GPU_OP_KERNEL, "k_a");
+	CHECK(e && e->npcs == 2 && e->npy == 2 && e->py_status == EMBER_PY_COMPLETE &&
+	      !memcmp(e->py, pa, sizeof(pa)));
+	e = got_find(&g, EMBER_GPU_OP_KERNEL, "k_b");
+	CHECK(e && e->npy == 2 && e->py[0].instr == 12);
+	e = got_find(&g, EMBER_GPU_OP_KERNEL, "k_n");
+	CHECK(e && e->npcs == 2 && e->npy == 0 && e->py_status == 0);
+	e = got_find(&g, EMBER_GPU_OP_KERNEL, "k_g");
+	CHECK(e && e->npy == 2 && e->py[0].instr == 10 && e->ncapture_py == 2 &&
+	      e->cpy[0].instr == 12 && e->capture_py_status == EMBER_PY_COMPLETE);
+	join_free(j);
+
+	/* py_depth bounds what is kept; 0 keeps none. */
+	{
+		struct join_cfg cfg;
+
+		join_default_cfg(&cfg);
+		cfg.py_depth = 1;
+		CHECK_INT(join_new(&cfg, &j), 0);
+		join_launch(j, 1, join_intern_py(j, pcs, 2, pa, 2, EMBER_PY_COMPLETE));
+		kernel(j, 1, "k", 1, 0);
+		got_flush(j, &g);
+		CHECK(g.n == 1 && g.e[0].npy == 1 && g.e[0].py[0].code == pa[0].code);
+		join_free(j);
+		cfg.py_depth = EMBER_GPU_MAX_PY_FRAMES + 1;
+		CHECK_INT(join_new(&cfg, &j), -EINVAL);
+	}
+}
+
 int main(void)
 {
 	struct join_cfg bad;
@@ -203,5 +263,6 @@ int main(void)
 	test_wrap_and_eviction();
 	test_missing_and_unsampled();
 	test_stack_table_reuse();
+	test_python_frames();
 	return check_exit("cupti_join");
 }

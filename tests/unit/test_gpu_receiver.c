@@ -301,6 +301,119 @@ static void test_bounds(struct gpu_receiver *r, const char *path)
 	close(fd);
 }
 
+/* ---- protocol versions ---- */
+
+struct py_seen {
+	size_t samples, npy, ncapture_py;
+	uint32_t py_status, capture_py_status;
+	struct ember_py_frame py[4], cpy[4];
+};
+
+static void py_sample(void *ctx, const struct gpu_sample *s)
+{
+	struct py_seen *v = ctx;
+
+	v->samples++;
+	v->npy = s->npy;
+	v->ncapture_py = s->ncapture_py;
+	v->py_status = s->py_status;
+	v->capture_py_status = s->capture_py_status;
+	if (s->py && s->npy <= 4)
+		memcpy(v->py, s->py, s->npy * sizeof(*s->py));
+	if (s->capture_py && s->ncapture_py <= 4)
+		memcpy(v->cpy, s->capture_py, s->ncapture_py * sizeof(*s->capture_py));
+}
+
+/* One BATCH of one entry with Python frames, in the given header version; npy/ncpy frames
+ * follow the PCs. */
+static void py_batch(struct msg *m, uint16_t version, uint8_t npy, uint8_t st, uint8_t ncpy,
+		     uint8_t cst, const struct ember_py_frame *py, size_t nsend)
+{
+	struct ember_gpu_batch bt = { .start_ns = 1000, .end_ns = 2000, .nentries = 1 };
+	struct ember_gpu_entry e = { .op = EMBER_GPU_OP_KERNEL, .name_len = 4, .nframes = 2,
+				     .ncapture = 1, .flags = EMBER_GPU_ENTRY_GRAPH,
+				     .npy = npy, .ncapture_py = ncpy, .py_status = st,
+				     .capture_py_status = cst, .gpu_time_ns = 10, .launches = 1 };
+
+	msg_begin(m, EMBER_GPU_MSG_BATCH);
+	memcpy(m->b + offsetof(struct ember_gpu_hdr, version), &version, sizeof(version));
+	msg_add(m, &bt, sizeof(bt));
+	msg_add(m, &e, sizeof(e));
+	msg_add(m, "k_py\0\0\0\0", 8);
+	msg_add(m, launch_pcs, 2 * sizeof(uint64_t));
+	msg_add(m, capture_pcs, sizeof(uint64_t));
+	msg_add(m, py, nsend * sizeof(*py));
+	msg_end(m);
+}
+
+/* Version 1 clients (older libraries) are still accepted, and their zero bytes must stay
+ * zero; version 2 entries carry Python frames, bounded and with a walk status. */
+static void test_versions(struct gpu_receiver *r, const char *path)
+{
+	const struct ember_py_frame py[5] = {
+		{ .code = 0x7f0000001000ull, .key = 11, .instr = 40 },
+		{ .code = 0x7f0000002000ull | EMBER_PYF_ENTRY, .key = 22, .instr = 8 },
+		{ .code = EMBER_PYF_MARKER },
+		{ .code = 0x7f0000003000ull, .key = 33, .instr = 2 },
+		{ .code = 0x7f0000004000ull, .key = 44, .instr = 6 },
+	};
+	struct gpu_receiver_stats st0, st;
+	struct py_seen v = { 0 };
+	struct msg m;
+	int fd;
+
+	(void)gpu_receiver_drain(r, noop_sample, NULL);
+	gpu_receiver_get_stats(r, &st0);
+
+	/* Version 1: accepted, no Python frames. */
+	fd = connect_to(path);
+	send_hello(fd);
+	py_batch(&m, 1, 0, 0, 0, 0, py, 0);
+	send_all(fd, &m);
+	/* Version 2 on the same connection: 3 launch frames (one a marker), 1 capture frame. */
+	py_batch(&m, 2, 3, EMBER_PY_COMPLETE, 1, EMBER_PY_TRUNCATED, py, 4);
+	send_all(fd, &m);
+	wait_entries(r, st0.entries + 2, 0);
+	CHECK(!peer_closed(fd));
+	close(fd);
+	gpu_receiver_get_stats(r, &st);
+	CHECK_INT(st.entries - st0.entries, 2);
+	CHECK_INT(st.rejected - st0.rejected, 0);
+	CHECK_INT(gpu_receiver_drain(r, py_sample, &v), 2);
+	CHECK_INT(v.samples, 2);
+	CHECK_INT(v.npy, 3);
+	CHECK_INT(v.ncapture_py, 1);
+	CHECK_INT(v.py_status, EMBER_PY_COMPLETE);
+	CHECK_INT(v.capture_py_status, EMBER_PY_TRUNCATED);
+	CHECK(!memcmp(v.py, py, 3 * sizeof(*py)));
+	CHECK(!memcmp(v.cpy, py + 3, sizeof(*py)));
+
+	/* Malformed: Python fields in a version 1 entry; more frames than the protocol allows;
+	 * frames without a walk status; an unknown status; a version from the future. Each
+	 * client is disconnected and counted, nothing of it is kept. */
+	for (int kind = 0; kind < 5; kind++) {
+		fd = connect_to(path);
+		send_hello(fd);
+		if (kind == 0)
+			py_batch(&m, 1, 1, EMBER_PY_COMPLETE, 0, 0, py, 1);
+		else if (kind == 1)
+			py_batch(&m, 2, EMBER_GPU_MAX_PY_FRAMES + 1, EMBER_PY_COMPLETE, 0, 0, py, 5);
+		else if (kind == 2)
+			py_batch(&m, 2, 1, 0, 0, 0, py, 1);
+		else if (kind == 3)
+			py_batch(&m, 2, 1, EMBER_PY_STATUS_MAX, 0, 0, py, 1);
+		else
+			py_batch(&m, EMBER_GPU_VERSION + 1, 0, 0, 0, 0, py, 0);
+		send_all(fd, &m);
+		CHECK(peer_closed(fd));
+		close(fd);
+	}
+	wait_refused(r, GPU_REFUSE_MALFORMED, st.refused[GPU_REFUSE_MALFORMED] + 5);
+	gpu_receiver_get_stats(r, &st0);
+	CHECK_INT(st0.refused[GPU_REFUSE_MALFORMED] - st.refused[GPU_REFUSE_MALFORMED], 5);
+	CHECK_INT(st0.entries, st.entries);
+}
+
 int main(int argc, char **argv)
 {
 	char dir[] = "/tmp/ember-gpu-recv-XXXXXX", path[256], out[512];
@@ -437,6 +550,7 @@ int main(int argc, char **argv)
 	stackagg_free(k.agg);
 	symbolizer_free(k.sym);
 	test_bounds(r, path);
+	test_versions(r, path);
 	gpu_receiver_stop(r);
 	CHECK(access(path, F_OK) != 0); /* the socket file is gone */
 	snprintf(out, sizeof(out), "rm -rf %s", dir);
