@@ -27,6 +27,34 @@ def samples(path):
     return out, counters
 
 
+def train_bench(work, res):
+    """The watch()-started training loop: Python frames above the forward pass, cost per
+    launch. Forward kernels are those launched from the Python thread (not autograd's engine
+    threads, which have no Python frames) outside the optimizer."""
+    prof, ctr = samples(os.path.join(work, "train_profile.jsonl"))
+    kern = [s for s in prof if s["op"] == 1]
+    fwd = [s for s in kern if not any("autograd" in f and "Engine" in f for f in s["stack"])
+           and not any("optim" in f or f.endswith(".step") for f in s["stack"])]
+    fwd_ns = sum(s["gpu_ns"] for s in fwd)
+    py_ns = sum(s["gpu_ns"] for s in fwd if any(f == "Block.forward" for f in s["stack"]))
+    all_ns = sum(s["gpu_ns"] for s in kern)
+    joined = sum(s["launches"] for s in kern if "[no launch stack]" not in s["stack"])
+    launches = sum(s["launches"] for s in kern)
+    w = json.load(open(os.path.join(work, "train_with.json")))
+    wo = json.load(open(os.path.join(work, "train_without.json")))
+    cost = w["launch_ns"] - wo["launch_ns"]
+    t = {"kernel_ms": round(all_ns / 1e6, 3), "forward_kernel_ms": round(fwd_ns / 1e6, 3),
+         "forward_under_python": round(py_ns / fwd_ns, 4) if fwd_ns else 0,
+         "joined": round(joined / launches, 4) if launches else 0,
+         "launch_ns_with": w["launch_ns"], "launch_ns_without": wo["launch_ns"],
+         "cost_ns_per_launch": round(cost, 1), "loop_ms_with": w["loop_ms"],
+         "loop_ms_without": wo["loop_ms"], "counters": ctr,
+         "example_stack": max(fwd, key=lambda s: s["gpu_ns"])["stack"] if fwd else []}
+    t["pass"] = t["forward_under_python"] >= 0.95 and t["joined"] >= 0.99 and cost <= 5000
+    res["torch_train"] = t
+    return t["pass"]
+
+
 def main():
     work, out_path = sys.argv[1], sys.argv[2]
     res = {"checks": {}, "notes": []}
@@ -112,6 +140,7 @@ def main():
         res["torch"] = {"event_loop_ms": tev["loop_ms"], "profile_kernel_ms": round(gpu_ms, 3),
                         "kernel_launches": kl, "joined_to_main": kj,
                         "with_python_frames": py, "counters": tctr}
+        ok &= train_bench(work, res)
     else:
         res["notes"].append("torch run skipped (no PyTorch with CUDA)")
     res["pass"] = bool(ok)

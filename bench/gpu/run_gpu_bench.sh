@@ -7,7 +7,10 @@
 #      stack that reaches main;
 #   2. launchbound: 10k tiny kernels, 5 runs without and 5 with the library (default rate limit);
 #      the difference in host ns per launch is the cost per launch (target <= 5 us);
-#   3. torch (if python3 can import torch with CUDA): a matmul loop, with PYTHONPERFSUPPORT=1.
+#   3. torch (if python3 can import torch with CUDA): a matmul loop, with PYTHONPERFSUPPORT=1;
+#   4. torch: a training loop started with ember.watch(): >= 95% of the forward pass's kernel
+#      time under Python frames (Block.forward), and the cost per launch of 10k tiny kernels
+#      with and without the library (target <= 5 us).
 # Writes bench/results/gpu.json (and prints it); exit status 1 if a bar is missed.
 #
 # Usage: bench/gpu/run_gpu_bench.sh [BUILD_DIR]   (from the repository root)
@@ -62,6 +65,15 @@ if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1
 		python3 "$ROOT/bench/gpu/torch_matmul.py" 200 >"$WORK/torch_events.json"
 	sleep 1.5
 	dump_stop
+	# 4. a training loop started with ember.watch(): Python frames above the forward pass's
+	# kernels, and the cost per launch of a launch-bound loop (with vs without the library)
+	dump_start "$WORK/train_profile.jsonl"
+	EMBER_BINARY=$BUILD/ember EMBER_BENCH_SOCKET=$SOCK \
+		python3 "$ROOT/bench/gpu/torch_train.py" 50 10000 >"$WORK/train_with.json"
+	sleep 1.5
+	dump_stop
+	EMBER_BENCH_NO_WATCH=1 python3 "$ROOT/bench/gpu/torch_train.py" 50 10000 \
+		>"$WORK/train_without.json"
 fi
 
 mkdir -p "$(dirname "$OUT")"

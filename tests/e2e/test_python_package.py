@@ -139,6 +139,7 @@ with tempfile.TemporaryDirectory() as tmp:
     os.mkdir(pub)
     shutil.copytree(os.path.join(ROOT, "python", "ember"), os.path.join(pub, "ember"))
     shutil.copy(os.path.join(et.FIXTURES, "gpu_client"), pub)
+    shutil.copy(os.path.join(et.FIXTURES, "libpycap_harness.so"), pub)
     fake_cupti = os.path.join(pub, "libember_cupti.so")  # CUDA never loads it here: no GPU
     open(fake_cupti, "w").close()
     outdir = os.path.join(pub, "out")
@@ -151,7 +152,17 @@ with tempfile.TemporaryDirectory() as tmp:
                 "print('socket', os.environ.get('EMBER_GPU_SOCKET'), os.environ.get('CUDA_INJECTION64_PATH'))\n"
                 "r = subprocess.run([os.path.join(os.path.dirname(__file__), 'gpu_client'),\n"
                 "                    os.environ['EMBER_GPU_SOCKET'], '3'], capture_output=True, text=True)\n"
-                "print('client', r.returncode, r.stderr.strip())\n")
+                "print('client', r.returncode, r.stderr.strip())\n"
+                # A launch through libember_cupti.so's launch path, with the Python frames read
+                # in process; the process lives on so that the sidecar reads its code objects.
+                "import ctypes, time\n"
+                "lib = ctypes.CDLL(os.path.join(os.path.dirname(__file__), 'libpycap_harness.so'))\n"
+                "lib.ember_gpu_harness_launch.argtypes = [ctypes.c_char_p, ctypes.c_uint64]\n"
+                "def unprivileged_forward():\n"
+                "    return lib.ember_gpu_harness_launch(b'py_kernel', 5000)\n"
+                "opened = lib.ember_gpu_harness_open(os.environ['EMBER_GPU_SOCKET'].encode())\n"
+                "print('python launch', opened, unprivileged_forward(), lib.ember_gpu_harness_flush(), flush=True)\n"
+                "time.sleep(4)\n")
     for d, _, names in os.walk(tmp):
         os.chmod(d, 0o755)
         for n in names:
@@ -185,4 +196,17 @@ with tempfile.TemporaryDirectory() as tmp:
         if gp["sample_types"][0] == ["gpu_time", "nanoseconds"]:
             kernels += sum(1 for smp in gp["samples"] if smp["stack"][0].startswith("[cuda kernel] square"))
     c.check(kernels >= 1, f"its GPU profile has the client's kernel as a leaf ({kernels} stacks)")
+    c.check("python launch 0" in u.stdout and " 0\n" in u.stdout.split("python launch", 1)[-1],
+            f"a launch with Python frames went to the sidecar ({u.stdout.strip()[-200:]})")
+    py_stacks = []
+    for g in gpu_files:
+        gp = et.decode(g)
+        for smp in gp["samples"]:
+            if smp["stack"][0] == "[cuda kernel] py_kernel":
+                py_stacks.append([(f["name"], os.path.basename(f.get("file") or ""))
+                                  for f in pf.frames(smp)])
+    c.check(any(("unprivileged_forward", "gpuwatch.py") in st and ("<module>", "gpuwatch.py") in st
+                for st in py_stacks),
+            f"unprivileged: the kernel sits under the Python function that launched it, resolved "
+            f"by the sidecar ({py_stacks[:1]})")
 c.done()
