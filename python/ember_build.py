@@ -1,8 +1,13 @@
 """ember_build: the PEP 517 backend of the `ember` package, standard library only, so that
 `pip install ./python` works offline in a fresh virtual environment (no setuptools or wheel
 to fetch). It writes a wheel (and an sdist) of the `ember` package: METADATA, WHEEL and a
-RECORD with sha256 digests, as the wheel format (PEP 427) says. A binary bundled in
-ember/bin (see the README) makes the wheel linux_x86_64 instead of pure Python."""
+RECORD with sha256 digests, as the wheel format (PEP 427) says.
+
+Bundling: `pip install --config-settings bundle=BUILD_DIR ./python` (or EMBER_BUNDLE=BUILD_DIR
+in the environment) puts Ember's build outputs into the wheel: BUILD_DIR/ember and
+libember_alloc.so as ember/bin/, libember_cupti.so as ember/lib/ (where ember.find_ember()
+looks first). A bundled binary, or one already in ember/bin, makes the wheel linux_x86_64
+instead of pure Python. A bundle directory without an `ember` binary is an error."""
 import base64
 import hashlib
 import os
@@ -35,9 +40,27 @@ def _files():
     return out
 
 
-def _tag():
+def _bundle(config_settings):
+    """(path on disk, path in the wheel, mode) of the build outputs to bundle, or []."""
+    src = (config_settings or {}).get("bundle") or os.environ.get("EMBER_BUNDLE")
+    if not src:
+        return []
+    src = os.path.abspath(os.path.expanduser(src))
+    exe = os.path.join(src, "ember")
+    if not os.path.isfile(exe) or not os.access(exe, os.X_OK):
+        raise RuntimeError(f"bundle={src}: no executable 'ember' there (build Ember first: "
+                           f"make build)")
+    out = [(exe, "ember/bin/ember", 0o755)]
+    for lib, arc in (("libember_alloc.so", "ember/bin/libember_alloc.so"),
+                     ("libember_cupti.so", "ember/lib/libember_cupti.so")):
+        if os.path.isfile(os.path.join(src, lib)):
+            out.append((os.path.join(src, lib), arc, 0o755))
+    return out
+
+
+def _tag(bundle=()):
     bundled = os.path.join(HERE, "ember", "bin", "ember")
-    return "py3-none-linux_x86_64" if os.path.exists(bundled) else "py3-none-any"
+    return "py3-none-linux_x86_64" if bundle or os.path.exists(bundled) else "py3-none-any"
 
 
 def _digest(data):
@@ -54,7 +77,8 @@ def get_requires_for_build_sdist(config_settings=None):
 
 
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
-    tag = _tag()
+    bundle = _bundle(config_settings)
+    tag = _tag(bundle)
     name = f"{NAME}-{VERSION}-{tag}.whl"
     info = f"{NAME}-{VERSION}.dist-info"
     record = []
@@ -66,7 +90,14 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
             z.writestr(zi, data)
             record.append(f"{arc},{_digest(data)}")
 
+        names = set()
+        for full, arc, mode in bundle:
+            with open(full, "rb") as f:
+                put(arc, f.read(), mode)
+            names.add(arc)
         for full, arc in _files():
+            if arc in names:
+                continue
             with open(full, "rb") as f:
                 put(arc, f.read(), os.stat(full).st_mode & 0o777)
         put(f"{info}/METADATA", METADATA.encode())

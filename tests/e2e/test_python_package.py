@@ -62,6 +62,34 @@ with tempfile.TemporaryDirectory() as tmp:
     c.check(r.returncode == 2 and "no ember binary" in r.stderr,
             f"without a binary: a clear error, exit 2: {r.returncode} {r.stderr.strip()[-200:]}")
 
+    # A wheel with the binary bundled: found in the package itself, nothing on PATH.
+    venv2 = os.path.join(tmp, "venv2")
+    subprocess.run([pf.DEBIAN_PYTHON, "-m", "venv", venv2], capture_output=True, text=True)
+    vpy2 = os.path.join(venv2, "bin", "python")
+    r = subprocess.run([vpy2, "-m", "pip", "install", "--no-index", "--config-settings",
+                        f"bundle={et.BUILD}", src], capture_output=True, text=True, timeout=300)
+    c.check(r.returncode == 0, f"pip install --config-settings bundle=BUILD ./python: "
+            f"{(r.stdout + r.stderr).strip()[-400:]}")
+    bare = dict(os.environ, PATH="/usr/bin:/bin", EMBER_BINARY="", PYTHONDONTWRITEBYTECODE="1")
+    r = subprocess.run([vpy2, "-c", "import ember; print(ember.find_ember()); "
+                        "print(ember._cupti_lib(ember.find_ember()))"],
+                       capture_output=True, text=True, env=bare, cwd=tmp)
+    found = r.stdout.split()
+    c.check(r.returncode == 0 and len(found) == 2 and all(x.startswith(venv2) for x in found),
+            f"the bundled binary and libember_cupti.so are found in the package: {r.stdout.strip()} "
+            f"{r.stderr.strip()[-200:]}")
+    r = subprocess.run([vpy2, "-m", "ember", "version"], capture_output=True, text=True, env=bare,
+                       cwd=tmp)
+    c.check(r.returncode == 0 and "ember" in r.stdout.lower(),
+            f"python -m ember version runs the bundled binary: {r.stdout.strip()} "
+            f"{r.stderr.strip()[-200:]}")
+    r = subprocess.run([vpy2, "-m", "pip", "install", "--no-index", "--force-reinstall",
+                        "--config-settings", f"bundle={tmp}", src],
+                       capture_output=True, text=True, timeout=300)
+    c.check(r.returncode != 0 and "no executable 'ember'" in r.stdout + r.stderr,
+            f"a bundle directory without the binary is a clear error: "
+            f"{(r.stdout + r.stderr).strip()[-300:]}")
+
     # python -m ember run script.py
     rcv = Receiver(tmp)
     try:
