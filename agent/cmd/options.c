@@ -65,6 +65,7 @@ static bool check_label(const char *v, char *err, size_t n);
 static bool check_server(const char *v, char *err, size_t n);
 static bool check_metrics_addr(const char *v, char *err, size_t n);
 static bool check_nonempty(const char *v, char *err, size_t n);
+static bool check_kube_api(const char *v, char *err, size_t n);
 static bool check_mode(const char *v, char *err, size_t n);
 
 /* In the order of the enum values (and of the PROFILE_* bits). */
@@ -95,7 +96,8 @@ static const struct opt_def opts[] = {
 	{ .name = "service", .type = T_LIST, .cmds = CMD_RECORD | CMD_AGENT, .refused = CMD_RUN,
 	  .off = F(services), .metavar = "NAME=SELECTOR",
 	  .help = "select processes (repeatable); SELECTOR is pid:N, comm:NAME, exe:PATH-or-glob, "
-		  "cgroup:PATH or container:ID-prefix",
+		  "cgroup:PATH, container:ID-prefix, docker:NAME-or-glob (Compose service or "
+		  "container name), k8s:NAMESPACE/CONTAINER-or-glob or unit:NAME-or-glob (systemd)",
 	  .check = check_service },
 	{ .name = "profiles", .type = T_SET, .cmds = ALL, .off = F(profiles), .def = "cpu",
 	  .metavar = "LIST", .help = "profile families, any of", .words = profile_words },
@@ -147,6 +149,24 @@ static const struct opt_def opts[] = {
 	  .metavar = "HOST:PORT",
 	  .help = "serve Prometheus self-metrics (127.0.0.1 if only :PORT is given)",
 	  .check = check_metrics_addr },
+	{ .name = "docker-socket", .type = T_STR, .cmds = ALL, .off = F(docker_socket),
+	  .metavar = "PATH",
+	  .help = "Docker Engine API socket, for container names and Compose services "
+		  "(default: /var/run/docker.sock when it exists)",
+	  .check = check_nonempty },
+	{ .name = "kube-api", .type = T_STR, .cmds = ALL, .off = F(kube_api), .metavar = "URL",
+	  .help = "Kubernetes API server for the pods of this node (default in a pod: the "
+		  "in-cluster service account)",
+	  .check = check_kube_api },
+	{ .name = "kube-token-file", .type = T_STR, .cmds = ALL, .off = F(kube_token_file),
+	  .metavar = "FILE", .help = "bearer token for --kube-api, read again when it rotates",
+	  .check = check_nonempty },
+	{ .name = "kube-ca-file", .type = T_STR, .cmds = ALL, .off = F(kube_ca_file),
+	  .metavar = "FILE", .help = "CA certificate that --kube-api's TLS certificate must chain to",
+	  .check = check_nonempty },
+	{ .name = "node-name", .type = T_STR, .cmds = ALL, .off = F(node_name), .metavar = "NAME",
+	  .help = "this node's Kubernetes name: only its pods are watched (default: $NODE_NAME)",
+	  .check = check_nonempty },
 	{ .name = "gpu-socket", .type = T_STR, .cmds = CMD_AGENT | CMD_RUN, .off = F(gpu_socket),
 	  .def = "/run/ember/gpu.sock", .metavar = "PATH",
 	  .help = "Unix socket where CUDA processes with libember_cupti.so hand GPU samples to ember",
@@ -433,7 +453,8 @@ static bool check_service(const char *v, char *err, size_t n)
 		return true;
 	}
 	if (!strncmp(sel, "comm:", 5) || !strncmp(sel, "exe:", 4) || !strncmp(sel, "cgroup:", 7) ||
-	    !strncmp(sel, "container:", 10)) {
+	    !strncmp(sel, "container:", 10) || !strncmp(sel, "docker:", 7) ||
+	    !strncmp(sel, "k8s:", 4) || !strncmp(sel, "unit:", 5)) {
 		const char *arg = strchr(sel, ':') + 1;
 
 		if (!*arg) {
@@ -442,6 +463,11 @@ static bool check_service(const char *v, char *err, size_t n)
 		}
 		if (!strncmp(sel, "comm:", 5) && strlen(arg) > 15) {
 			snprintf(err, n, "comm '%s' is longer than the kernel's 15 characters", arg);
+			return false;
+		}
+		if (!strncmp(sel, "k8s:", 4) && !strchr(arg, '/')) {
+			snprintf(err, n, "k8s selector '%s' must be NAMESPACE/CONTAINER (globs allowed)",
+				 sel);
 			return false;
 		}
 		if (!strncmp(sel, "container:", 10)) {
@@ -454,7 +480,17 @@ static bool check_service(const char *v, char *err, size_t n)
 		}
 		return true;
 	}
-	snprintf(err, n, "unknown selector '%s' (use pid:, comm:, exe:, cgroup: or container:)", sel);
+	snprintf(err, n, "unknown selector '%s' (use pid:, comm:, exe:, cgroup:, container:, docker:, "
+		 "k8s: or unit:)", sel);
+	return false;
+}
+
+static bool check_kube_api(const char *v, char *err, size_t n)
+{
+	if (!strncmp(v, "https://", 8) && v[8] && !strchr(v + 8, '?'))
+		return true;
+	snprintf(err, n, "'%s' must be an https:// URL (the API server, e.g. "
+		 "https://10.0.0.1:6443)", v);
 	return false;
 }
 

@@ -63,6 +63,11 @@ struct ember_config {
 	char *metrics_addr;
 	char *log_level;         /* error | warn | info | debug */
 	char *gpu_socket;        /* agent <-> libember_cupti.so Unix socket */
+	char *docker_socket;     /* Docker Engine API; NULL: /var/run/docker.sock if it exists */
+	char *kube_api;          /* Kubernetes API; NULL: in-cluster if in a pod */
+	char *kube_token_file;
+	char *kube_ca_file;
+	char *node_name;
 	char *gpu_graph_trace;   /* node | graph (run: passed to the library) */
 	long alloc_sample_bytes;  /* mean allocation sampling interval */
 	/* record */

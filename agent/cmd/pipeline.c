@@ -14,11 +14,14 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "allocprof.h"
 #include "cpu_collector.h"
 #include "cpuprof.h"
+#include "cgmeta.h"
+#include "discovery.h"
 #include "gpu_receiver.h"
 #include "gpuprof.h"
 #include "log.h"
@@ -75,6 +78,12 @@ struct pipeline {
 	struct cpu_collector *cc;
 	struct alloc_collector *ac;
 	struct gpu_receiver *gpu;
+	struct discovery *disc;  /* container/pod metadata; NULL when nothing asks for it */
+	uint64_t disc_gen;       /* its generation when last acted on */
+	/* Processes named after their executables while their container's metadata was being
+	 * looked up: named again once it arrives (bounded; the oldest give way). */
+	struct pending { pid_t pid; int64_t since; } *pending;
+	size_t npending;
 	struct metrics *metrics;
 	bool want_cpu;
 	int64_t period;
@@ -196,11 +205,61 @@ static void retire_idle_services(struct pipeline *pl)
 }
 
 /* PIPELINE_EVERY_PROCESS: the service of a process is its executable's name. */
+#define PENDING_MAX 4096
+#define PENDING_NS (60 * NS) /* a container the APIs do not know by then keeps its name */
+
+static void add_pending(struct pipeline *pl, pid_t pid)
+{
+	for (size_t i = 0; i < pl->npending; i++)
+		if (pl->pending[i].pid == pid)
+			return;
+	if (!pl->pending && !(pl->pending = calloc(PENDING_MAX, sizeof(*pl->pending))))
+		return;
+	if (pl->npending == PENDING_MAX) {
+		memmove(pl->pending, pl->pending + 1, (PENDING_MAX - 1) * sizeof(*pl->pending));
+		pl->npending--;
+	}
+	pl->pending[pl->npending++] = (struct pending){ pid, util_now_ns(CLOCK_MONOTONIC) };
+}
+
+/* The metadata labels of a service, as services_get_labeled() keys them. */
+static void labels_string(const struct discovery_meta *m, char *buf, size_t n)
+{
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < m->nlabels && o < n; i++)
+		o += (size_t)snprintf(buf + o, n - o, "%s=%s\n", m->labels[i].name, m->labels[i].value);
+}
+
+/* A process's service by its container, pod or unit (discovery), else its executable. A
+ * container whose metadata is still being looked up is named after the executable for now
+ * and remembered, to be named again when the answer comes. */
 static int auto_service(struct pipeline *pl, pid_t pid, const char *comm)
 {
 	char path[64], exe[PATH_MAX], name[128];
 	const char *base = comm && *comm ? comm : "unknown";
+	struct discovery_meta meta;
+	struct cgmeta cg;
 	ssize_t n;
+
+	if (cgmeta_read(pid, &cg) == 0) {
+		if (discovery_resolve(pl->disc, &cg, &meta) == 1) {
+			char labels[DISCOVERY_MAX_LABELS * (DISCOVERY_NAME_MAX + 24)];
+			int64_t now = util_now_ns(CLOCK_MONOTONIC);
+			int id;
+
+			labels_string(&meta, labels, sizeof(labels));
+			id = services_get_labeled(pl->services, meta.service, labels, now);
+			if (id == -ENOSPC)
+				return service_index(pl, meta.service); /* logs and counts */
+			if (id >= 0 && grow_aggs(pl))
+				return -ENOMEM;
+			return id;
+		}
+		if (cg.container_id[0] && discovery_pending(pl->disc, cg.container_id))
+			add_pending(pl, pid);
+	}
 
 	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
 	n = readlink(path, exe, sizeof(exe) - 1);
@@ -786,6 +845,7 @@ static void flush_interval(struct pipeline *pl)
 				 comment, sizeof(comment));
 			prof = (struct pipeline_profile){
 				.service = services_name(pl->services, (uint32_t)i),
+				.labels = services_labels(pl->services, (uint32_t)i),
 				.fam = profile_family_find(family_names[fam]),
 				.agg = *agg,
 				.desc = &desc,
@@ -804,6 +864,41 @@ static void flush_interval(struct pipeline *pl)
 }
 
 /* --- self-metrics --------------------------------------------------------------------- */
+
+static void write_discovery_metrics(struct pipeline *pl, struct metrics_writer *w)
+{
+	struct discovery_stats st;
+
+	if (!pl->disc)
+		return;
+	discovery_get_stats(pl->disc, &st);
+	for (int s = 0; s < DISC_SOURCE_COUNT; s++)
+		for (int o = 0; o < DISC_OUTCOME_COUNT; o++)
+			metrics_counter(w, "ember_discovery_lookups_total",
+					"Processes named from container, pod or unit metadata, and "
+					"Docker lookups, by source and outcome",
+					(const char *[]){ "source", discovery_source_name(s), "outcome",
+							  discovery_outcome_name(o), NULL },
+					(double)st.lookups[s][o]);
+	for (int s = 0; s < DISC_SYSTEMD; s++) {
+		metrics_counter(w, "ember_discovery_requests_total",
+				"Requests to the Docker and Kubernetes APIs",
+				(const char *[]){ "source", discovery_source_name(s), NULL },
+				(double)st.requests[s]);
+		metrics_gauge(w, "ember_discovery_up",
+			      "1 when the API's last request succeeded",
+			      (const char *[]){ "source", discovery_source_name(s), NULL },
+			      st.up[s] ? 1 : 0);
+	}
+	metrics_gauge(w, "ember_discovery_containers", "Container ids with known metadata", NULL,
+		      (double)st.entries);
+	metrics_counter(w, "ember_discovery_relists_total",
+			"Kubernetes pod lists after the first (410 Gone, errors)", NULL,
+			(double)st.relists);
+	metrics_counter(w, "ember_discovery_table_full_total",
+			"Container ids not kept: the metadata table was full", NULL,
+			(double)st.table_full);
+}
 
 static void collect_metrics(void *ctx, struct metrics_writer *w)
 {
@@ -833,6 +928,7 @@ static void collect_metrics(void *ctx, struct metrics_writer *w)
 	metrics_counter(w, "ember_services_refused_total",
 			"Samples left unprofiled because the service table was full", NULL,
 			(double)atomic_load_explicit(&pl->m_services_full, memory_order_relaxed));
+	write_discovery_metrics(pl, w);
 	metrics_counter(w, "ember_targets_dropped_total",
 			"Selected processes no longer profiled, by reason", (const char *[]){ "reason",
 			"setuid_exec", NULL },
@@ -888,6 +984,78 @@ static int open_alloc(struct pipeline *pl)
 	return 0;
 }
 
+#define SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
+
+static bool readable_file(const char *path)
+{
+	struct stat st;
+
+	return !stat(path, &st) && S_ISREG(st.st_mode) && !access(path, R_OK);
+}
+
+/* Container and pod metadata, where names come from it: every process (default names), or
+ * docker:/k8s: selectors. 0, or 2 after a line naming a bad option. */
+static int setup_discovery(struct pipeline *pl, const struct ember_config *cfg)
+{
+	const char *host = getenv("KUBERNETES_SERVICE_HOST"), *port = getenv("KUBERNETES_SERVICE_PORT");
+	const char *node = cfg->node_name ? cfg->node_name : getenv("NODE_NAME");
+	struct discovery_opts o = { 0 };
+	char api[300];
+	struct stat st;
+	int err;
+
+	if (!(pl->o.policy == PIPELINE_EVERY_PROCESS && !pl->o.one_service) &&
+	    !(pl->o.policy == PIPELINE_SELECTORS && targets_need_metadata(pl->targets)))
+		return 0;
+	if (cfg->docker_socket)
+		o.docker_socket = cfg->docker_socket; /* the daemon may start later: it is retried */
+	else if (!stat("/var/run/docker.sock", &st) && S_ISSOCK(st.st_mode))
+		o.docker_socket = "/var/run/docker.sock";
+	if (cfg->kube_api) {
+		o.kube_api = cfg->kube_api;
+		o.kube_token_file = cfg->kube_token_file ? cfg->kube_token_file : SA_DIR "/token";
+		o.kube_ca_file = cfg->kube_ca_file ? cfg->kube_ca_file : SA_DIR "/ca.crt";
+		if (!node || !*node) {
+			options_invalid("kube-api", "needs --node-name (or NODE_NAME): only this node's "
+					"pods are watched");
+			return 2;
+		}
+		if (!readable_file(o.kube_token_file)) {
+			options_invalid("kube-token-file", "'%s' is not a readable file", o.kube_token_file);
+			return 2;
+		}
+		if (!readable_file(o.kube_ca_file)) {
+			options_invalid("kube-ca-file", "'%s' is not a readable file", o.kube_ca_file);
+			return 2;
+		}
+	} else if (host && *host && port && *port && readable_file(SA_DIR "/token")) {
+		/* In a pod: the in-cluster service account. */
+		snprintf(api, sizeof(api), strchr(host, ':') ? "https://[%s]:%s" : "https://%s:%s",
+			 host, port);
+		if (!node || !*node) {
+			log_warn("%s: in a Kubernetes pod without NODE_NAME (set it from the downward "
+				 "API, spec.nodeName): pods are not named", pl->o.name);
+		} else {
+			o.kube_api = api;
+			o.kube_token_file = cfg->kube_token_file ? cfg->kube_token_file : SA_DIR "/token";
+			o.kube_ca_file = cfg->kube_ca_file ? cfg->kube_ca_file : SA_DIR "/ca.crt";
+		}
+	}
+	o.node_name = node;
+	err = discovery_start(&o, &pl->disc);
+	if (err) {
+		fprintf(stderr, "ember: cannot start container discovery: %s\n", strerror(-err));
+		return 1;
+	}
+	if (o.docker_socket)
+		log_info("%s: naming containers from the Docker API at %s", pl->o.name, o.docker_socket);
+	if (o.kube_api)
+		log_info("%s: naming pods of node %s from the Kubernetes API at %s", pl->o.name, node,
+			 o.kube_api);
+	targets_set_discovery(pl->targets, pl->disc);
+	return 0;
+}
+
 int pipeline_new(const struct pipeline_opts *opts, struct pipeline **ret_pl)
 {
 	const struct ember_config *cfg = opts->cfg;
@@ -919,6 +1087,10 @@ int pipeline_new(const struct pipeline_opts *opts, struct pipeline **ret_pl)
 		fprintf(stderr, "ember: cannot set up targets: %s\n", strerror(-err));
 		goto fail;
 	}
+	status = setup_discovery(pl, cfg);
+	if (status)
+		goto fail;
+	status = 1;
 	if (opts->policy == PIPELINE_COMMAND || opts->one_service) {
 		if (service_index(pl, opts->command_service ? opts->command_service : "all") != 0)
 			goto fail;
@@ -1110,6 +1282,44 @@ static int wait_events(struct pipeline *pl, int64_t next_drain)
 	return cpu_collector_poll(pl->cc, ms, on_event, pl);
 }
 
+/* The metadata table moved: processes that waited for theirs are named again (every process),
+ * and selectors that look at metadata see the processes that match now (selected). */
+static void discovery_changed(struct pipeline *pl)
+{
+	uint64_t gen = discovery_generation(pl->disc);
+	size_t keep = 0;
+
+	if (!pl->disc || gen == pl->disc_gen)
+		return;
+	pl->disc_gen = gen;
+	if (pl->o.policy == PIPELINE_SELECTORS) {
+		if (targets_need_metadata(pl->targets))
+			(void)targets_scan(pl->targets, on_scan_match, pl);
+		return;
+	}
+	for (size_t i = 0; i < pl->npending; i++) {
+		pid_t pid = pl->pending[i].pid;
+		struct proc_entry *p = proc_get(pl, pid);
+		struct cgmeta cg;
+		int id;
+
+		if (cgmeta_read(pid, &cg) || !cg.container_id[0])
+			continue; /* gone */
+		if (discovery_pending(pl->disc, cg.container_id) &&
+		    util_now_ns(CLOCK_MONOTONIC) - pl->pending[i].since < PENDING_NS) {
+			pl->pending[keep++] = pl->pending[i];
+			continue;
+		}
+		id = auto_service(pl, pid, NULL);
+		if (id >= 0 && p && !p->exited && p->service != (uint32_t)id) {
+			log_debug("%s: pid %d named '%s' from its container's metadata", pl->o.name,
+				  (int)pid, services_name(pl->services, (uint32_t)id));
+			p->service = (uint32_t)id;
+		}
+	}
+	pl->npending = keep;
+}
+
 int pipeline_run(struct pipeline *pl, const struct pipeline_hooks *hooks)
 {
 	struct sigaction sa = { .sa_handler = on_signal };
@@ -1162,6 +1372,7 @@ int pipeline_run(struct pipeline *pl, const struct pipeline_hooks *hooks)
 			break;
 		}
 		run_due_refreshes(pl);
+		discovery_changed(pl);
 		if (pl->ac)
 			(void)alloc_collector_poll(pl->ac, 0);
 		if (pl->py) {
@@ -1211,6 +1422,8 @@ void pipeline_free(struct pipeline *pl)
 	symbolizer_free(pl->sym);
 	unwmode_free(pl->unw);
 	targets_free(pl->targets);
+	discovery_stop(pl->disc);
+	free(pl->pending);
 	for (size_t i = 0; i < pl->svc_cap; i++)
 		for (int fam = 0; fam < FAM_COUNT; fam++)
 			stackagg_free(pl->svc[i].agg[fam]);

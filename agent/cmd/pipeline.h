@@ -40,6 +40,7 @@ enum pipeline_policy {
  * pipeline's (agg is emptied after the call); the sink builds what it needs from them. */
 struct pipeline_profile {
 	const char *service;
+	const char *labels;                  /* metadata labels, "name=value\n"..., or NULL */
 	const struct profile_family *fam;
 	struct stackagg *agg;
 	const struct stackagg_profile *desc; /* types, period, times, comment; no limits */

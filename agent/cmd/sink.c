@@ -172,7 +172,8 @@ void sink_profile(void *ctx, const struct pipeline_profile *p)
 		atomic_fetch_add_explicit(&s->m_folded, res.folded, memory_order_relaxed);
 		log_debug("agent: %s: %zu cold stacks folded into [other]", p->service, res.folded);
 	}
-	err = series_make_upload(&s->labels, p->service, p->fam, &res, p->desc->time_nanos, p->until, &u);
+	err = series_make_upload(&s->labels, p->service, p->labels, p->fam, &res, p->desc->time_nanos,
+				 p->until, &u);
 	stackagg_result_fini(&res);
 	if (err)
 		return;

@@ -77,11 +77,12 @@ int series_labels_init(struct series_labels *sl, const struct strlist *user_labe
 		if (add_label(sl, l, (size_t)(eq - l), eq + 1))
 			return -ENOMEM;
 	}
-	/* __name__ + service_name (+ __delta__) + hostname + user labels */
-	if (sl->n + 3 > MAX_SERIES_LABELS) {
+	/* __name__ + service_name (+ __delta__) + hostname + user labels + a container's or pod's
+	 * metadata labels */
+	if (sl->n + 3 + SERIES_META_LABELS > MAX_SERIES_LABELS) {
 		fprintf(stderr, "ember: invalid value for --label: %zu labels, but Pyroscope accepts at "
 				"most %d per series, %d of them Ember's own\n",
-			sl->n - 1, MAX_SERIES_LABELS, 4);
+			sl->n - 1, MAX_SERIES_LABELS, 4 + SERIES_META_LABELS);
 		return -EINVAL;
 	}
 	qsort(sl->l, sl->n, sizeof(*sl->l), label_cmp);
@@ -98,7 +99,20 @@ void series_labels_fini(struct series_labels *sl)
 	*sl = (struct series_labels){ 0 };
 }
 
-int series_make_upload(const struct series_labels *sl, const char *service,
+static bool has_label(const struct upload *u, size_t n, const char *name, size_t len)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strlen(u->labels[i].name) == len && !strncmp(u->labels[i].name, name, len))
+			return true;
+	return false;
+}
+
+static int upload_label_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct upload_label *)a)->name, ((const struct upload_label *)b)->name);
+}
+
+int series_make_upload(const struct series_labels *sl, const char *service, const char *meta,
 		       const struct profile_family *fam, struct stackagg_result *res, int64_t from,
 		       int64_t until, struct upload **ret)
 {
@@ -107,7 +121,7 @@ int series_make_upload(const struct series_labels *sl, const char *service,
 
 	if (!u)
 		return -ENOMEM;
-	u->labels = calloc(sl->n + 3, sizeof(*u->labels));
+	u->labels = calloc(sl->n + 3 + SERIES_META_LABELS, sizeof(*u->labels));
 	u->service = strdup(service);
 	u->family = strdup(fam->family);
 	if (!u->labels || !u->service || !u->family)
@@ -132,10 +146,23 @@ int series_make_upload(const struct series_labels *sl, const char *service,
 		u->labels[n].name = strdup("service_name");
 		u->labels[n++].value = strdup(service);
 	}
+	/* Metadata labels: the user's labels of the same name win. */
+	for (const char *p = meta, *nl; p && *p && n < sl->n + 3 + SERIES_META_LABELS; p = nl + 1) {
+		const char *eq = strchr(p, '=');
+
+		nl = strchr(p, '\n');
+		if (!nl || !eq || eq > nl)
+			break;
+		if (has_label(u, n, p, (size_t)(eq - p)))
+			continue;
+		u->labels[n].name = strndup(p, (size_t)(eq - p));
+		u->labels[n++].value = strndup(eq + 1, (size_t)(nl - eq - 1));
+	}
 	u->nlabels = n;
 	for (size_t i = 0; i < n; i++)
 		if (!u->labels[i].name || !u->labels[i].value)
 			goto nomem;
+	qsort(u->labels, n, sizeof(*u->labels), upload_label_cmp);
 	u->pprof_gz = res->pprof_gz;
 	u->pprof_len = res->pprof_len;
 	u->svg = res->svg;

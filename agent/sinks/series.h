@@ -16,6 +16,9 @@
 #include "upload.h"
 
 #define MAX_SERIES_LABELS 30
+/* Room kept for a container's, pod's or unit's metadata labels (namespace, pod, container,
+ * node; container, compose_project; unit). */
+#define SERIES_META_LABELS 4
 
 /* hostname and the user's labels, sorted by name */
 struct series_labels {
@@ -29,8 +32,9 @@ int series_labels_init(struct series_labels *sl, const struct strlist *user_labe
 void series_labels_fini(struct series_labels *sl);
 
 /* An upload of res (its buffers are moved into the upload) for service in family fam, covering
- * [from, until). Labels sorted by name. Returns 0 or -ENOMEM. */
-int series_make_upload(const struct series_labels *sl, const char *service,
+ * [from, until), with the service's metadata labels meta ("name=value\n"..., or NULL; a user
+ * label of the same name wins). Labels sorted by name. Returns 0 or -ENOMEM. */
+int series_make_upload(const struct series_labels *sl, const char *service, const char *meta,
 		       const struct profile_family *fam, struct stackagg_result *res, int64_t from,
 		       int64_t until, struct upload **ret);
 

@@ -9,6 +9,7 @@
 
 struct service {
 	char *name;        /* NULL: a free slot */
+	char *labels;      /* metadata labels "name=value\n"..., NULL: none */
 	int64_t last_used;
 };
 
@@ -37,25 +38,39 @@ void services_free(struct services *t)
 {
 	if (!t)
 		return;
-	for (size_t i = 0; i < t->n; i++)
+	for (size_t i = 0; i < t->n; i++) {
 		free(t->s[i].name);
+		free(t->s[i].labels);
+	}
 	free(t->s);
 	free(t);
 }
 
 int services_get(struct services *t, const char *name, int64_t now)
 {
+	return services_get_labeled(t, name, NULL, now);
+}
+
+static bool same_labels(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+int services_get_labeled(struct services *t, const char *name, const char *labels, int64_t now)
+{
 	size_t free_slot = t->n;
 	struct service *ns;
-	char *copy;
+	char *copy, *lcopy = NULL;
 
 	if (!name || !*name)
 		return -EINVAL;
+	if (labels && !*labels)
+		labels = NULL;
 	for (size_t i = 0; i < t->n; i++) {
 		if (!t->s[i].name) {
 			if (free_slot == t->n)
 				free_slot = i;
-		} else if (!strcmp(t->s[i].name, name)) {
+		} else if (!strcmp(t->s[i].name, name) && same_labels(t->s[i].labels, labels)) {
 			t->s[i].last_used = now;
 			return (int)i;
 		}
@@ -65,8 +80,13 @@ int services_get(struct services *t, const char *name, int64_t now)
 		return -ENOSPC;
 	}
 	copy = strdup(name);
-	if (!copy)
+	if (labels)
+		lcopy = strdup(labels);
+	if (!copy || (labels && !lcopy)) {
+		free(copy);
+		free(lcopy);
 		return -ENOMEM;
+	}
 	if (free_slot == t->n) {
 		if (t->n == t->cap) {
 			size_t cap = t->cap ? t->cap * 2 : 16;
@@ -74,6 +94,7 @@ int services_get(struct services *t, const char *name, int64_t now)
 			ns = realloc(t->s, cap * sizeof(*ns));
 			if (!ns) {
 				free(copy);
+				free(lcopy);
 				return -ENOMEM;
 			}
 			t->s = ns;
@@ -81,7 +102,7 @@ int services_get(struct services *t, const char *name, int64_t now)
 		}
 		t->n++;
 	}
-	t->s[free_slot] = (struct service){ .name = copy, .last_used = now };
+	t->s[free_slot] = (struct service){ .name = copy, .labels = lcopy, .last_used = now };
 	t->live++;
 	return (int)free_slot;
 }
@@ -95,6 +116,11 @@ void services_touch(struct services *t, uint32_t id, int64_t now)
 const char *services_name(const struct services *t, uint32_t id)
 {
 	return id < t->n ? t->s[id].name : NULL;
+}
+
+const char *services_labels(const struct services *t, uint32_t id)
+{
+	return id < t->n && t->s[id].name ? t->s[id].labels : NULL;
 }
 
 size_t services_capacity(const struct services *t)
@@ -118,6 +144,7 @@ size_t services_retire(struct services *t, int64_t now, int64_t idle_ns,
 		if (!s->name || now - s->last_used < idle_ns || (in_use && in_use(ctx, (uint32_t)i)))
 			continue;
 		free(s->name);
+		free(s->labels);
 		*s = (struct service){ 0 };
 		t->live--;
 		done++;

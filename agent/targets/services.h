@@ -23,10 +23,16 @@ void services_free(struct services *t);
 /* The id of name, added if new; either way marked used at now. Returns the id, -ENOSPC when
  * the table is full (counted in services_refused), -EINVAL for an empty name, or -ENOMEM. */
 int services_get(struct services *t, const char *name, int64_t now);
+/* The same for a service that carries metadata labels (a container's or a pod's):
+ * "name=value\n" lines, sorted by name; a service is its name and its labels, so two
+ * Compose projects' "web" services are two services. */
+int services_get_labeled(struct services *t, const char *name, const char *labels, int64_t now);
 /* A sample of id at now. */
 void services_touch(struct services *t, uint32_t id, int64_t now);
 /* The name of id, or NULL for a free id (never used, or retired). */
 const char *services_name(const struct services *t, uint32_t id);
+/* The labels of id as given to services_get_labeled(), or NULL. */
+const char *services_labels(const struct services *t, uint32_t id);
 /* Ids are below this; it grows as services are added. */
 size_t services_capacity(const struct services *t);
 size_t services_count(const struct services *t);

@@ -12,7 +12,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum sel_kind { SEL_PID, SEL_COMM, SEL_EXE, SEL_CGROUP, SEL_CONTAINER };
+#include "cgmeta.h"
+#include "discovery.h"
+
+enum sel_kind { SEL_PID, SEL_COMM, SEL_EXE, SEL_CGROUP, SEL_CONTAINER, SEL_DOCKER, SEL_K8S,
+		SEL_UNIT };
 
 struct service {
 	char *name;
@@ -24,6 +28,7 @@ struct service {
 struct targets {
 	struct service *svc;
 	size_t n;
+	struct discovery *disc;
 };
 
 int targets_new(const struct strlist *services, struct targets **ret_t)
@@ -63,6 +68,12 @@ int targets_new(const struct strlist *services, struct targets **ret_t)
 			v->kind = SEL_CONTAINER;
 			for (char *p = v->arg; *p; p++)
 				*p = (char)tolower((unsigned char)*p);
+		} else if (!strncmp(eq + 1, "docker:", 7)) {
+			v->kind = SEL_DOCKER;
+		} else if (!strncmp(eq + 1, "k8s:", 4)) {
+			v->kind = SEL_K8S;
+		} else if (!strncmp(eq + 1, "unit:", 5)) {
+			v->kind = SEL_UNIT;
 		} else {
 			goto inval;
 		}
@@ -110,9 +121,62 @@ bool targets_need_execs(const struct targets *t)
 bool targets_need_cgroups(const struct targets *t)
 {
 	for (size_t i = 0; i < t->n; i++)
-		if (t->svc[i].kind == SEL_CGROUP || t->svc[i].kind == SEL_CONTAINER)
+		if (t->svc[i].kind >= SEL_CGROUP)
 			return true;
 	return false;
+}
+
+bool targets_need_metadata(const struct targets *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (t->svc[i].kind == SEL_DOCKER || t->svc[i].kind == SEL_K8S)
+			return true;
+	return false;
+}
+
+void targets_set_discovery(struct targets *t, struct discovery *d)
+{
+	t->disc = d;
+}
+
+static const char *meta_label(const struct discovery_meta *m, const char *name)
+{
+	for (size_t i = 0; i < m->nlabels; i++)
+		if (!strcmp(m->labels[i].name, name))
+			return m->labels[i].value;
+	return NULL;
+}
+
+/* docker:, k8s:, unit: against what discovery knows of the process. */
+static bool meta_matches(const struct service *s, const struct cgmeta *cg,
+			 const struct discovery_meta *m, bool known)
+{
+	const char *ns, *cont;
+	char both[2 * DISCOVERY_NAME_MAX];
+
+	switch (s->kind) {
+	case SEL_UNIT:
+		if (!cg->unit[0])
+			return false;
+		if (!fnmatch(s->arg, cg->unit, 0))
+			return true;
+		snprintf(both, sizeof(both), "%.*s", (int)(strlen(cg->unit) - 8), cg->unit);
+		return !fnmatch(s->arg, both, 0);
+	case SEL_DOCKER:
+		if (!known || meta_label(m, "namespace") || !cg->container_id[0])
+			return false;
+		cont = meta_label(m, "container");
+		return !fnmatch(s->arg, m->service, 0) || (cont && !fnmatch(s->arg, cont, 0));
+	case SEL_K8S:
+		ns = known ? meta_label(m, "namespace") : NULL;
+		cont = known ? meta_label(m, "container") : NULL;
+		if (!ns || !cont)
+			return false;
+		snprintf(both, sizeof(both), "%s/%s", ns, cont);
+		return !fnmatch(s->arg, both, 0);
+	default:
+		return false;
+	}
 }
 
 static int read_small(const char *path, char *buf, size_t n)
@@ -135,25 +199,10 @@ static int read_small(const char *path, char *buf, size_t n)
  * (crio-<id>.scope) all put the 64-hex-digit id in one path component, maybe with a prefix. */
 bool targets_cgroup_has_container(const char *path, const char *prefix)
 {
-	size_t plen = strlen(prefix);
+	char id[CGMETA_ID_LEN + 1];
 
-	for (const char *comp = path; *comp; comp += strcspn(comp, "/") + (comp[strcspn(comp, "/")] ? 1 : 0)) {
-		size_t clen = strcspn(comp, "/");
-
-		for (size_t off = 0; off + 64 <= clen; off++) {
-			bool hex = true;
-
-			/* The id starts the component or follows "docker-", "crio-", ... */
-			if (off && comp[off - 1] != '-' && comp[off - 1] != ':')
-				continue;
-			for (size_t k = 0; k < 64 && hex; k++)
-				hex = isxdigit((unsigned char)comp[off + k]);
-			if (hex && (off + 64 == clen || comp[off + 64] == '.') &&
-			    !strncasecmp(comp + off, prefix, plen))
-				return true;
-		}
-	}
-	return false;
+	return cgmeta_container_in_path(path, strlen(path), id) &&
+	       !strncasecmp(id, prefix, strlen(prefix));
 }
 
 static int read_cgroup(pid_t pid, char *buf, size_t n)
@@ -169,7 +218,9 @@ static int read_cgroup(pid_t pid, char *buf, size_t n)
 int targets_match(const struct targets *t, pid_t pid)
 {
 	char path[64], comm[32] = "", exe[PATH_MAX] = "", cg[4096] = "";
-	bool have_comm = false, have_exe = false, have_cg = false;
+	bool have_comm = false, have_exe = false, have_cg = false, have_meta = false, known = false;
+	struct discovery_meta meta;
+	struct cgmeta cgm;
 	int r;
 
 	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
@@ -181,6 +232,18 @@ int targets_match(const struct targets *t, pid_t pid)
 		switch (s->kind) {
 		case SEL_PID:
 			if (s->pid == pid)
+				return (int)i;
+			break;
+		case SEL_DOCKER:
+		case SEL_K8S:
+		case SEL_UNIT:
+			if (!have_meta) {
+				if (cgmeta_read(pid, &cgm))
+					return -ESRCH;
+				known = discovery_resolve(t->disc, &cgm, &meta) == 1;
+				have_meta = true;
+			}
+			if (meta_matches(s, &cgm, &meta, known))
 				return (int)i;
 			break;
 		case SEL_COMM:

@@ -2,7 +2,11 @@
  *
  * A process belongs to the first service whose selector matches: pid:N (the process),
  * comm:NAME (its comm), exe:PATH-or-glob (its executable, fnmatch), cgroup:PATH (cgroup v2 path,
- * descendants included) or container:ID-prefix (a Docker/containerd/CRI-O id in its cgroup path).
+ * descendants included), container:ID-prefix (a Docker/containerd/CRI-O id in its cgroup path),
+ * docker:NAME-or-glob (its container's Compose service or name), k8s:NAMESPACE/CONTAINER-or-glob
+ * (its pod's namespace and container name) or unit:NAME-or-glob (its systemd unit, with or
+ * without ".service"); the last three through discovery (targets_set_discovery): a process
+ * whose metadata is not known yet does not match, and matches once it is.
  * With no services, every process matches a service named after its executable.
  * Reads /proc; not thread-safe. */
 #ifndef EMBER_TARGETS_H
@@ -29,6 +33,12 @@ bool targets_need_execs(const struct targets *t);
 
 /* True when some selector looks at cgroups (cgroup, container): moves must be reported. */
 bool targets_need_cgroups(const struct targets *t);
+
+/* True when some selector needs container or pod metadata (docker:, k8s:). */
+bool targets_need_metadata(const struct targets *t);
+struct discovery;
+/* The metadata source of docker:, k8s: and unit: selectors; NULL: units only. */
+void targets_set_discovery(struct targets *t, struct discovery *d);
 
 /* Returns the service id that pid belongs to, or -ENOENT (no match) / -ESRCH (gone). */
 int targets_match(const struct targets *t, pid_t pid);
