@@ -10,7 +10,7 @@ CMAKE_FLAGS ?=
 DEPS := build-essential cmake pkg-config clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev libjson-c-dev \
 	libunwind-dev libprotobuf-c-dev protobuf-c-compiler libcurl4-openssl-dev \
 	golang-go golang-github-google-pprof-dev protobuf-compiler elfutils python3 python3.11 python3.11-venv python3-protobuf \
-	linux-perf bpftrace binutils docker-compose systemtap-sdt-dev libclang-rt-14-dev
+	linux-perf bpftrace binutils docker-compose kubernetes-client systemtap-sdt-dev libclang-rt-14-dev
 
 .PHONY: all deps configure build run test clean
 

@@ -5,7 +5,10 @@
  * kept in a ring of 16 so that inuse_space shows about 16 MiB under demo_alloc_large.
  * Each round then sleeps 10 ms, so the demo uses about half a CPU.
  *
- * Usage: ember-demo [SECONDS]   (default: run until killed) */
+ * Usage: ember-demo [--split A,B,C] [SECONDS]   (default: run until killed)
+ *   --split A,B,C  milliseconds of work per round in demo_hot_alpha, beta and gamma (default
+ *                  6,3,1, i.e. 60/30/10%), so that two copies of the demo (the Compose file's
+ *                  `backend` and `detector`) show different flame graphs */
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -45,9 +48,11 @@ static void spin(uint64_t ns)
 	sink = x;
 }
 
-__attribute__((noinline)) static void demo_hot_alpha(void) { spin(6000000); }
-__attribute__((noinline)) static void demo_hot_beta(void) { spin(3000000); }
-__attribute__((noinline)) static void demo_hot_gamma(void) { spin(1000000); }
+static unsigned split_ms[3] = { 6, 3, 1 };
+
+__attribute__((noinline)) static void demo_hot_alpha(void) { spin(split_ms[0] * 1000000ull); }
+__attribute__((noinline)) static void demo_hot_beta(void) { spin(split_ms[1] * 1000000ull); }
+__attribute__((noinline)) static void demo_hot_gamma(void) { spin(split_ms[2] * 1000000ull); }
 
 /* Allocate `count` blocks of `size` bytes, touch them, free them. */
 static void alloc_free(size_t size, int count)
@@ -79,18 +84,56 @@ __attribute__((noinline)) static void demo_alloc_large(unsigned round)
 	*slot = p;
 }
 
+/* "A,B,C": three whole milliseconds, each at most 1000, not all zero. */
+static int parse_split(const char *s)
+{
+	unsigned v[3], total = 0;
+	char *end;
+
+	for (int i = 0; i < 3; i++) {
+		unsigned long x = strtoul(s, &end, 10);
+
+		if (end == s || x > 1000 || *end != (i < 2 ? ',' : '\0'))
+			return -1;
+		v[i] = (unsigned)x;
+		total += v[i];
+		s = end + 1;
+	}
+	if (!total)
+		return -1;
+	memcpy(split_ms, v, sizeof(v));
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	double seconds = argc > 1 ? strtod(argv[1], NULL) : 0;
-	uint64_t deadline = seconds > 0 ? now_ns() + (uint64_t)(seconds * 1e9) : 0;
+	double seconds = 0;
+	uint64_t deadline;
 	struct sigaction sa = { .sa_handler = on_signal };
 	const struct timespec rest = { .tv_nsec = 10000000 };
+	unsigned total;
 
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--split") && i + 1 < argc) {
+			if (parse_split(argv[++i])) {
+				fprintf(stderr, "ember-demo: --split wants A,B,C (milliseconds, e.g. 6,3,1)\n");
+				return 2;
+			}
+		} else if (argv[i][0] != '-') {
+			seconds = strtod(argv[i], NULL);
+		} else {
+			fprintf(stderr, "usage: ember-demo [--split A,B,C] [SECONDS]\n");
+			return 2;
+		}
+	}
+	deadline = seconds > 0 ? now_ns() + (uint64_t)(seconds * 1e9) : 0;
+	total = split_ms[0] + split_ms[1] + split_ms[2];
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	printf("ember-demo: pid %d, CPU 60/30/10%% in demo_hot_alpha/beta/gamma, "
-	       "allocations of 64 B, 4 KiB and 1 MiB\n", (int)getpid());
+	printf("ember-demo: pid %d, CPU %u/%u/%u%% in demo_hot_alpha/beta/gamma, "
+	       "allocations of 64 B, 4 KiB and 1 MiB\n", (int)getpid(), split_ms[0] * 100 / total,
+	       split_ms[1] * 100 / total, split_ms[2] * 100 / total);
 	for (unsigned round = 0; !stop && (!deadline || now_ns() < deadline); round++) {
 		demo_hot_alpha();
 		demo_hot_beta();

@@ -1,8 +1,10 @@
 #!/usr/bin/python3
 """deploy.compose: Debian's docker-compose (v1) accepts deploy/docker-compose.yml, and the
 file keeps the rules the README promises: pinned images, the agent's privileges and mounts,
-the demo under a compose profile that .env enables and `COMPOSE_PROFILES=` disables, and the
-anonymous-admin Grafana marked as local-only.
+the Docker socket (read-only) for Compose-derived service names, the demo as two Compose
+services from one image (so the dashboards show names taken from Compose) under a compose
+profile that .env enables and `COMPOSE_PROFILES=` disables, and the anonymous-admin Grafana
+marked as local-only.
 
 There is no Docker engine here: `docker-compose config` only parses, validates and interpolates
 the file. Whether the images start is not tested.
@@ -20,9 +22,14 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import deploylib as dl  # noqa: E402
 
-REQUIRED_SERVICES = {"pyroscope", "alloy", "grafana", "prometheus", "ember", "demo"}
-# What the agent container needs (DESIGN.md: BPF, tracefs, cgroups, other containers' files).
-AGENT_MOUNTS = {"/sys/kernel/tracing", "/sys/fs/bpf", "/sys/fs/cgroup", "/run/ember"}
+# The demo workload: two Compose services of one image; the agent names each after its Compose
+# service (com.docker.compose.service), so the dashboards' Service picker shows these names.
+DEMO_SERVICES = {"backend", "detector"}
+REQUIRED_SERVICES = {"pyroscope", "alloy", "grafana", "prometheus", "ember"} | DEMO_SERVICES
+# What the agent container needs (DESIGN.md: BPF, tracefs, cgroups, other containers' files,
+# the Docker API for container names and Compose labels).
+AGENT_MOUNTS = {"/sys/kernel/tracing", "/sys/fs/bpf", "/sys/fs/cgroup", "/run/ember", "/var/run/docker.sock"}
+DOCKER_SOCKET = "/var/run/docker.sock"
 
 
 def compose_config(compose, env):
@@ -105,10 +112,17 @@ def main():
     build = ember.get("build") or {}
     c.check(os.path.normpath(os.path.join(build.get("context", ""), build.get("dockerfile", "")))
             == os.path.join(src, "deploy", "Dockerfile"), f"ember: not built from deploy/Dockerfile: {build}")
-    targets = set()
+    mounts = {}
     for v in ember.get("volumes", []):
-        targets.add(v["target"] if isinstance(v, dict) else str(v).split(":")[1])
-    c.check(AGENT_MOUNTS <= targets, f"ember: mounts missing: {sorted(AGENT_MOUNTS - targets)}")
+        if isinstance(v, dict):
+            mounts[v["target"]] = (v.get("source"), bool(v.get("read_only")))
+        else:
+            parts = str(v).split(":")
+            mounts[parts[1]] = (parts[0], len(parts) > 2 and "ro" in parts[2].split(","))
+    c.check(AGENT_MOUNTS <= set(mounts), f"ember: mounts missing: {sorted(AGENT_MOUNTS - set(mounts))}")
+    sock = mounts.get(DOCKER_SOCKET)
+    c.check(sock and sock[0] == DOCKER_SOCKET and sock[1],
+            f"ember: the host's {DOCKER_SOCKET} is not mounted read-only at the same path: {sock}")
     memlock = (ember.get("ulimits") or {}).get("memlock")
     c.check(memlock is not None, "ember: no memlock ulimit (BPF maps on kernels before 5.11)")
     cmd = dl.command_list(ember)
@@ -118,17 +132,29 @@ def main():
         c.check(dl.flag_value(cmd, flag) == want, f"ember: {flag} is {dl.flag_value(cmd, flag)!r}, want {want!r}")
     c.check("env=demo" in dl.flag_values(cmd, "--label"), "ember: --label env=demo missing")
 
-    # The demo: on at first start (profile enabled in .env), off with COMPOSE_PROFILES=.
-    demo = services.get("demo", {})
-    c.check(demo.get("profiles") == ["demo"], f"demo: profiles are {demo.get('profiles')}, want ['demo']")
-    only_demo = [n for n, s in services.items() if s.get("profiles")]
-    c.check(only_demo == ["demo"], f"only the demo may sit behind a profile, found {only_demo}")
+    # The demo: two services of the one demo image, with different work splits so that their
+    # profiles differ; on at first start (profile enabled in .env), off with COMPOSE_PROFILES=.
+    demo_cmds = {}
+    for name in sorted(DEMO_SERVICES):
+        demo = services.get(name, {})
+        c.check(demo.get("profiles") == ["demo"], f"{name}: profiles are {demo.get('profiles')}, want ['demo']")
+        c.check(demo.get("image") == "ember-demo:local", f"{name}: image {demo.get('image')!r}, want ember-demo:local")
+        b = demo.get("build") or {}
+        c.check(b.get("target") == "demo" and os.path.normpath(os.path.join(b.get("context", ""), b.get("dockerfile", "")))
+                == os.path.join(src, "deploy", "Dockerfile"), f"{name}: not built from deploy/Dockerfile's demo target: {b}")
+        demo_cmds[name] = tuple(dl.command_list(demo))
+        split = dl.flag_value(list(demo_cmds[name]), "--split")
+        c.check(split is None or re.fullmatch(r"\d+,\d+,\d+", split), f"{name}: --split {split!r} is not A,B,C")
+    c.check(len(set(demo_cmds.values())) == len(DEMO_SERVICES),
+            f"the demo services run the same command, so their profiles would not differ: {demo_cmds}")
+    behind = {n for n, s in services.items() if s.get("profiles")}
+    c.check(behind == DEMO_SERVICES, f"only the demo services may sit behind a profile, found {sorted(behind)}")
     on = enabled_services(deploy_dir, doc, None)
-    c.check("demo" in on, "demo is not started by default (COMPOSE_PROFILES=demo missing from deploy/.env?)")
-    c.check(REQUIRED_SERVICES - {"demo"} <= on, f"core services not started by default: {REQUIRED_SERVICES - on}")
+    c.check(DEMO_SERVICES <= on, "the demo is not started by default (COMPOSE_PROFILES=demo missing from deploy/.env?)")
+    c.check(REQUIRED_SERVICES - DEMO_SERVICES <= on, f"core services not started by default: {REQUIRED_SERVICES - on}")
     off = enabled_services(deploy_dir, doc, "")
-    c.check("demo" not in off, "`COMPOSE_PROFILES= docker-compose up` would still start the demo")
-    c.check(REQUIRED_SERVICES - {"demo"} <= off, "disabling the demo profile disables core services")
+    c.check(not DEMO_SERVICES & off, "`COMPOSE_PROFILES= docker-compose up` would still start the demo")
+    c.check(REQUIRED_SERVICES - DEMO_SERVICES <= off, "disabling the demo profile disables core services")
 
     # Interpolation: with an empty environment the file must still resolve (defaults in .env or ${X:-d}).
     r2 = compose_config(compose, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")})

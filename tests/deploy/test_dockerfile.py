@@ -7,7 +7,8 @@
   Makefile's default), the path the README names.
 - Stages: Debian 12 build, debian:12-slim runtime last (the default target), the runtime libraries
   the agent links, base images pinned, and a `demo` stage that compiles deploy/demo/demo.c,
-  which must compile cleanly here (gcc -Wall -Wextra -Werror).
+  which must compile cleanly here (gcc -Wall -Wextra -Werror) and run, with and without the
+  `--split` the compose file's demo services pass.
 
 No image is built: there is no Docker engine here.
 
@@ -184,6 +185,14 @@ def main():
             if r.returncode == 0:
                 r = subprocess.run([os.path.join(tmp, "ember-demo"), "0.2"], capture_output=True, text=True, timeout=30)
                 c.check(r.returncode == 0 and "ember-demo" in r.stdout, f"ember-demo 0.2 failed: {r.stderr}")
+                # The compose file's second demo service runs with another split of the work.
+                r = subprocess.run([os.path.join(tmp, "ember-demo"), "--split", "1,3,6", "0.2"],
+                                   capture_output=True, text=True, timeout=30)
+                c.check(r.returncode == 0 and "CPU 10/30/60%" in r.stdout,
+                        f"ember-demo --split 1,3,6 0.2 failed: {r.stdout}{r.stderr}")
+                r = subprocess.run([os.path.join(tmp, "ember-demo"), "--split", "1,3", "0.2"],
+                                   capture_output=True, text=True, timeout=30)
+                c.check(r.returncode == 2, f"ember-demo --split 1,3 (malformed) exited {r.returncode}, want 2")
     else:
         print("note: no gcc; deploy/demo/demo.c not compiled")
 
