@@ -10,7 +10,7 @@ CMAKE_FLAGS ?=
 DEPS := build-essential cmake pkg-config clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev libjson-c-dev \
 	libunwind-dev libprotobuf-c-dev protobuf-c-compiler libcurl4-openssl-dev \
 	golang-go golang-github-google-pprof-dev protobuf-compiler elfutils python3 python3.11 python3.11-venv python3-protobuf \
-	linux-perf bpftrace binutils docker-compose kubernetes-client systemtap-sdt-dev libclang-rt-14-dev
+	linux-perf bpftrace binutils docker-compose systemtap-sdt-dev libclang-rt-14-dev
 
 .PHONY: all deps configure build run test clean
 
@@ -18,6 +18,7 @@ all: build
 
 deps:
 	@missing=$$(for p in $(DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	command -v kubectl >/dev/null 2>&1 || missing="$$missing kubernetes-client"; \
 	if [ -n "$$missing" ]; then \
 		echo "ember: installing Debian packages:" $$missing; \
 		if [ "$$(id -u)" -ne 0 ]; then echo "ember: run as root (or with sudo) to install packages" >&2; exit 2; fi; \

@@ -26,7 +26,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import deploylib as dl  # noqa: E402
 
-RUNTIME_LIBS = {"libbpf1", "libelf1", "zlib1g", "libprotobuf-c1", "libcurl4", "libunwind8", "libstdc++6"}
+RUNTIME_LIBS = {"libbpf1", "libelf1", "zlib1g", "libprotobuf-c1", "libcurl4", "libjson-c5", "libunwind8", "libstdc++6"}
 
 
 def dockerfile_instructions(path):
