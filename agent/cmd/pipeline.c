@@ -880,16 +880,15 @@ static void write_discovery_metrics(struct pipeline *pl, struct metrics_writer *
 					(const char *[]){ "source", discovery_source_name(s), "outcome",
 							  discovery_outcome_name(o), NULL },
 					(double)st.lookups[s][o]);
-	for (int s = 0; s < DISC_SYSTEMD; s++) {
+	for (int s = 0; s < DISC_SYSTEMD; s++)
 		metrics_counter(w, "ember_discovery_requests_total",
 				"Requests to the Docker and Kubernetes APIs",
 				(const char *[]){ "source", discovery_source_name(s), NULL },
 				(double)st.requests[s]);
-		metrics_gauge(w, "ember_discovery_up",
-			      "1 when the API's last request succeeded",
+	for (int s = 0; s < DISC_SYSTEMD; s++)
+		metrics_gauge(w, "ember_discovery_up", "1 when the API's last request succeeded",
 			      (const char *[]){ "source", discovery_source_name(s), NULL },
 			      st.up[s] ? 1 : 0);
-	}
 	metrics_gauge(w, "ember_discovery_containers", "Container ids with known metadata", NULL,
 		      (double)st.entries);
 	metrics_counter(w, "ember_discovery_relists_total",
