@@ -80,6 +80,7 @@ struct pipeline {
 	struct gpu_receiver *gpu;
 	struct discovery *disc;  /* container/pod metadata; NULL when nothing asks for it */
 	uint64_t disc_gen;       /* its generation when last acted on */
+	int64_t disc_checked;    /* CLOCK_MONOTONIC of the last look at pending processes */
 	/* Processes named after their executables while their container's metadata was being
 	 * looked up: named again once it arrives (bounded; the oldest give way). */
 	struct pending { pid_t pid; int64_t since; } *pending;
@@ -206,7 +207,7 @@ static void retire_idle_services(struct pipeline *pl)
 
 /* PIPELINE_EVERY_PROCESS: the service of a process is its executable's name. */
 #define PENDING_MAX 4096
-#define PENDING_NS (60 * NS) /* a container the APIs do not know by then keeps its name */
+#define PENDING_NS (600 * NS) /* a container the APIs do not know by then keeps its name */
 
 static void add_pending(struct pipeline *pl, pid_t pid)
 {
@@ -1286,11 +1287,15 @@ static int wait_events(struct pipeline *pl, int64_t next_drain)
 static void discovery_changed(struct pipeline *pl)
 {
 	uint64_t gen = discovery_generation(pl->disc);
+	int64_t now = util_now_ns(CLOCK_MONOTONIC);
 	size_t keep = 0;
 
-	if (!pl->disc || gen == pl->disc_gen)
+	/* On news, and once a second while processes wait (a failed lookup is asked again
+	 * after its backoff, by the auto_service() below). */
+	if (!pl->disc || (gen == pl->disc_gen && (!pl->npending || now - pl->disc_checked < NS)))
 		return;
 	pl->disc_gen = gen;
+	pl->disc_checked = now;
 	if (pl->o.policy == PIPELINE_SELECTORS) {
 		if (targets_need_metadata(pl->targets))
 			(void)targets_scan(pl->targets, on_scan_match, pl);
@@ -1304,12 +1309,11 @@ static void discovery_changed(struct pipeline *pl)
 
 		if (cgmeta_read(pid, &cg) || !cg.container_id[0])
 			continue; /* gone */
-		if (discovery_pending(pl->disc, cg.container_id) &&
-		    util_now_ns(CLOCK_MONOTONIC) - pl->pending[i].since < PENDING_NS) {
+		if (util_now_ns(CLOCK_MONOTONIC) - pl->pending[i].since >= PENDING_NS)
+			continue; /* no answer in time: it keeps its executable's name */
+		id = auto_service(pl, pid, NULL); /* asks again what failed, after its backoff */
+		if (discovery_pending(pl->disc, cg.container_id))
 			pl->pending[keep++] = pl->pending[i];
-			continue;
-		}
-		id = auto_service(pl, pid, NULL);
 		if (id >= 0 && p && !p->exited && p->service != (uint32_t)id) {
 			log_debug("%s: pid %d named '%s' from its container's metadata", pl->o.name,
 				  (int)pid, services_name(pl->services, (uint32_t)id));

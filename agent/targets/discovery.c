@@ -682,7 +682,8 @@ bool discovery_pending(struct discovery *d, const char *container_id)
 	pthread_mutex_lock(&d->lock);
 	e = disc_find(d, container_id);
 	/* Docker answers what it was asked; Kubernetes tells of new pods by itself. */
-	pending = (e && e->state == DISC_QUEUED) || (d->kube_api && (!e || e->state != DISC_KNOWN));
+	pending = (e && (e->state == DISC_QUEUED || e->state == DISC_FAILED)) ||
+		  (d->kube_api && (!e || e->state != DISC_KNOWN));
 	pthread_mutex_unlock(&d->lock);
 	return pending;
 }

@@ -86,8 +86,9 @@ void discovery_stop(struct discovery *d);
 int discovery_resolve(struct discovery *d, const struct cgmeta *cg, struct discovery_meta *ret);
 /* Moves whenever the table changes: callers re-resolve what was unknown. */
 uint64_t discovery_generation(struct discovery *d);
-/* True while an answer about a container id may still come: a Docker lookup queued or under
- * way, or (with Kubernetes on) an id no pod of this node has shown yet. */
+/* True while an answer about a container id may still come: a Docker lookup queued, under way
+ * or failed (asked again after the backoff, at the next discovery_resolve()), or (with
+ * Kubernetes on) an id no pod of this node has shown yet. */
 bool discovery_pending(struct discovery *d, const char *container_id);
 
 void discovery_get_stats(struct discovery *d, struct discovery_stats *ret);
