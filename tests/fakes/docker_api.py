@@ -265,9 +265,9 @@ class DockerHandler(fc.Handler):
     def route(self, method, target):
         d = self.server.docker
         url = urllib.parse.urlsplit(target)
-        self.server.log.write({"method": method, "path": target, "mode": d.good.mode,
-                               "time": time.time()})
         st = d.refresh()
+        self.server.log.write({"method": method, "path": target, "mode": st.mode,
+                               "time": time.time()})
         if st.mode == "close":
             return self.cut()
         if st.mode == "slow":

@@ -242,6 +242,8 @@ class Handler(BaseHTTPRequestHandler):
             n = int(self.headers.get("Content-Length") or 0)
             if n > 0:
                 self.rfile.read(min(n, 16 * MIB))
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                self.close_connection = True  # a request body the fakes do not read
             self.route(method, self.path)
         except WRITE_ERRORS:
             self.close_connection = True

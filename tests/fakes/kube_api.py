@@ -371,9 +371,9 @@ class KubeHandler(fc.Handler):
     def route(self, method, target):
         k = self.server.kube
         auth = self.authorized()
-        self.server.log.write({"method": method, "path": target, "auth": auth,
-                               "mode": k.good.mode, "time": time.time()})
         st = k.refresh()
+        self.server.log.write({"method": method, "path": target, "auth": auth,
+                               "mode": st.mode, "time": time.time()})
         if st.mode == "close":
             return self.cut()
         if st.mode == "slow":
