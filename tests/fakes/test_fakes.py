@@ -97,6 +97,19 @@ def fd_lines(proc, want, timeout):
     return lines
 
 
+def logged(fake, path_start):
+    return sum(1 for r in fake.requests() if r["path"].startswith(path_start))
+
+
+def wait_requests(fake, path_start, n, timeout=5):
+    """Waits until the fake has logged n requests whose path starts with path_start (streams
+    opened by curl subprocesses), then a moment more for the streams to take their start."""
+    end = time.monotonic() + timeout
+    while logged(fake, path_start) < n and time.monotonic() < end:
+        time.sleep(0.05)
+    time.sleep(0.2)
+
+
 # ---------------------------------------------------------------- Docker
 
 WEB = "a1" + container_id("web")[2:]
@@ -219,11 +232,12 @@ def test_docker(tmp):
     check(er.status == 200 and er.getheader("Transfer-Encoding") == "chunked",
           "events: 200, chunked")
     dflt = urllib.parse.quote(json.dumps({"event": {"die": True}}))
+    n0 = logged(d, "/events")
     cp = subprocess.Popen(["curl", "-sN", "--unix-socket", sock, f"{base}/events?filters={dflt}"],
                           stdout=subprocess.PIPE)
     cp2 = subprocess.Popen(["curl", "-sN", "--unix-socket", sock, f"{base}/events"],
                            stdout=subprocess.PIPE)
-    time.sleep(0.3)
+    wait_requests(d, "/events", n0 + 2)
     new = container_id("new")
     new_labels = {"com.docker.compose.service": "api", "tier": "back"}
     t0 = time.time()
@@ -329,9 +343,10 @@ def test_docker(tmp):
 
     # an open stream is cut (no last chunk) when the mode turns to close
     d.set_state(docker_state())
+    n0 = logged(d, "/events")
     cp = subprocess.Popen(["curl", "-sN", "--max-time", "5", "--unix-socket", sock, f"{base}/events"],
                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    time.sleep(0.3)
+    wait_requests(d, "/events", n0 + 1)
     d.set_state(docker_state("close"))
     rc = cp.wait(timeout=6)
     cp.stdout.close()
