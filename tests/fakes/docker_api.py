@@ -38,7 +38,6 @@ import socket
 import socketserver
 import stat
 import sys
-import threading
 import time
 import urllib.parse
 from collections import deque
