@@ -8,7 +8,7 @@ CMAKE_FLAGS ?=
 
 # Build and test dependencies, all from Debian 12.
 DEPS := build-essential cmake pkg-config clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev libjson-c-dev \
-	libunwind-dev libprotobuf-c-dev protobuf-c-compiler libcurl4-openssl-dev \
+	libunwind-dev libprotobuf-c-dev protobuf-c-compiler libcurl4-openssl-dev curl openssl \
 	golang-go golang-github-google-pprof-dev protobuf-compiler elfutils python3 python3.11 python3.11-venv python3-protobuf \
 	linux-perf bpftrace binutils docker-compose systemtap-sdt-dev libclang-rt-14-dev
 
