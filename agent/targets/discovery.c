@@ -347,6 +347,7 @@ long disc_http_get(struct disc_http *h, const char *url, const char *unix_socket
 
 	h->len = 0;
 	h->overflow = false;
+	h->unix_socket = unix_socket;
 	if (h->body)
 		h->body[0] = '\0';
 	curl_easy_reset(h->curl);
@@ -424,6 +425,8 @@ void disc_http_outcome(struct disc_http *h, bool ok, const char *what, long stat
 
 		if (status == -ETIMEDOUT)
 			snprintf(why, sizeof(why), "no answer within %d s", DISC_TIMEOUT_MS / 1000);
+		else if (status == -ECONNREFUSED && h->unix_socket)
+			snprintf(why, sizeof(why), "cannot connect to %.200s", h->unix_socket);
 		else if (status == -ECONNREFUSED)
 			snprintf(why, sizeof(why), "cannot connect%s%s", h->errbuf[0] ? ": " : "",
 				 h->errbuf);

@@ -80,6 +80,7 @@ struct disc_http {
 	void *line_ctx;
 	bool overflow;
 	char errbuf[CURL_ERROR_SIZE];
+	const char *unix_socket;   /* of the last request, for messages */
 	int64_t backoff;           /* current retry delay, 0 when up */
 	bool warned;               /* one warning per outage */
 };

@@ -28,6 +28,7 @@ struct kube {
 	bool gone;              /* the watch said 410: relist */
 	bool bad;               /* the watch sent something that is not an event */
 	uint64_t events;        /* events of the current watch */
+	int64_t watch_start;    /* CLOCK_MONOTONIC */
 	uint64_t lists;
 };
 
@@ -291,7 +292,7 @@ static long watch(struct kube *k)
 		 k->d->kube_api, k->selector, k->rv, KUBE_WATCH_S);
 	k->gone = k->bad = false;
 	k->events = 0;
-	int64_t t0 = util_now_ns(CLOCK_MONOTONIC);
+	int64_t t0 = k->watch_start = util_now_ns(CLOCK_MONOTONIC);
 	k->h.on_line = on_event;
 	k->h.line_ctx = k;
 	k->h.max = DISCOVERY_MAX_EVENT;
@@ -335,6 +336,7 @@ int disc_kube_parse(struct discovery *d, const char *node, const char *body, siz
 void *disc_kube_main(void *arg)
 {
 	struct kube k = { .d = arg };
+	int64_t gone_wait = 0;
 	bool listed = false;
 
 	if (disc_http_init(&k.h, k.d, DISC_KUBE))
@@ -372,9 +374,21 @@ void *disc_kube_main(void *arg)
 			continue; /* the watch's time is up: watch again from where it was */
 		listed = false;
 		if (st == 410) {
+			/* Expired: relist at once; an API that says so again and again gets the
+			 * backoff, not a busy loop of lists. */
 			log_debug("kubernetes: the watch's resourceVersion expired (410 Gone): relisting");
+			if (util_now_ns(CLOCK_MONOTONIC) - k.watch_start < 1000000000LL) {
+				gone_wait = gone_wait ? gone_wait * 2 : 100000000LL;
+				if (gone_wait > DISC_BACKOFF_MAX_NS)
+					gone_wait = DISC_BACKOFF_MAX_NS;
+				if (disc_wait(k.d, gone_wait))
+					break;
+			} else {
+				gone_wait = 0;
+			}
 			continue;
 		}
+		gone_wait = 0;
 		disc_http_outcome(&k.h, false, "the Kubernetes API (watch pods)", st == 1200 ? 200 : st);
 		if (disc_wait(k.d, k.h.backoff))
 			break;

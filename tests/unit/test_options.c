@@ -121,8 +121,20 @@ static void test_cli_errors_cases(const char *dir)
 		   "--sample-rate", "fast", "-o", "x.pb.gz", "--", "true");
 	EXPECT_ERR(CMD_RECORD,
 		   "ember: invalid value for --service: unknown selector 'port:80' "
-		   "(use pid:, comm:, exe:, cgroup: or container:)",
+		   "(use pid:, comm:, exe:, cgroup:, container:, docker:, k8s: or unit:)",
 		   "--service", "web=port:80", "-o", "x.pb.gz");
+	EXPECT_ERR(CMD_AGENT,
+		   "ember: invalid value for --service: k8s selector 'k8s:api' must be "
+		   "NAMESPACE/CONTAINER (globs allowed)",
+		   "--service", "web=k8s:api");
+	EXPECT_ERR(CMD_AGENT, "ember: invalid value for --service: selector 'docker:' has an empty "
+		   "argument", "--service", "web=docker:");
+	EXPECT_ERR(CMD_AGENT,
+		   "ember: invalid value for --kube-api: 'http://10.0.0.1:6443' must be an https:// "
+		   "URL (the API server, e.g. https://10.0.0.1:6443)",
+		   "--kube-api", "http://10.0.0.1:6443");
+	EXPECT_ERR(CMD_AGENT, "ember: invalid value for --docker-socket: must not be empty",
+		   "--docker-socket", "");
 	EXPECT_ERR(CMD_RECORD, "ember: give only one of --pid, --service and -- CMD", "--pid", "1",
 		   "-o", "x.pb.gz", "--", "true");
 
