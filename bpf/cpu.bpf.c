@@ -24,7 +24,7 @@ const volatile __u64 ns_per_tick = 10000000; /* NSEC_PER_SEC / sysconf(_SC_CLK_T
 const volatile bool dwarf_all = false;       /* --unwind dwarf: every target sends snapshots */
 const volatile bool dwarf_first = false;     /* --unwind auto: a new image starts in DWARF mode
 					      * (complete stacks) until userspace picks its mode */
-const volatile __u32 snapshot_stack_size = 16384; /* --stack-size, bytes */
+const volatile __u32 snapshot_stack_size = 0; /* --stack-size, bytes; 0: what each thread uses */
 
 /* Which counts/stacks pair the sampler writes to (0 or 1); flipped by userspace. */
 __u32 active = 0;

@@ -6,6 +6,9 @@
 
 /* Deepest stack the kernel hands out (perf_event_max_stack default). */
 #define EMBER_MAX_STACK_DEPTH 127
+/* Frames of a user stack unwound in userspace from a snapshot (up to 64 KiB of stack: 200 and
+ * more frames in deep programs); the kernel's stack maps stay at EMBER_MAX_STACK_DEPTH. */
+#define EMBER_MAX_UNWIND_DEPTH 512
 
 /* Value of the `targets` map, keyed by tgid: a process selected for profiling. */
 struct ember_target {
@@ -185,6 +188,8 @@ static inline __u32 ember_py_code_key(__u32 firstlineno, __u64 filename, __u64 n
 
 /* Largest user stack copy per sample: the upper bound of --stack-size. A power of two. */
 #define EMBER_SNAPSHOT_STACK_MAX 65536
+/* --stack-size 0 (the default) when the stack's mapping cannot be looked up. */
+#define EMBER_SNAPSHOT_DEFAULT 16384
 
 /* Order of ember_stack_snapshot.regs: x86-64 user registers as in struct pt_regs, callee-saved
  * first. The agent's struct unwind_regs (agent/unwind.h) has the same order. */

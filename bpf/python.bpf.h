@@ -410,9 +410,15 @@ static __always_inline __u32 ember_py_stack_bytes(const struct ember_py_stack *p
 {
 	__u32 n = py->nframes;
 
+	__u32 bytes;
+
 	if (n > EMBER_PY_MAX_FRAMES)
 		n = EMBER_PY_MAX_FRAMES;
-	return EMBER_PY_STACK_HDR + n * sizeof(struct ember_py_frame);
+	/* An add, not the OR clang makes of 8 + n * 16 (the verifier bounds an OR by its bits:
+	 * 4088, past the scratch buffer when the stack part is 64 KiB). */
+	bytes = n * sizeof(struct ember_py_frame);
+	barrier_var(bytes);
+	return EMBER_PY_STACK_HDR + bytes;
 }
 
 #endif

@@ -27,8 +27,10 @@
 /* One CPU's scratch record, indexed by CPU number in an ARRAY map: a struct
  * ember_stack_snapshot and room for its largest stack. */
 struct ember_snapshot_buf {
+	/* + 64: the verifier's bound of the stack length after the 8-byte rounding is a few
+	 * bytes looser than the real one. */
 	__u8 raw[sizeof(struct ember_stack_snapshot) + EMBER_SNAPSHOT_STACK_MAX +
-		 sizeof(struct ember_py_stack)];
+		 sizeof(struct ember_py_stack) + 64];
 };
 
 /* What ember_snapshot() did; the caller bumps its own counters. */
@@ -45,8 +47,19 @@ enum ember_snapshot_result {
 /* EMBER_SNAPSHOT_STACK_MAX / EMBER_SNAPSHOT_MIN = 2^7: at most 8 tries. */
 #define EMBER_SNAPSHOT_TRIES 8
 
+/* bpf_find_vma() callback: the end of the mapping that holds the stack pointer. */
+static long ember_stack_vma_end(struct task_struct *task, struct vm_area_struct *vma, void *data)
+{
+	*(__u64 *)data = vma->vm_end;
+	return 0;
+}
+
 /* Sends one snapshot of the current thread. stack_size (bytes, a rodata knob: --stack-size) is
- * clamped to [EMBER_SNAPSHOT_MIN, EMBER_SNAPSHOT_STACK_MAX]. t is the process's target entry,
+ * clamped to [EMBER_SNAPSHOT_MIN, EMBER_SNAPSHOT_STACK_MAX]; 0 is "what the thread uses": from
+ * the stack pointer to the end of the mapping that holds it (a thread's stack ends there, its
+ * pthread block and TLS above the frames; the main thread's at the exec-time stack pointer),
+ * at most EMBER_SNAPSHOT_STACK_MAX, so deep stacks are copied whole and shallow ones cheaply.
+ * Where the mapping cannot be looked up (its lock is held), EMBER_SNAPSHOT_DEFAULT. t is the process's target entry,
  * kernel_stack_id and stack_map as in struct ember_stack_snapshot. py, when not NULL, is
  * appended after the stack bytes (EMBER_SNAP_PY). */
 static __always_inline enum ember_snapshot_result
@@ -104,6 +117,14 @@ ember_snapshot(void *scratch_map, void *ringbuf, const struct ember_target *t, _
 	snap->regs[EMBER_SNAP_R11] = regs->r11;
 
 	len = stack_size;
+	if (!len) {
+		__u64 end = 0;
+
+		len = EMBER_SNAPSHOT_DEFAULT;
+		if (bpf_find_vma(task, sp, ember_stack_vma_end, &end, 0) == 0 && end > sp)
+			len = end - sp > EMBER_SNAPSHOT_STACK_MAX ? EMBER_SNAPSHOT_STACK_MAX
+								    : ((__u32)(end - sp) + 7) & ~7u;
+	}
 	if (len > EMBER_SNAPSHOT_STACK_MAX)
 		len = EMBER_SNAPSHOT_STACK_MAX;
 	if (len < EMBER_SNAPSHOT_MIN)
@@ -134,13 +155,18 @@ ember_snapshot(void *scratch_map, void *ringbuf, const struct ember_target *t, _
 	if (len > EMBER_SNAPSHOT_STACK_MAX) /* for the verifier: len was checked in the loop */
 		return EMBER_SNAPSHOT_FAULT;
 	if (py) {
+		__u32 off = len;
+
 		pylen = ember_py_stack_bytes(py);
+		/* Both bounds checked on the registers the read uses: the stack part may be the
+		 * whole EMBER_SNAPSHOT_STACK_MAX (--stack-size 0 on a deep stack). */
 		barrier_var(pylen);
-		if (pylen > sizeof(struct ember_py_stack) ||
-		    bpf_probe_read_kernel(snap->stack + len, pylen, py))
-			pylen = 0;
-		else
+		barrier_var(off);
+		if (pylen <= sizeof(struct ember_py_stack) && off <= EMBER_SNAPSHOT_STACK_MAX &&
+		    !bpf_probe_read_kernel(snap->stack + off, pylen, py))
 			snap->flags |= EMBER_SNAP_PY;
+		else
+			pylen = 0;
 	}
 	/* No wakeup per sample: the agent polls the ring at least every 100 ms; wake it only once
 	 * the ring is a quarter full, so bursts never fill it. */

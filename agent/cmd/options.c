@@ -112,9 +112,11 @@ static const struct opt_def opts[] = {
 	  .help = "aggregation and upload interval" },
 	{ .name = "unwind", .type = T_ENUM, .cmds = ALL, .off = F(unwind), .def = "auto",
 	  .help = "user-stack unwinding", .words = unwind_words },
-	{ .name = "stack-size", .type = T_LONG, .cmds = ALL, .off = F(stack_size), .def = "16384",
-	  .min = 512, .max = 65536, .metavar = "BYTES",
-	  .help = "user stack copied per sample for DWARF unwinding" },
+	{ .name = "stack-size", .type = T_LONG, .cmds = ALL, .off = F(stack_size), .def = "0",
+	  .min = 0, .max = 65536, .metavar = "BYTES",
+	  .help = "user stack copied per sample for DWARF unwinding: 0, what each thread uses "
+		  "(from its stack pointer to its stack's end, up to 65536), or 512-65536 to pin "
+		  "the size" },
 	{ .name = "label", .type = T_LIST, .cmds = CMD_AGENT | CMD_RUN, .off = F(labels),
 	  .metavar = "KEY=VALUE",
 	  .help = "extra series label (repeatable); also EMBER_TAG_<KEY>=VALUE", .check = check_label },
@@ -593,6 +595,11 @@ static int set_value(struct ember_config *cfg, const struct opt_def *o, const ch
 		if (v < (long)o->min || v > (long)o->max) {
 			snprintf(reason, sizeof(reason), "%ld is out of range %ld-%ld", v, (long)o->min,
 				 (long)o->max);
+			goto bad;
+		}
+		if (!strcmp(o->name, "stack-size") && v > 0 && v < 512) {
+			snprintf(reason, sizeof(reason), "%ld: give 0 (what each thread uses) or "
+				 "512-65536", v);
 			goto bad;
 		}
 		*(long *)dst = v;

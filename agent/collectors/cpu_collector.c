@@ -121,7 +121,7 @@ static int handle_snapshot(void *ctx, void *data, size_t size)
 {
 	struct cpu_collector *c = ctx;
 	const struct ember_stack_snapshot *snap = data;
-	__u64 pcs[EMBER_MAX_STACK_DEPTH], kst[EMBER_MAX_STACK_DEPTH];
+	__u64 pcs[EMBER_MAX_UNWIND_DEPTH], kst[EMBER_MAX_STACK_DEPTH];
 	const struct ember_py_stack *py = NULL;
 	struct unwind_regs regs;
 	struct pending_stack *ps;
@@ -170,7 +170,7 @@ static int handle_snapshot(void *ctx, void *data, size_t size)
 		memcpy(&regs, snap->regs, sizeof(regs));
 		_Static_assert(sizeof(uint64_t) == sizeof(__u64), "PC width");
 		if (unwind_stack(c->unwinder, (pid_t)snap->tgid, snap->cookie, &regs, snap->stack,
-				 snap->stack_len, (uint64_t *)pcs, EMBER_MAX_STACK_DEPTH, &n, &truncated))
+				 snap->stack_len, (uint64_t *)pcs, EMBER_MAX_UNWIND_DEPTH, &n, &truncated))
 			n = 0;
 		DSTAT_ADD(c, unwind_ns, (__u64)(util_now_ns(CLOCK_MONOTONIC) - t0));
 		truncated = truncated || n == 0;
@@ -254,8 +254,11 @@ static int handle_snapshot(void *ctx, void *data, size_t size)
  * the ring is drained as it fills, by the poll loop. */
 static __u32 snapshot_ring_size(const struct cpu_collector_opts *opts)
 {
+	/* --stack-size 0 copies what each thread uses: most stacks are a few KiB, deep ones up to
+	 * 64 KiB; the ring is sized as for the old fixed 16 KiB, and drained as it fills. */
 	__u64 want = (__u64)(opts->sample_rate ? opts->sample_rate : 97) * (__u64)libbpf_num_possible_cpus() *
-		     (sizeof(struct ember_stack_snapshot) + (opts->stack_size ? opts->stack_size : 16384)) / 2;
+		     (sizeof(struct ember_stack_snapshot) +
+		      (opts->stack_size ? opts->stack_size : EMBER_SNAPSHOT_DEFAULT)) / 2;
 	__u32 size = 1 << 20;
 
 	while (size < want && size < (64u << 20))
@@ -290,7 +293,7 @@ static int open_skel(struct cpu_collector *c, const struct cpu_collector_opts *o
 	c->skel->rodata->dwarf_all = opts->dwarf_all;
 	c->skel->rodata->dwarf_first = opts->dwarf_first;
 	c->dwarf_first = opts->dwarf_first;
-	c->skel->rodata->snapshot_stack_size = opts->stack_size ? opts->stack_size : 16384;
+	c->skel->rodata->snapshot_stack_size = opts->stack_size; /* 0: what each thread uses */
 	(void)bpf_map__set_max_entries(c->skel->maps.snapshot_buf, (__u32)libbpf_num_possible_cpus());
 	(void)bpf_map__set_max_entries(c->skel->maps.snapshots, snapshot_ring_size(opts));
 	return 0;

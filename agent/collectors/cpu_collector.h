@@ -35,7 +35,7 @@ struct cpu_collector_opts {
 	bool dwarf_all;
 	bool dwarf_first;         /* --unwind auto: new targets and new images start in DWARF mode
 				   * until cpu_collector_set_dwarf() picks */
-	unsigned stack_size;      /* snapshot bytes, 512..65536; 0: 16384 */
+	unsigned stack_size;      /* snapshot bytes, 512..65536; 0: what each thread uses */
 	unsigned unwind_budget;   /* snapshots unwound per process per second; 0: 4 x sample_rate */
 	struct proccache *cache;  /* the symbolizer's (symbolizer_cache()), shared by the unwinder
 				   * so each file is opened once; NULL: the unwinder keeps its own */

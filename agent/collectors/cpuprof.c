@@ -7,7 +7,7 @@
 size_t cpuprof_frames(struct symbolizer *sym, struct pyresolve *py, const struct cpu_stack *s,
 		      struct sym_frame *frames)
 {
-	struct sym_frame user[EMBER_MAX_STACK_DEPTH];
+	struct sym_frame user[EMBER_MAX_UNWIND_DEPTH];
 	pid_t pid = (pid_t)s->key->tgid;
 	bool same_process, rooted = false;
 	size_t n = 0, nu = 0;
@@ -27,7 +27,7 @@ size_t cpuprof_frames(struct symbolizer *sym, struct pyresolve *py, const struct
 			/* The first user frame is the leaf only when the sample hit user mode. */
 			uint64_t pc = (i || s->kstack_len) ? s->ustack[i] - 1 : s->ustack[i];
 
-			if (i >= EMBER_MAX_STACK_DEPTH)
+			if (i >= EMBER_MAX_UNWIND_DEPTH)
 				break;
 			if (!same_process) {
 				symframe_synthetic(&user[nu], "[unknown]");

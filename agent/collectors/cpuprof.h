@@ -16,7 +16,7 @@
 #include "unwmode.h"
 
 /* Room cpuprof_frames() may use. */
-#define CPUPROF_MAX_FRAMES (2 * EMBER_MAX_STACK_DEPTH + PYSTACK_EXTRA + 1)
+#define CPUPROF_MAX_FRAMES (EMBER_MAX_STACK_DEPTH + EMBER_MAX_UNWIND_DEPTH + PYSTACK_EXTRA + 1)
 
 /* Fills frames[CPUPROF_MAX_FRAMES] and returns how many. With py (may be NULL), a sample
  * with Python frames gets them merged in (pystack.h). Frame strings belong to the symbolizer

@@ -189,7 +189,7 @@ static void test_defaults_and_types(void)
 	CHECK_INT(cfg.profiles, PROFILE_CPU);
 	CHECK_STR(cfg.out_file, "ember.pb.gz");
 	CHECK_STR(cfg.log_level, "info");
-	CHECK_INT(cfg.stack_size, 16384);
+	CHECK_INT(cfg.stack_size, 0);
 	CHECK(cfg.cmd_argv == NULL);
 	CHECK(cfg.server == NULL);
 	options_free(&cfg);
