@@ -26,6 +26,16 @@ const volatile bool dwarf_first = false;     /* --unwind auto: a new image start
 					      * (complete stacks) until userspace picks its mode */
 const volatile __u32 snapshot_stack_size = 0; /* --stack-size, bytes; 0: what each thread uses */
 
+/* Off-CPU (--profiles offcpu): blocked time of target threads. */
+const volatile bool offcpu_on = false;
+const volatile bool offcpu_preempted = false; /* also count time taken away by preemption */
+const volatile __u32 offcpu_min_ns = 100000;  /* --offcpu-min-us: shorter blocks are sampled */
+const volatile bool offcpu_dwarf = false;     /* blocks always as snapshots (--unwind auto):
+					       * waits go through libc's syscall wrappers, which
+					       * keep no frame pointers on most distributions */
+const volatile __u32 offcpu_window_max = 200; /* blocks followed per CPU per 100 ms before
+					       * thinning (1 in 2, 4, ...) */
+
 /* Which counts/stacks pair the sampler writes to (0 or 1); flipped by userspace. */
 __u32 active = 0;
 
@@ -53,6 +63,33 @@ struct counts_map {
 };
 struct counts_map counts0 SEC(".maps");
 struct counts_map counts1 SEC(".maps");
+
+/* Off-CPU: when each followed thread blocked, task-local (bounded by the threads that exist,
+ * gone with them). */
+struct offcpu_task {
+	__u64 ts;       /* 0: not blocked, or not followed */
+	__u32 seq;      /* blocks followed so far */
+	__u32 shift;    /* the block stands for 2^shift blocks (thinning) */
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct offcpu_task);
+} offcpu_tasks SEC(".maps");
+
+/* Off-CPU: per-CPU rate of blocks followed, for thinning under heavy switching. */
+struct offcpu_rate {
+	__u64 window;   /* start of the 100 ms window, ns */
+	__u32 count;    /* blocks followed in it */
+	__u32 shift;    /* current thinning: follow 1 in 2^shift */
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct offcpu_rate);
+} offcpu_rates SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -226,7 +263,7 @@ int ember_cpu_sample(struct bpf_perf_event_data *ctx)
 			key.kernel_stack_id = id;
 		}
 		switch (ember_snapshot(&snapshot_buf, &snapshots, t, tgid, key.kernel_stack_id, buf,
-				       snapshot_stack_size, py)) {
+				       snapshot_stack_size, py, 0, 0)) {
 		case EMBER_SNAPSHOT_LOST:
 			stat_inc(EMBER_STAT_SNAPSHOT_LOST);
 			break;
@@ -264,7 +301,7 @@ int ember_cpu_sample(struct bpf_perf_event_data *ctx)
 	if (py) {
 		/* The Python frames differ from sample to sample: the sample goes to userspace. */
 		switch (ember_snapshot_fp(&snapshot_buf, &snapshots, t, tgid, key.user_stack_id,
-					  key.kernel_stack_id, buf, py)) {
+					  key.kernel_stack_id, buf, py, 0, 0)) {
 		case EMBER_SNAPSHOT_OK:
 			return 0;
 		case EMBER_SNAPSHOT_LOST:
@@ -366,5 +403,171 @@ int BPF_PROG(ember_cgroup_attach, struct cgroup *dst, const char *path, struct t
 	tgid = BPF_CORE_READ(task, tgid);
 	t = bpf_map_lookup_elem(&targets, &tgid);
 	emit_event(EMBER_EVENT_CGROUP, tgid, 0, t);
+	return 0;
+}
+
+/* ---- off-CPU ----
+ *
+ * Tracepoints only (kprobes and fentry are not available everywhere): at sched_switch the
+ * thread leaving the CPU (prev, which is `current`) has its stacks taken as for a CPU sample
+ * (frame-pointer ids or a DWARF snapshot, the kernel stack, the Python frames) and sent as an
+ * OFFCPU_START record; when it is switched in again (next, at a later sched_switch on any CPU)
+ * an OFFCPU_END record with the same sequence number carries how long it was off. Userspace
+ * keeps each thread's last START until its END. A block shorter than offcpu_min_ns, of d ns,
+ * is kept with probability d / min and then counts min ns and min / d switches (rounded at
+ * random); under heavy switching a CPU follows only 1 in 2^shift blocks and each followed one
+ * counts 2^shift times: both keep the totals unbiased. */
+
+static __always_inline void offcpu_end(struct task_struct *next, __u64 now)
+{
+	struct ember_stack_snapshot e = {};
+	struct offcpu_task *st;
+	__u64 d, ns, switches, min = offcpu_min_ns;
+
+	st = bpf_task_storage_get(&offcpu_tasks, next, 0, 0);
+	if (!st || !st->ts)
+		return;
+	d = now - st->ts;
+	st->ts = 0;
+	if (min && d < min) {
+		if (!d || bpf_get_prandom_u32() % min >= d) {
+			stat_inc(EMBER_STAT_OFFCPU_SHORT);
+			return;
+		}
+		ns = min;
+		switches = min / d + (bpf_get_prandom_u32() % d < min % d ? 1 : 0);
+	} else {
+		ns = d;
+		switches = 1;
+	}
+	stat_inc(EMBER_STAT_OFFCPU);
+	e.tgid = next->tgid;
+	e.tid = next->pid;
+	e.flags = EMBER_SNAP_OFFCPU_END;
+	e.kernel_stack_id = -1;
+	e.user_stack_id = -1;
+	e.offcpu_seq = st->seq;
+	e.offcpu_ns = ns << (st->shift & 15);
+	e.offcpu_switches = switches << (st->shift & 15);
+	if (bpf_ringbuf_output(&snapshots, &e, sizeof(e), 0))
+		stat_inc(EMBER_STAT_SNAPSHOT_LOST);
+}
+
+/* Follow this block? Thins to 1 in 2^shift per CPU when more than offcpu_window_max blocks
+ * come in 100 ms; *ret_shift is the weight's exponent. */
+static __always_inline bool offcpu_follow(__u64 now, __u32 *ret_shift)
+{
+	__u32 z = 0;
+	struct offcpu_rate *r = bpf_map_lookup_elem(&offcpu_rates, &z);
+
+	if (!r)
+		return false;
+	if (now - r->window > 100000000ULL) {
+		if (r->count > offcpu_window_max && r->shift < 10)
+			r->shift++;
+		else if (r->count < offcpu_window_max / 4 && r->shift)
+			r->shift--;
+		r->window = now;
+		r->count = 0;
+	}
+	r->count++;
+	*ret_shift = r->shift;
+	if (r->shift && (bpf_get_prandom_u32() & ((1u << (r->shift & 15)) - 1))) {
+		stat_inc(EMBER_STAT_OFFCPU_THINNED);
+		return false;
+	}
+	return true;
+}
+
+static __always_inline void offcpu_start(void *ctx, struct task_struct *prev, __u64 now)
+{
+	struct ember_py_stack *py;
+	struct offcpu_task *st;
+	struct ember_target *t;
+	__s32 kid, uid;
+	__u32 tgid = prev->tgid, buf, shift = 0;
+	long id;
+
+	if (!tgid)
+		return;
+	t = bpf_map_lookup_elem(&targets, &tgid);
+	if (!t) {
+		/* Every-process mode: a process that only ever blocks is a target too. */
+		struct ember_target nt = {
+			.flags = dwarf_first ? EMBER_TARGET_DWARF : 0,
+			.cookie = task_cookie(prev),
+		};
+
+		if (!select_all)
+			return;
+		bpf_map_update_elem(&targets, &tgid, &nt, BPF_NOEXIST);
+		t = bpf_map_lookup_elem(&targets, &tgid);
+		if (!t)
+			return;
+	}
+	if (!offcpu_follow(now, &shift))
+		return;
+	st = bpf_task_storage_get(&offcpu_tasks, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!st)
+		return;
+	if (!(t->flags & EMBER_TARGET_SEEN)) {
+		t->flags |= EMBER_TARGET_SEEN;
+		emit_event(EMBER_EVENT_FIRST_SAMPLE, tgid, 0, t);
+	}
+	st->seq++;
+	st->shift = shift;
+	buf = *(volatile __u32 *)&active & 1;
+	/* Skip this program's frame and bpf_trace_run*(): the stack starts at __schedule(). */
+	id = buf ? bpf_get_stackid(ctx, &stacks1, 2) : bpf_get_stackid(ctx, &stacks0, 2);
+	if (id < 0)
+		kernel_stack_lost(id);
+	kid = id;
+	py = (t->flags & EMBER_TARGET_PYTHON) ? ember_py_walk(tgid) : NULL;
+	if (offcpu_dwarf || dwarf_all || (t->flags & EMBER_TARGET_DWARF)) {
+		switch (ember_snapshot(&snapshot_buf, &snapshots, t, tgid, kid, buf,
+				       snapshot_stack_size, py, EMBER_SNAP_OFFCPU_START, st->seq)) {
+		case EMBER_SNAPSHOT_OK:
+		case EMBER_SNAPSHOT_SHORT:
+			st->ts = now;
+			return;
+		case EMBER_SNAPSHOT_LOST:
+			stat_inc(EMBER_STAT_SNAPSHOT_LOST);
+			return;
+		default:
+			stat_inc(EMBER_STAT_SNAPSHOT_FAULT);
+			return;
+		}
+	}
+	id = buf ? bpf_get_stackid(ctx, &stacks1, BPF_F_USER_STACK)
+		 : bpf_get_stackid(ctx, &stacks0, BPF_F_USER_STACK);
+	uid = user_stack_result(id);
+	switch (ember_snapshot_fp(&snapshot_buf, &snapshots, t, tgid, uid, kid, buf, py,
+				  EMBER_SNAP_OFFCPU_START, st->seq)) {
+	case EMBER_SNAPSHOT_OK:
+		st->ts = now;
+		return;
+	case EMBER_SNAPSHOT_LOST:
+		stat_inc(EMBER_STAT_SNAPSHOT_LOST);
+		return;
+	default:
+		stat_inc(EMBER_STAT_SNAPSHOT_FAULT);
+		return;
+	}
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(ember_offcpu_switch, bool preempt, struct task_struct *prev,
+	     struct task_struct *next, unsigned int prev_state)
+{
+	__u64 now;
+
+	if (!offcpu_on)
+		return 0;
+	now = bpf_ktime_get_ns();
+	/* next's block ends first: its END is in the ring before prev's next START */
+	offcpu_end(next, now);
+	/* blocked (not runnable), unless preemption is asked for too */
+	if (offcpu_preempted || (!preempt && prev_state != 0 /* TASK_RUNNING */))
+		offcpu_start(ctx, prev, now);
 	return 0;
 }

@@ -52,6 +52,11 @@ enum ember_cpu_stat {
 	EMBER_STAT_SNAPSHOT_LOST,      /* DWARF mode: snapshot lost, ring buffer full */
 	EMBER_STAT_SNAPSHOT_FAULT,     /* DWARF mode: user stack unreadable, no snapshot */
 	EMBER_STAT_SNAPSHOT_SHORT,     /* DWARF mode: less stack than --stack-size was readable */
+	EMBER_STAT_OFFCPU,             /* off-CPU: blocks recorded (at least --offcpu-min-us, or
+					* kept by sampling below it) */
+	EMBER_STAT_OFFCPU_SHORT,       /* off-CPU: blocks under the minimum left out by sampling */
+	EMBER_STAT_OFFCPU_THINNED,     /* off-CPU: blocks not followed, heavy switching (the
+					* ones followed weigh for them) */
 	EMBER_STAT_MAX,
 };
 
@@ -207,6 +212,10 @@ enum ember_snapshot_reg {
 				    * user_stack_id, sent here because Python frames come with it */
 #define EMBER_SNAP_PY (1u << 2)    /* a struct ember_py_stack (its header and nframes frames)
 				    * follows the stack bytes */
+#define EMBER_SNAP_OFFCPU_START (1u << 3) /* a target thread blocked: its stacks (as a CPU
+					   * sample's), kept until its END with offcpu_seq */
+#define EMBER_SNAP_OFFCPU_END (1u << 4)   /* it ran again: header only, offcpu_ns and
+					   * offcpu_switches are the block's weighted values */
 
 /* One CPU sample of a process in DWARF mode, sent through the `snapshots` ring buffer:
  * registers and the top of the user stack, for the agent to unwind. Variable size:
@@ -224,10 +233,14 @@ struct ember_stack_snapshot {
 	__u32 stack_len;         /* bytes in stack[], copied from regs[EMBER_SNAP_SP] upward */
 	__u32 flags;             /* EMBER_SNAP_* */
 	__s32 user_stack_id;     /* EMBER_SNAP_FP: id in stacks<stack_map>, or a negative errno */
+	__u64 offcpu_ns;         /* EMBER_SNAP_OFFCPU_END: blocked time, weighted */
+	__u64 offcpu_switches;   /* EMBER_SNAP_OFFCPU_END: the blocks it stands for */
+	__u32 offcpu_seq;        /* EMBER_SNAP_OFFCPU_*: the block's number in its thread */
+	__u32 reserved;
 	__u64 regs[EMBER_SNAP_NR_REGS]; /* user registers (bytes: addresses and values) */
 	__u8 stack[];            /* stack_len bytes of user stack, lowest address first */
 };
-_Static_assert(sizeof(struct ember_stack_snapshot) == 176, "ember_stack_snapshot layout");
+_Static_assert(sizeof(struct ember_stack_snapshot) == 200, "ember_stack_snapshot layout");
 /* ---- Allocation profiling (alloc collector: bpf/alloc.bpf.c, agent/alloc_collector.c) ---- */
 
 /* What an allocator probe is attached to: the BPF cookie of each uprobe. */

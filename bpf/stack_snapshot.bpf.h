@@ -65,7 +65,7 @@ static long ember_stack_vma_end(struct task_struct *task, struct vm_area_struct 
 static __always_inline enum ember_snapshot_result
 ember_snapshot(void *scratch_map, void *ringbuf, const struct ember_target *t, __u32 tgid,
 	       __s32 kernel_stack_id, __u32 stack_map, __u32 stack_size,
-	       const struct ember_py_stack *py)
+	       const struct ember_py_stack *py, __u32 flags, __u32 seq)
 {
 #if defined(__TARGET_ARCH_x86)
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -96,8 +96,11 @@ ember_snapshot(void *scratch_map, void *ringbuf, const struct ember_target *t, _
 	snap->service_id = t->service_id;
 	snap->kernel_stack_id = kernel_stack_id;
 	snap->stack_map = stack_map;
-	snap->flags = 0;
+	snap->flags = flags;
 	snap->user_stack_id = -1;
+	snap->offcpu_ns = 0;
+	snap->offcpu_switches = 0;
+	snap->offcpu_seq = seq;
 	snap->regs[EMBER_SNAP_IP] = regs->ip;
 	snap->regs[EMBER_SNAP_SP] = sp = regs->sp;
 	snap->regs[EMBER_SNAP_BP] = regs->bp;
@@ -147,7 +150,7 @@ ember_snapshot(void *scratch_map, void *ringbuf, const struct ember_target *t, _
 		if (len <= EMBER_SNAPSHOT_MIN)
 			break;
 		len /= 2;
-		snap->flags = EMBER_SNAP_SHORT;
+		snap->flags |= EMBER_SNAP_SHORT;
 	}
 	if (err)
 		return EMBER_SNAPSHOT_FAULT;
@@ -178,43 +181,6 @@ ember_snapshot(void *scratch_map, void *ringbuf, const struct ember_target *t, _
 	return (snap->flags & EMBER_SNAP_SHORT) ? EMBER_SNAPSHOT_SHORT : EMBER_SNAPSHOT_OK;
 #else
 	return EMBER_SNAPSHOT_NO_USER; /* registers are read for x86-64 only */
-/* A frame-pointer sample that carries Python frames: the stack ids instead of stack bytes
- * (EMBER_SNAP_FP), then py. Same results as ember_snapshot() (never SHORT or NO_USER). */
-static __always_inline enum ember_snapshot_result
-ember_snapshot_fp(void *scratch_map, void *ringbuf, const struct ember_target *t, __u32 tgid,
-		  __s32 user_stack_id, __s32 kernel_stack_id, __u32 stack_map,
-		  const struct ember_py_stack *py)
-{
-	struct ember_stack_snapshot *snap;
-	struct ember_snapshot_buf *buf;
-	__u32 cpu = bpf_get_smp_processor_id(), pylen;
-	bool wake;
-
-	buf = bpf_map_lookup_elem(scratch_map, &cpu);
-	if (!buf)
-		return EMBER_SNAPSHOT_NO_SCRATCH;
-	snap = (struct ember_stack_snapshot *)buf->raw;
-	__builtin_memset(snap, 0, sizeof(*snap));
-	snap->tgid = tgid;
-	snap->tid = (__u32)bpf_get_current_pid_tgid();
-	snap->cookie = t->cookie;
-	snap->service_id = t->service_id;
-	snap->kernel_stack_id = kernel_stack_id;
-	snap->user_stack_id = user_stack_id;
-	snap->stack_map = stack_map;
-	snap->flags = EMBER_SNAP_FP | EMBER_SNAP_PY;
-	pylen = ember_py_stack_bytes(py);
-	barrier_var(pylen);
-	if (pylen > sizeof(struct ember_py_stack) || bpf_probe_read_kernel(snap->stack, pylen, py))
-		return EMBER_SNAPSHOT_FAULT;
-	wake = bpf_ringbuf_query(ringbuf, BPF_RB_AVAIL_DATA) >
-	       bpf_ringbuf_query(ringbuf, BPF_RB_RING_SIZE) / 4;
-	if (bpf_ringbuf_output(ringbuf, buf, sizeof(*snap) + pylen,
-			       wake ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP))
-		return EMBER_SNAPSHOT_LOST;
-	return EMBER_SNAPSHOT_OK;
-}
-
 #endif
 }
 
@@ -223,7 +189,7 @@ ember_snapshot_fp(void *scratch_map, void *ringbuf, const struct ember_target *t
 static __always_inline enum ember_snapshot_result
 ember_snapshot_fp(void *scratch_map, void *ringbuf, const struct ember_target *t, __u32 tgid,
 		  __s32 user_stack_id, __s32 kernel_stack_id, __u32 stack_map,
-		  const struct ember_py_stack *py)
+		  const struct ember_py_stack *py, __u32 flags, __u32 seq)
 {
 	struct ember_stack_snapshot *snap;
 	struct ember_snapshot_buf *buf;
@@ -242,11 +208,18 @@ ember_snapshot_fp(void *scratch_map, void *ringbuf, const struct ember_target *t
 	snap->kernel_stack_id = kernel_stack_id;
 	snap->user_stack_id = user_stack_id;
 	snap->stack_map = stack_map;
-	snap->flags = EMBER_SNAP_FP | EMBER_SNAP_PY;
-	pylen = ember_py_stack_bytes(py);
-	barrier_var(pylen);
-	if (pylen > sizeof(struct ember_py_stack) || bpf_probe_read_kernel(snap->stack, pylen, py))
-		return EMBER_SNAPSHOT_FAULT;
+	snap->flags = EMBER_SNAP_FP | flags;
+	snap->offcpu_seq = seq;
+	pylen = 0;
+	if (py) {
+		/* the stack ids, then the Python frames */
+		snap->flags |= EMBER_SNAP_PY;
+		pylen = ember_py_stack_bytes(py);
+		barrier_var(pylen);
+		if (pylen > sizeof(struct ember_py_stack) ||
+		    bpf_probe_read_kernel(snap->stack, pylen, py))
+			return EMBER_SNAPSHOT_FAULT;
+	}
 	wake = bpf_ringbuf_query(ringbuf, BPF_RB_AVAIL_DATA) >
 	       bpf_ringbuf_query(ringbuf, BPF_RB_RING_SIZE) / 4;
 	if (bpf_ringbuf_output(ringbuf, buf, sizeof(*snap) + pylen,

@@ -165,6 +165,8 @@ void flamegraph_view_of(const char *family, int64_t period, const char *title,
 		ret->value = 1; /* alloc_space */
 	} else if (!strcmp(family, "gpu")) {
 		ret->unit = "ns"; /* gpu_time */
+	} else if (!strcmp(family, "offcpu")) {
+		ret->unit = "ns"; /* off_cpu */
 	}
 }
 

@@ -12,6 +12,8 @@ const struct profile_family profile_families[] = {
 	  4, { "space", "bytes" }, 1 },
 	{ "gpu", "gpu", { { "gpu_time", "nanoseconds" }, { "launches", "count" } }, 2,
 	  { "gpu_time", "nanoseconds" }, 0 },
+	{ "offcpu", "off_cpu", { { "off_cpu", "nanoseconds" }, { "switches", "count" } }, 2,
+	  { "off_cpu", "nanoseconds" }, 0 },
 };
 const size_t profile_families_count = sizeof(profile_families) / sizeof(profile_families[0]);
 

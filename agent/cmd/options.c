@@ -74,7 +74,8 @@ static const struct opt_word unwind_words[] = {
 	{ "auto", ALL }, { "fp", ALL }, { "dwarf", ALL }, { NULL, 0 }
 };
 static const struct opt_word profile_words[] = {
-	{ "cpu", ALL }, { "alloc", ALL }, { "gpu", CMD_AGENT | CMD_RUN }, { NULL, 0 }
+	{ "cpu", ALL }, { "alloc", ALL }, { "gpu", CMD_AGENT | CMD_RUN }, { "offcpu", ALL },
+	{ NULL, 0 }
 };
 static const struct opt_word log_level_words[] = {
 	{ "error", ALL }, { "warn", ALL }, { "info", ALL }, { "debug", ALL }, { NULL, 0 }
@@ -82,7 +83,8 @@ static const struct opt_word log_level_words[] = {
 static const struct opt_word graph_trace_words[] = { { "node", ALL }, { "graph", ALL }, { NULL, 0 } };
 
 _Static_assert(UNWIND_DWARF == 2 && PROTOCOL_INGEST == 1, "words out of the enums' order");
-_Static_assert(PROFILE_CPU == 1u << 0 && PROFILE_ALLOC == 1u << 1 && PROFILE_GPU == 1u << 2,
+_Static_assert(PROFILE_CPU == 1u << 0 && PROFILE_ALLOC == 1u << 1 && PROFILE_GPU == 1u << 2 &&
+		       PROFILE_OFFCPU == 1u << 3,
 	       "profile_words out of the PROFILE_* bits' order");
 
 static const struct opt_def opts[] = {
@@ -112,6 +114,13 @@ static const struct opt_def opts[] = {
 	  .help = "aggregation and upload interval" },
 	{ .name = "unwind", .type = T_ENUM, .cmds = ALL, .off = F(unwind), .def = "auto",
 	  .help = "user-stack unwinding", .words = unwind_words },
+	{ .name = "offcpu-min-us", .type = T_LONG, .cmds = ALL, .off = F(offcpu_min_us),
+	  .def = "100", .min = 0, .max = 1000000, .metavar = "US",
+	  .help = "off-CPU: blocks shorter than this are sampled (in proportion to their length, "
+		  "weighted so totals stay unbiased); 0 records every block" },
+	{ .name = "offcpu-preempted", .type = T_BOOL, .cmds = ALL, .off = F(offcpu_preempted),
+	  .help = "off-CPU: also count time a thread waited for a CPU after preemption (default: "
+		  "blocked time only)" },
 	{ .name = "stack-size", .type = T_LONG, .cmds = ALL, .off = F(stack_size), .def = "0",
 	  .min = 0, .max = 65536, .metavar = "BYTES",
 	  .help = "user stack copied per sample for DWARF unwinding: 0, what each thread uses "
@@ -1028,7 +1037,7 @@ int options_validate(enum ember_command cmd, const struct ember_config *cfg)
 		if (cfg->cmd_argv && cfg->cmd_argc == 0)
 			return refuse("no command after --");
 		if (cfg->profiles & ~profiles_of(CMD_RECORD)) {
-			options_invalid("profiles", "record takes cpu and alloc; for gpu use ember run --profiles gpu");
+			options_invalid("profiles", "record takes cpu, alloc and offcpu; for gpu use ember run --profiles gpu");
 			return -EINVAL;
 		}
 		return 0;

@@ -37,7 +37,7 @@ enum ember_profile {
 	PROFILE_CPU = 1u << 0,
 	PROFILE_ALLOC = 1u << 1,
 	PROFILE_GPU = 1u << 2,
-	PROFILE_OFFCPU = 1u << 3, /* reserved: no collector yet, so --profiles refuses "offcpu" */
+	PROFILE_OFFCPU = 1u << 3, /* blocked time (sched_switch / finish_task_switch) */
 };
 
 struct ember_config {
@@ -50,7 +50,9 @@ struct ember_config {
 	long sample_rate;        /* Hz */
 	double interval;         /* seconds */
 	enum ember_unwind unwind;
-	long stack_size;         /* DWARF snapshot bytes */
+	long stack_size;         /* DWARF snapshot bytes; 0: what each thread uses */
+	long offcpu_min_us;      /* off-CPU: blocks shorter are sampled */
+	bool offcpu_preempted;   /* off-CPU: count preemption too */
 	struct strlist labels;   /* KEY=VALUE */
 	char *output;            /* local sink directory */
 	long output_max_mb;      /* local sink bound */

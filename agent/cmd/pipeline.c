@@ -43,7 +43,7 @@
 #define DRAIN_PERIOD_NS (1 * NS) /* also how fast --unwind auto can switch a process */
 #define CHILD_KILL_AFTER_NS (8 * NS)
 
-enum { FAM_CPU, FAM_ALLOC, FAM_GPU, FAM_COUNT };
+enum { FAM_CPU, FAM_ALLOC, FAM_GPU, FAM_OFFCPU, FAM_COUNT };
 
 /* The symbolizer's counters the self-metrics show (struct symbolizer_stats fields). */
 enum {
@@ -55,8 +55,8 @@ enum {
 	SYMSTAT_PY_PROCS, SYMSTAT_PY_REFUSED, SYMSTAT_PY_RESOLVED, SYMSTAT_PY_STALE,
 	SYMSTAT_PY_UNREADABLE, SYMSTAT_COUNT
 };
-static const char *const family_names[FAM_COUNT] = { "cpu", "alloc", "gpu" };
-static const size_t family_values[FAM_COUNT] = { 1, 4, 2 };
+static const char *const family_names[FAM_COUNT] = { "cpu", "alloc", "gpu", "offcpu" };
+static const size_t family_values[FAM_COUNT] = { 1, 4, 2, 2 };
 
 /* This interval's stacks of one service, per family; indexed by service id. */
 struct service_aggs {
@@ -87,6 +87,7 @@ struct pipeline {
 	size_t npending;
 	struct metrics *metrics;
 	bool want_cpu;
+	bool want_offcpu;
 	int64_t period;
 	int64_t interval_start_real;
 	unsigned selected;
@@ -550,6 +551,8 @@ static void on_stack(void *ctx, const struct cpu_stack *s)
 	struct pipeline *pl = ctx;
 	struct sym_frame frames[CPUPROF_MAX_FRAMES];
 	int64_t value = (int64_t)s->count * pl->period;
+	/* off-CPU: blocked time and switches */
+	int64_t off[2] = { (int64_t)s->offcpu_ns, (int64_t)s->count };
 	struct stackagg *agg;
 	struct proc_entry *p;
 	size_t n;
@@ -568,10 +571,15 @@ static void on_stack(void *ctx, const struct cpu_stack *s)
 	} else {
 		id = (int)s->key->service_id;
 	}
-	agg = slot_agg(pl, id, FAM_CPU);
+	agg = slot_agg(pl, id, s->offcpu ? FAM_OFFCPU : FAM_CPU);
 	if (!agg)
 		return;
 	n = cpuprof_frames(pl->sym, pl->py, s, frames);
+	if (s->offcpu) {
+		if (stackagg_add(agg, frames, n, off))
+			log_warn("%s: out of memory, dropping a stack", pl->o.name);
+		return;
+	}
 	if (pl->unw)
 		cpuprof_unwmode_observe(pl->unw, pl->cc, s, frames, n);
 	if (stackagg_add(agg, frames, n, &value) == 0)
@@ -811,7 +819,16 @@ static void describe(struct pipeline *pl, int fam, int64_t from, int64_t until,
 
 static bool family_on(const struct pipeline *pl, int fam)
 {
-	return fam == FAM_CPU ? pl->want_cpu : fam == FAM_ALLOC ? pl->ac != NULL : pl->gpu != NULL;
+	switch (fam) {
+	case FAM_CPU:
+		return pl->want_cpu;
+	case FAM_ALLOC:
+		return pl->ac != NULL;
+	case FAM_OFFCPU:
+		return pl->want_offcpu;
+	default:
+		return pl->gpu != NULL;
+	}
 }
 
 static void flush_interval(struct pipeline *pl)
@@ -1076,6 +1093,7 @@ int pipeline_new(const struct pipeline_opts *opts, struct pipeline **ret_pl)
 	pl->cfg = cfg;
 	pl->child_status = -1;
 	pl->want_cpu = (cfg->profiles & PROFILE_CPU) != 0;
+	pl->want_offcpu = (cfg->profiles & PROFILE_OFFCPU) != 0;
 	pl->period = NS / cfg->sample_rate;
 
 	err = services_new(SERVICES_MAX, &pl->services);
@@ -1123,6 +1141,9 @@ int pipeline_new(const struct pipeline_opts *opts, struct pipeline **ret_pl)
 	copts.dwarf_all = cfg->unwind == UNWIND_DWARF;
 	copts.dwarf_first = cfg->unwind == UNWIND_AUTO;
 	copts.stack_size = (unsigned)cfg->stack_size;
+	copts.offcpu = pl->want_offcpu;
+	copts.offcpu_preempted = cfg->offcpu_preempted;
+	copts.offcpu_min_ns = (unsigned)(cfg->offcpu_min_us * 1000);
 	copts.cache = symbolizer_cache(pl->sym); /* one capture of each process and file for both */
 	copts.select_all = opts->policy == PIPELINE_EVERY_PROCESS;
 	copts.follow_children = opts->policy != PIPELINE_EVERY_PROCESS;

@@ -34,9 +34,9 @@ struct recorder {
 	bool wrote_cpu;
 };
 
-/* The memory profile goes to -o when it is the only family, else next to it as
- * NAME.alloc.pb.gz (and NAME.alloc.svg). */
-static char *alloc_path(const char *path, bool alone, const char *ext)
+/* A family other than CPU goes to -o when it is the only one asked, else next to it as
+ * NAME.<family>.pb.gz (and NAME.<family>.svg): NAME.alloc.pb.gz, NAME.offcpu.pb.gz. */
+static char *family_path(const char *path, const char *family, bool alone, const char *ext)
 {
 	size_t n = strlen(path), cut = n;
 	char *out;
@@ -47,9 +47,9 @@ static char *alloc_path(const char *path, bool alone, const char *ext)
 		cut = n - 6;
 	else if (n > 4 && !strcmp(path + n - 4, ".svg"))
 		cut = n - 4;
-	out = malloc(cut + strlen(ext) + 8);
+	out = malloc(cut + strlen(family) + strlen(ext) + 3);
 	if (out)
-		sprintf(out, "%.*s.alloc%s", (int)cut, path, ext);
+		sprintf(out, "%.*s.%s%s", (int)cut, path, family, ext);
 	return out;
 }
 
@@ -78,28 +78,33 @@ static void on_profile(void *ctx, const struct pipeline_profile *p)
 	struct stackagg_profile d = *p->desc;
 	struct stackagg_result res = { 0 };
 	struct flamegraph_view fg;
-	bool cpu = !strcmp(p->fam->family, "cpu");
+	const char *fam = p->fam->family;
+	bool cpu = !strcmp(fam, "cpu"), offcpu = !strcmp(fam, "offcpu");
+	unsigned bit = offcpu ? PROFILE_OFFCPU : PROFILE_ALLOC;
+	bool alone = r->cfg.profiles == bit;
+	const char *what = cpu ? "CPU" : offcpu ? "off-CPU" : "memory";
 	char *pb, *svg, t[300];
 	int err;
 
-	if (strcmp(p->fam->family, "alloc") && !cpu)
+	if (strcmp(fam, "alloc") && !cpu && !offcpu)
 		return;
-	pb = cpu ? strdup(r->cfg.out_file) : alloc_path(r->cfg.out_file, !r->want_cpu, ".pb.gz");
+	pb = cpu ? strdup(r->cfg.out_file) : family_path(r->cfg.out_file, fam, alone, ".pb.gz");
 	svg = !r->cfg.flamegraph ? NULL :
-	      cpu ? strdup(r->cfg.flamegraph) : alloc_path(r->cfg.flamegraph, !r->want_cpu, ".svg");
-	snprintf(t, sizeof(t), "Allocations: %s", r->title);
-	flamegraph_view_of(p->fam->family, d.period, cpu ? r->title : t, &fg);
+	      cpu ? strdup(r->cfg.flamegraph) : family_path(r->cfg.flamegraph, fam, alone, ".svg");
+	snprintf(t, sizeof(t), "%s: %s", offcpu ? "Off-CPU" : "Allocations", r->title);
+	flamegraph_view_of(fam, d.period, cpu ? r->title : t, &fg);
 	err = pb && (!r->cfg.flamegraph || svg) ? stackagg_build(p->agg, &d, svg ? &fg : NULL, &res) :
 						 -ENOMEM;
 	if (err)
-		fprintf(stderr, "ember: cannot encode the %s profile: %s\n", cpu ? "CPU" : "memory",
-			strerror(-err));
+		fprintf(stderr, "ember: cannot encode the %s profile: %s\n", what, strerror(-err));
 	else
 		err = write_files(&r->cfg, pb, svg, &res);
 	if (err)
 		r->status = 1;
 	else if (cpu)
 		r->wrote_cpu = true;
+	else if (!r->cfg.quiet && offcpu)
+		fprintf(stderr, "ember: off-CPU profile written to %s\n", pb);
 	else if (!r->cfg.quiet)
 		fprintf(stderr, "ember: memory profile (%s mode) written to %s\n",
 			pipeline_alloc_mode(r->pl), pb);

@@ -27,14 +27,19 @@ struct pending_stack {
 	__u32 nuser, nkernel, npy, py_status;
 	bool truncated;
 	bool dwarf;   /* unwound from a snapshot (else a frame-pointer sample with Python frames) */
+	bool offcpu;  /* off-CPU blocks: count is their switches, offcpu_ns their time */
 	__u64 count;
+	__u64 offcpu_ns;
 	__u64 hash;
 };
 #define PENDING_INDEX 8192 /* power of two: hash buckets (indexes into pending + 1) */
+#define OPEN_BLOCKS 8192   /* off-CPU: threads whose block is followed at once */
 
 /* Per-process unwind budget, a token bucket per tgid (hashed; a collision shares a bucket). */
 #define BUDGET_SLOTS 1024
 #define PENDING_MAX 65536
+struct open_block;
+
 struct budget_slot {
 	__u32 tgid;
 	double tokens;
@@ -50,6 +55,8 @@ struct cpu_collector {
 	int *perf_fds;
 	struct bpf_link **perf_links;
 	int ncpus;
+	bool offcpu;                /* --profiles offcpu: the sched_switch program runs */
+	struct open_block *open;    /* [OPEN_BLOCKS], off-CPU blocks awaiting their END */
 	unsigned sample_rate;
 	unsigned count_entries;
 	unsigned stack_entries;
@@ -117,6 +124,131 @@ static bool budget_take(struct cpu_collector *c, __u32 tgid, int64_t now)
 /* One snapshot: unwind it now (the kernel stack id is still valid: its pair is cleared only
  * after the drain that follows a flip has consumed this ring) and keep the stack for the next
  * drain. */
+/* One stack of a drain to come: merged with an identical one (counts and off-CPU values
+ * add up) or stored. The arrays are copied. */
+struct stack_parts {
+	struct ember_cpu_key key;
+	const __u64 *pcs, *kst;
+	size_t n, nk;
+	const void *pyf;
+	size_t npy;
+	__u32 py_status;
+	bool truncated, fp, offcpu;
+};
+
+static void add_pending(struct cpu_collector *c, const struct stack_parts *sp, __u64 count,
+			__u64 offcpu_ns)
+{
+	size_t pybytes = sp->npy * sizeof(struct ember_py_frame), n = sp->n, nk = sp->nk;
+	struct pending_stack *ps;
+	__u64 h;
+	size_t slot;
+
+	/* One hash over the key, both stacks and the Python frames. */
+	h = hash_fnv1a64(HASH_FNV1A64_INIT, &sp->key, sizeof(sp->key));
+	h = hash_fnv1a64(h, sp->pcs, n * sizeof(*sp->pcs));
+	h = hash_fnv1a64(h, sp->kst, nk * sizeof(*sp->kst));
+	if (sp->pyf)
+		h = hash_fnv1a64(h, sp->pyf, pybytes);
+	h ^= sp->truncated | (__u64)sp->py_status << 1 | (__u64)sp->fp << 4 | (__u64)sp->offcpu << 5;
+	for (slot = h & (PENDING_INDEX - 1); c->pending_index[slot]; slot = (slot + 1) & (PENDING_INDEX - 1)) {
+		ps = &c->pending[c->pending_index[slot] - 1];
+		if (ps->hash == h && ps->nuser == n && ps->nkernel == nk &&
+		    ps->truncated == sp->truncated && ps->npy == sp->npy &&
+		    ps->py_status == sp->py_status && ps->dwarf == !sp->fp && ps->offcpu == sp->offcpu &&
+		    !memcmp(&ps->key, &sp->key, sizeof(sp->key)) &&
+		    !memcmp(ps->pcs, sp->pcs, n * sizeof(*sp->pcs)) &&
+		    !memcmp(ps->pcs + n, sp->kst, nk * sizeof(*sp->kst)) &&
+		    (!pybytes || !memcmp(ps->pcs + n + nk, sp->pyf, pybytes))) {
+			ps->count += count;
+			ps->offcpu_ns += offcpu_ns;
+			return;
+		}
+	}
+	if (c->npending >= PENDING_MAX || c->npending >= PENDING_INDEX * 7 / 10 ||
+	    util_grow((void **)&c->pending, &c->cap_pending, c->npending + 1, sizeof(*c->pending))) {
+		DSTAT_ADD(c, dropped_pending, 1);
+		return;
+	}
+	ps = &c->pending[c->npending];
+	ps->pcs = malloc((n + nk + 1) * sizeof(*ps->pcs) + pybytes);
+	if (!ps->pcs) {
+		DSTAT_ADD(c, dropped_pending, 1);
+		return;
+	}
+	memcpy(ps->pcs, sp->pcs, n * sizeof(*sp->pcs));
+	memcpy(ps->pcs + n, sp->kst, nk * sizeof(*sp->kst));
+	if (pybytes)
+		memcpy(ps->pcs + n + nk, sp->pyf, pybytes);
+	ps->nuser = (__u32)n;
+	ps->nkernel = (__u32)nk;
+	ps->npy = (__u32)sp->npy;
+	ps->py_status = sp->py_status;
+	ps->dwarf = !sp->fp;
+	ps->offcpu = sp->offcpu;
+	ps->truncated = sp->truncated;
+	ps->key = sp->key;
+	ps->count = count;
+	ps->offcpu_ns = offcpu_ns;
+	ps->hash = h;
+	c->pending_index[slot] = (__u32)c->npending + 1;
+	c->npending++;
+}
+
+struct open_block {
+	__u32 tid, seq;             /* tid 0: free */
+	struct stack_parts parts;   /* its arrays point into buf */
+	__u64 *buf;
+};
+
+/* Off-CPU: each thread's last block, from its START record (stacks unwound then, while the
+ * process's maps are those of the block) until its END (the time). One slot per thread,
+ * hashed by tid: a thread blocks once at a time; a collision gives the slot to the newer
+ * block and counts the older one lost. */
+static struct open_block *open_slot(struct cpu_collector *c, __u32 tid)
+{
+	return &c->open[(tid * 2654435761u) % OPEN_BLOCKS];
+}
+
+static void open_store(struct cpu_collector *c, __u32 tid, __u32 seq, const struct stack_parts *sp)
+{
+	struct open_block *ob = open_slot(c, tid);
+	size_t pybytes = sp->npy * sizeof(struct ember_py_frame);
+	__u64 *buf;
+
+	if (ob->tid && ob->tid != tid)
+		DSTAT_ADD(c, offcpu_evicted, 1);
+	buf = realloc(ob->buf, (sp->n + sp->nk + 1) * sizeof(*buf) + pybytes);
+	if (!buf) {
+		free(ob->buf);
+		*ob = (struct open_block){ 0 };
+		return;
+	}
+	memcpy(buf, sp->pcs, sp->n * sizeof(*buf));
+	memcpy(buf + sp->n, sp->kst, sp->nk * sizeof(*buf));
+	if (pybytes)
+		memcpy(buf + sp->n + sp->nk, sp->pyf, pybytes);
+	ob->buf = buf;
+	ob->tid = tid;
+	ob->seq = seq;
+	ob->parts = *sp;
+	ob->parts.pcs = buf;
+	ob->parts.kst = buf + sp->n;
+	ob->parts.pyf = pybytes ? (const void *)(buf + sp->n + sp->nk) : NULL;
+}
+
+static void open_end(struct cpu_collector *c, const struct ember_stack_snapshot *e)
+{
+	struct open_block *ob = open_slot(c, e->tid);
+
+	if (ob->tid != e->tid || ob->seq != e->offcpu_seq || !ob->buf) {
+		DSTAT_ADD(c, offcpu_unmatched, 1);
+		return;
+	}
+	add_pending(c, &ob->parts, e->offcpu_switches, e->offcpu_ns);
+	ob->tid = 0;
+}
+
 static int handle_snapshot(void *ctx, void *data, size_t size)
 {
 	struct cpu_collector *c = ctx;
@@ -124,14 +256,18 @@ static int handle_snapshot(void *ctx, void *data, size_t size)
 	__u64 pcs[EMBER_MAX_UNWIND_DEPTH], kst[EMBER_MAX_STACK_DEPTH];
 	const struct ember_py_stack *py = NULL;
 	struct unwind_regs regs;
-	struct pending_stack *ps;
-	size_t n = 0, nk = 0, npy = 0, pybytes = 0;
+	struct stack_parts sp;
+	size_t n = 0, nk = 0, npy = 0;
 	__u32 py_status = 0;
 	bool truncated = false, fp;
 	int64_t t0;
 
 	if (size < sizeof(*snap) || size - sizeof(*snap) < snap->stack_len)
 		return 0;
+	if (snap->flags & EMBER_SNAP_OFFCPU_END) {
+		open_end(c, snap);
+		return 0;
+	}
 	fp = snap->flags & EMBER_SNAP_FP;
 	if (snap->flags & EMBER_SNAP_PY) {
 		size_t room = size - sizeof(*snap) - snap->stack_len;
@@ -144,13 +280,12 @@ static int handle_snapshot(void *ctx, void *data, size_t size)
 			return 0;
 		}
 		npy = py->nframes;
-		pybytes = npy * sizeof(struct ember_py_frame);
 		py_status = py->status;
 		__atomic_fetch_add(&c->dstats.py[py_status], 1, __ATOMIC_RELAXED);
 	}
 	if (fp) {
-		/* A frame-pointer sample sent for its Python frames: the stacks are in the map pair
-		 * of stack_map, still valid (see above). */
+		/* A frame-pointer sample sent for its Python frames (or an off-CPU block): the
+		 * stacks are in the map pair of stack_map, still valid (see above). */
 		int fd = bpf_map__fd(snap->stack_map ? c->skel->maps.stacks1 : c->skel->maps.stacks0);
 
 		if (snap->user_stack_id >= 0) {
@@ -174,6 +309,8 @@ static int handle_snapshot(void *ctx, void *data, size_t size)
 			n = 0;
 		DSTAT_ADD(c, unwind_ns, (__u64)(util_now_ns(CLOCK_MONOTONIC) - t0));
 		truncated = truncated || n == 0;
+		DSTAT_ADD(c, unwound, n > 0);
+		DSTAT_ADD(c, truncated, truncated);
 	}
 	if (snap->kernel_stack_id >= 0) {
 		int fd = bpf_map__fd(snap->stack_map ? c->skel->maps.stacks1 : c->skel->maps.stacks0);
@@ -182,71 +319,23 @@ static int handle_snapshot(void *ctx, void *data, size_t size)
 		if (bpf_map_lookup_elem(fd, &snap->kernel_stack_id, kst) == 0)
 			nk = stack_len(kst);
 	}
-	{
-		struct ember_cpu_key key = {
+	sp = (struct stack_parts){
+		.key = {
 			.tgid = snap->tgid,
 			.user_stack_id = n ? 0 : (fp && snap->user_stack_id < 0 ? snap->user_stack_id : -EFAULT),
 			.kernel_stack_id = snap->kernel_stack_id >= 0 ? 0 : snap->kernel_stack_id,
 			.service_id = snap->service_id,
 			.cookie = snap->cookie,
-		};
-		const void *pyf = py ? (const void *)py->frames : NULL;
-		__u64 h;
-		size_t slot;
-
-		/* One hash over the key, both stacks and the Python frames. */
-		h = hash_fnv1a64(HASH_FNV1A64_INIT, &key, sizeof(key));
-		h = hash_fnv1a64(h, pcs, n * sizeof(*pcs));
-		h = hash_fnv1a64(h, kst, nk * sizeof(*kst));
-		if (pyf)
-			h = hash_fnv1a64(h, pyf, pybytes);
-		h ^= truncated | (__u64)py_status << 1 | (__u64)fp << 4;
-		for (slot = h & (PENDING_INDEX - 1); c->pending_index[slot]; slot = (slot + 1) & (PENDING_INDEX - 1)) {
-			ps = &c->pending[c->pending_index[slot] - 1];
-			if (ps->hash == h && ps->nuser == n && ps->nkernel == nk && ps->truncated == truncated &&
-			    ps->npy == npy && ps->py_status == py_status && ps->dwarf == !fp &&
-			    !memcmp(&ps->key, &key, sizeof(key)) && !memcmp(ps->pcs, pcs, n * sizeof(*pcs)) &&
-			    !memcmp(ps->pcs + n, kst, nk * sizeof(*kst)) &&
-			    (!pybytes || !memcmp(ps->pcs + n + nk, pyf, pybytes))) {
-				ps->count++;
-				if (!fp) {
-					DSTAT_ADD(c, unwound, n > 0);
-					DSTAT_ADD(c, truncated, truncated);
-				}
-				return 0;
-			}
-		}
-		if (c->npending >= PENDING_MAX || c->npending >= PENDING_INDEX * 7 / 10 ||
-		    util_grow((void **)&c->pending, &c->cap_pending, c->npending + 1, sizeof(*c->pending))) {
-			DSTAT_ADD(c, dropped_pending, 1);
-			return 0;
-		}
-		ps = &c->pending[c->npending];
-		ps->pcs = malloc((n + nk + 1) * sizeof(*ps->pcs) + pybytes);
-		if (!ps->pcs) {
-			DSTAT_ADD(c, dropped_pending, 1);
-			return 0;
-		}
-		memcpy(ps->pcs, pcs, n * sizeof(*pcs));
-		memcpy(ps->pcs + n, kst, nk * sizeof(*kst));
-		if (pybytes)
-			memcpy(ps->pcs + n + nk, pyf, pybytes);
-		ps->nuser = (__u32)n;
-		ps->nkernel = (__u32)nk;
-		ps->npy = (__u32)npy;
-		ps->py_status = py_status;
-		ps->dwarf = !fp;
-		ps->truncated = truncated;
-		ps->key = key;
-		ps->count = 1;
-		ps->hash = h;
-		c->pending_index[slot] = (__u32)c->npending + 1;
-	}
-	c->npending++;
-	if (!fp) {
-		DSTAT_ADD(c, unwound, n > 0);
-		DSTAT_ADD(c, truncated, truncated);
-	}
+		},
+		.pcs = pcs, .kst = kst, .n = n, .nk = nk,
+		.pyf = py ? (const void *)py->frames : NULL, .npy = npy, .py_status = py_status,
+		.truncated = truncated, .fp = fp,
+		.offcpu = (snap->flags & EMBER_SNAP_OFFCPU_START) != 0,
+	};
+	if (sp.offcpu)
+		open_store(c, snap->tid, snap->offcpu_seq, &sp);
+	else
+		add_pending(c, &sp, 1, 0);
 	return 0;
 }
 
@@ -288,6 +377,12 @@ static int open_skel(struct cpu_collector *c, const struct cpu_collector_opts *o
 	(void)bpf_map__set_max_entries(c->skel->maps.stacks1, c->stack_entries);
 	(void)bpf_map__set_max_entries(c->skel->maps.counts0, c->count_entries);
 	(void)bpf_map__set_max_entries(c->skel->maps.counts1, c->count_entries);
+	c->skel->rodata->offcpu_on = opts->offcpu;
+	c->skel->rodata->offcpu_preempted = opts->offcpu_preempted;
+	c->skel->rodata->offcpu_min_ns = opts->offcpu_min_ns;
+	c->skel->rodata->offcpu_dwarf = opts->offcpu && (opts->dwarf_all || opts->dwarf_first);
+	if (!opts->offcpu)
+		(void)bpf_program__set_autoload(c->skel->progs.ember_offcpu_switch, false);
 	if (!with_mmap)
 		(void)bpf_program__set_autoload(c->skel->progs.ember_mmap, false);
 	c->skel->rodata->dwarf_all = opts->dwarf_all;
@@ -322,7 +417,10 @@ int cpu_collector_open(const struct cpu_collector_opts *opts, struct cpu_collect
 	c->stack_entries = opts->stack_entries ? opts->stack_entries : 16384;
 	c->keys = calloc(c->count_entries, sizeof(*c->keys));
 	c->values = calloc(c->count_entries, sizeof(*c->values));
-	if (!c->keys || !c->values) {
+	c->offcpu = opts->offcpu;
+	if (c->offcpu)
+		c->open = calloc(OPEN_BLOCKS, sizeof(*c->open));
+	if (!c->keys || !c->values || (c->offcpu && !c->open)) {
 		err = -ENOMEM;
 		goto err_free;
 	}
@@ -387,6 +485,9 @@ void cpu_collector_free(struct cpu_collector *c)
 	unwinder_free(c->unwinder);
 	free(c->keys);
 	free(c->values);
+	for (size_t i = 0; c->open && i < OPEN_BLOCKS; i++)
+		free(c->open[i].buf);
+	free(c->open);
 	free(c);
 }
 
@@ -563,6 +664,8 @@ int cpu_collector_drain(struct cpu_collector *c, cpu_stack_fn fn, void *ctx)
 			.kstack = p->nkernel ? p->pcs + p->nuser : NULL,
 			.kstack_len = p->nkernel,
 			.count = p->count,
+			.offcpu = p->offcpu,
+			.offcpu_ns = p->offcpu_ns,
 			.dwarf = p->dwarf,
 			.truncated = p->truncated,
 			.py = p->npy ? (const struct ember_py_frame *)(p->pcs + p->nuser + p->nkernel) : NULL,
@@ -679,7 +782,7 @@ void cpu_collector_write_metrics(struct cpu_collector *c, struct metrics_writer 
 		{ EMBER_STAT_SNAPSHOT_LOST, "stack_snapshot_ringbuf_full" },
 		{ EMBER_STAT_SNAPSHOT_FAULT, "stack_snapshot_unreadable" },
 	};
-	_Static_assert(sizeof(lost) / sizeof(lost[0]) == EMBER_STAT_MAX - 3,
+	_Static_assert(sizeof(lost) / sizeof(lost[0]) == EMBER_STAT_MAX - 6,
 		       "a new enum ember_cpu_stat value needs its metric here");
 	__u64 st[EMBER_STAT_MAX] = { 0 };
 	struct cpu_dwarf_stats ds;
@@ -729,6 +832,26 @@ void cpu_collector_write_metrics(struct cpu_collector *c, struct metrics_writer 
 					(const char *[]){ "outcome", outcome[i], NULL }, (double)ds.py[i]);
 		metrics_counter(w, "ember_python_stacks_total", help,
 				(const char *[]){ "outcome", "malformed", NULL }, (double)ds.py_malformed);
+	}
+	if (c->offcpu) {
+		static const char help[] =
+			"Off-CPU blocks of target threads, by outcome (recorded: at least "
+			"--offcpu-min-us, or kept by sampling below it, weighted; sampled_out: shorter "
+			"ones sampling left out, their time carried by the weights; thinned: not "
+			"followed under heavy switching, carried by the weights of those followed; "
+			"unmatched: an end whose start was lost; evicted: a start given up for "
+			"another thread's)";
+		const struct { const char *o; double v; } out[] = {
+			{ "recorded", (double)st[EMBER_STAT_OFFCPU] },
+			{ "sampled_out", (double)st[EMBER_STAT_OFFCPU_SHORT] },
+			{ "thinned", (double)st[EMBER_STAT_OFFCPU_THINNED] },
+			{ "unmatched", (double)ds.offcpu_unmatched },
+			{ "evicted", (double)ds.offcpu_evicted },
+		};
+
+		for (size_t i = 0; i < sizeof(out) / sizeof(out[0]); i++)
+			metrics_counter(w, "ember_offcpu_blocks_total", help,
+					(const char *[]){ "outcome", out[i].o, NULL }, out[i].v);
 	}
 	metrics_counter(w, "ember_dwarf_snapshots_short_total",
 			"DWARF snapshots with less stack readable than --stack-size (the unwind may "

@@ -36,6 +36,9 @@ struct cpu_collector_opts {
 	bool dwarf_first;         /* --unwind auto: new targets and new images start in DWARF mode
 				   * until cpu_collector_set_dwarf() picks */
 	unsigned stack_size;      /* snapshot bytes, 512..65536; 0: what each thread uses */
+	bool offcpu;              /* off-CPU blocks of the targets' threads too */
+	bool offcpu_preempted;    /* ... preemption included */
+	unsigned offcpu_min_ns;   /* blocks shorter than this are sampled, weighted */
 	unsigned unwind_budget;   /* snapshots unwound per process per second; 0: 4 x sample_rate */
 	struct proccache *cache;  /* the symbolizer's (symbolizer_cache()), shared by the unwinder
 				   * so each file is opened once; NULL: the unwinder keeps its own */
@@ -71,7 +74,9 @@ struct cpu_stack {
 	size_t ustack_len;
 	const __u64 *kstack;
 	size_t kstack_len;
-	__u64 count;
+	__u64 count;              /* CPU: samples; off-CPU: switches (blocks) */
+	bool offcpu;              /* an off-CPU stack: offcpu_ns is its blocked time */
+	__u64 offcpu_ns;
 	bool dwarf;               /* the user stack was unwound from a snapshot */
 	bool truncated;           /* DWARF: the unwind stopped before the thread's root */
 	/* Python frames of the sampled thread (innermost first) and the walk's outcome; py_status
@@ -115,6 +120,8 @@ struct cpu_dwarf_stats {
 	__u64 unwind_ns;        /* time spent unwinding */
 	__u64 py[EMBER_PY_STATUS_MAX]; /* samples with a Python walk, by enum ember_py_status */
 	__u64 py_malformed;     /* records whose Python part did not fit their size: dropped */
+	__u64 offcpu_unmatched; /* off-CPU ends without their start */
+	__u64 offcpu_evicted;   /* off-CPU starts given up for another thread's */
 };
 void cpu_collector_dwarf_stats(struct cpu_collector *c, struct cpu_dwarf_stats *ret);
 

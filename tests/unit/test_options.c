@@ -258,19 +258,16 @@ static void test_profiles(void)
 		   "--profiles", "cpu,cpu");
 	EXPECT_ERR(CMD_AGENT, "ember: invalid value for --profiles: gpu is given twice",
 		   "--profiles", "gpu,cpu,gpu");
-	EXPECT_ERR(CMD_RECORD, "ember: invalid value for --profiles: record takes cpu and alloc; "
+	EXPECT_ERR(CMD_RECORD, "ember: invalid value for --profiles: record takes cpu, alloc and offcpu; "
 			       "for gpu use ember run --profiles gpu", "--profiles", "cpu,gpu");
-	EXPECT_ERR(CMD_RECORD, "ember: invalid value for --profiles: record takes cpu and alloc; "
+	EXPECT_ERR(CMD_RECORD, "ember: invalid value for --profiles: record takes cpu, alloc and offcpu; "
 			       "for gpu use ember run --profiles gpu", "--profiles", "gpu");
-	/* offcpu has a bit reserved but no collector yet. */
 	EXPECT_ERR(CMD_AGENT, "ember: invalid value for --profiles: must be a comma-separated list "
-			      "of cpu, alloc, gpu", "--profiles", "offcpu");
+			      "of cpu, alloc, gpu, offcpu", "--profiles", "");
 	EXPECT_ERR(CMD_AGENT, "ember: invalid value for --profiles: must be a comma-separated list "
-			      "of cpu, alloc, gpu", "--profiles", "");
+			      "of cpu, alloc, gpu, offcpu", "--profiles", "cpu,");
 	EXPECT_ERR(CMD_AGENT, "ember: invalid value for --profiles: must be a comma-separated list "
-			      "of cpu, alloc, gpu", "--profiles", "cpu,");
-	EXPECT_ERR(CMD_AGENT, "ember: invalid value for --profiles: must be a comma-separated list "
-			      "of cpu, alloc, gpu", "--profiles", "cpu,,alloc");
+			      "of cpu, alloc, gpu, offcpu", "--profiles", "cpu,,alloc");
 }
 
 /* options_validate's rules, through options_parse and directly. */
@@ -303,7 +300,7 @@ static void test_validate(void)
 	ret = options_validate(CMD_RECORD, &cfg);
 	capture_end(2, saved, tmp);
 	CHECK_INT(ret, -EINVAL);
-	CHECK_STR(captured, "ember: invalid value for --profiles: record takes cpu and alloc; "
+	CHECK_STR(captured, "ember: invalid value for --profiles: record takes cpu, alloc and offcpu; "
 			    "for gpu use ember run --profiles gpu");
 
 	capture_begin(2, &saved, &tmp);
@@ -489,13 +486,13 @@ static void test_help(void)
 {
 	static const char *const record_want[] = {
 		"-F, --sample-rate HZ", "-p, --pid PID", "-v, --verbose", "--unwind auto|fp|dwarf",
-		"--profiles LIST", "any of cpu,alloc [default: cpu]", "-o, --output-file",
+		"--profiles LIST", "any of cpu,alloc,offcpu [default: cpu]", "-o, --output-file",
 		"ember record ", NULL
 	};
 	static const char *const record_not[] = { "--server", "--interval", "--label", "--protocol",
 						  "--output ", "--gpu", "--call-graph", "gpu", NULL };
 	static const char *const agent_want[] = { "--server URL", "--protocol push|ingest",
-						  "any of cpu,alloc,gpu", "--service NAME=SELECTOR",
+						  "any of cpu,alloc,gpu,offcpu", "--service NAME=SELECTOR",
 						  "--interval SEC", "ember agent ", NULL };
 	static const char *const agent_not[] = { "--pid", "--output-file", "--flamegraph",
 						 "--gpu-graph-trace", "--call-graph", NULL };
