@@ -394,6 +394,13 @@ def main():
         c.passed += 1
 
     prof = dashboards.get("profiling.json", {})
+    # Every family Ember emits has a time series and a flame graph of its first type there.
+    for fam in sorted({pid.split(":")[0] for pid in ember_ids}):
+        first = next(pid for pid in sorted(ember_ids) if pid.split(":")[0] == fam)
+        kinds = {p.get("type") for p in dl.all_panels(prof)
+                 for t in (p.get("targets") or []) if (t.get("profileTypeId") or "").split(":")[0] == fam}
+        c.check({"timeseries", "flamegraph"} <= kinds,
+                f"profiling.json has a time series and a flame graph of {fam} ({first}...): {sorted(kinds)}")
     vars_ = {v["name"]: v for v in prof.get("templating", {}).get("list", [])}
     for name, want in (("profile_type", ("profileType", None)), ("service", ("labelValue", "service_name")),
                        ("hostname", ("labelValue", "hostname"))):
