@@ -58,7 +58,7 @@ with tempfile.TemporaryDirectory() as d:
     expect2(["record", "--sampel-rate", "5", "-o", out, "--", "true"], "did you mean --sample-rate?")
     expect2(["record", "-g", "-o", out, "--", "true"], "-g/--call-graph: Ember always records call graphs")
     expect2(["record", "--profiles", "cpu,cpu", "-o", out, "--", "true"], "cpu is given twice")
-    expect2(["record", "--profiles", "gpu", "-o", out, "--", "true"], "record takes cpu and alloc")
+    expect2(["record", "--profiles", "gpu", "-o", out, "--", "true"], "record takes cpu, alloc and offcpu")
     expect2(["run", "--service", "web=comm:x", "--", "true"], "run profiles the command it starts")
     expect2(["run"], "run needs a command")
     expect2(["agent", "--", "true"], "agent takes no command")
