@@ -148,6 +148,21 @@ static __always_inline void emit_event(__u32 type, __u32 tgid, __u32 ppid,
 	bpf_ringbuf_submit(e, 0);
 }
 
+/* tgid's target entry; in every-process mode one is made for a process not seen yet. NULL:
+ * not a target (or the map is full). */
+static __always_inline struct ember_target *target_of(__u32 tgid, struct task_struct *task)
+{
+	struct ember_target *t = bpf_map_lookup_elem(&targets, &tgid);
+	struct ember_target nt = {};
+
+	if (t || !select_all || tgid == 0)
+		return t;
+	nt.flags = dwarf_first ? EMBER_TARGET_DWARF : 0;
+	nt.cookie = task_cookie(task);
+	bpf_map_update_elem(&targets, &tgid, &nt, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&targets, &tgid);
+}
+
 static __always_inline bool sampled_in_user_mode(struct bpf_perf_event_data *ctx)
 {
 	/* User addresses have the top bit clear on x86-64 and arm64; kernel addresses set it.
@@ -220,22 +235,10 @@ int ember_cpu_sample(struct bpf_perf_event_data *ctx)
 	long id;
 
 	/* Selection first: an unselected process costs one hash lookup. */
-	t = bpf_map_lookup_elem(&targets, &tgid);
+	t = target_of(tgid, bpf_get_current_task_btf());
 	if (!t) {
-		if (!select_all || tgid == 0) {
-			stat_inc(EMBER_STAT_FILTERED);
-			return 0;
-		}
-		struct ember_target nt = {
-			.flags = dwarf_first ? EMBER_TARGET_DWARF : 0,
-			.cookie = task_cookie(bpf_get_current_task_btf()),
-		};
-		bpf_map_update_elem(&targets, &tgid, &nt, BPF_NOEXIST);
-		t = bpf_map_lookup_elem(&targets, &tgid);
-		if (!t) {
-			stat_inc(EMBER_STAT_FILTERED);
-			return 0;
-		}
+		stat_inc(EMBER_STAT_FILTERED);
+		return 0;
 	}
 	stat_inc(EMBER_STAT_SAMPLES);
 	py = (t->flags & EMBER_TARGET_PYTHON) ? ember_py_walk(tgid) : NULL;
@@ -481,6 +484,7 @@ static __always_inline bool offcpu_follow(__u64 now, __u32 *ret_shift)
 
 static __always_inline void offcpu_start(void *ctx, struct task_struct *prev, __u64 now)
 {
+	enum ember_snapshot_result r;
 	struct ember_py_stack *py;
 	struct offcpu_task *st;
 	struct ember_target *t;
@@ -490,21 +494,10 @@ static __always_inline void offcpu_start(void *ctx, struct task_struct *prev, __
 
 	if (!tgid)
 		return;
-	t = bpf_map_lookup_elem(&targets, &tgid);
-	if (!t) {
-		/* Every-process mode: a process that only ever blocks is a target too. */
-		struct ember_target nt = {
-			.flags = dwarf_first ? EMBER_TARGET_DWARF : 0,
-			.cookie = task_cookie(prev),
-		};
-
-		if (!select_all)
-			return;
-		bpf_map_update_elem(&targets, &tgid, &nt, BPF_NOEXIST);
-		t = bpf_map_lookup_elem(&targets, &tgid);
-		if (!t)
-			return;
-	}
+	/* Every-process mode: a process that only ever blocks is a target too. */
+	t = target_of(tgid, prev);
+	if (!t)
+		return;
 	if (!offcpu_follow(now, &shift))
 		return;
 	st = bpf_task_storage_get(&offcpu_tasks, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -524,35 +517,19 @@ static __always_inline void offcpu_start(void *ctx, struct task_struct *prev, __
 	kid = id;
 	py = (t->flags & EMBER_TARGET_PYTHON) ? ember_py_walk(tgid) : NULL;
 	if (offcpu_dwarf || dwarf_all || (t->flags & EMBER_TARGET_DWARF)) {
-		switch (ember_snapshot(&snapshot_buf, &snapshots, t, tgid, kid, buf,
-				       snapshot_stack_size, py, EMBER_SNAP_OFFCPU_START, st->seq)) {
-		case EMBER_SNAPSHOT_OK:
-		case EMBER_SNAPSHOT_SHORT:
-			st->ts = now;
-			return;
-		case EMBER_SNAPSHOT_LOST:
-			stat_inc(EMBER_STAT_SNAPSHOT_LOST);
-			return;
-		default:
-			stat_inc(EMBER_STAT_SNAPSHOT_FAULT);
-			return;
-		}
+		r = ember_snapshot(&snapshot_buf, &snapshots, t, tgid, kid, buf, snapshot_stack_size,
+				   py, EMBER_SNAP_OFFCPU_START, st->seq);
+	} else {
+		id = buf ? bpf_get_stackid(ctx, &stacks1, BPF_F_USER_STACK)
+			 : bpf_get_stackid(ctx, &stacks0, BPF_F_USER_STACK);
+		uid = user_stack_result(id);
+		r = ember_snapshot_fp(&snapshot_buf, &snapshots, t, tgid, uid, kid, buf, py,
+				      EMBER_SNAP_OFFCPU_START, st->seq);
 	}
-	id = buf ? bpf_get_stackid(ctx, &stacks1, BPF_F_USER_STACK)
-		 : bpf_get_stackid(ctx, &stacks0, BPF_F_USER_STACK);
-	uid = user_stack_result(id);
-	switch (ember_snapshot_fp(&snapshot_buf, &snapshots, t, tgid, uid, kid, buf, py,
-				  EMBER_SNAP_OFFCPU_START, st->seq)) {
-	case EMBER_SNAPSHOT_OK:
-		st->ts = now;
-		return;
-	case EMBER_SNAPSHOT_LOST:
-		stat_inc(EMBER_STAT_SNAPSHOT_LOST);
-		return;
-	default:
-		stat_inc(EMBER_STAT_SNAPSHOT_FAULT);
-		return;
-	}
+	if (r == EMBER_SNAPSHOT_OK || r == EMBER_SNAPSHOT_SHORT)
+		st->ts = now; /* followed: its END will come */
+	else
+		stat_inc(r == EMBER_SNAPSHOT_LOST ? EMBER_STAT_SNAPSHOT_LOST : EMBER_STAT_SNAPSHOT_FAULT);
 }
 
 SEC("tp_btf/sched_switch")
