@@ -137,10 +137,9 @@ int handoff_batch_add(struct handoff *h, const struct join_entry *e)
 	size_t name_len = e->name ? strnlen(e->name, EMBER_GPU_MAX_NAME) : 0;
 	size_t nf = e->npcs < EMBER_GPU_MAX_FRAMES ? e->npcs : EMBER_GPU_MAX_FRAMES;
 	size_t nc = e->ncapture < EMBER_GPU_MAX_FRAMES ? e->ncapture : EMBER_GPU_MAX_FRAMES;
-	size_t npy = e->py && e->npy < EMBER_GPU_MAX_PY_FRAMES ? e->npy
-		     : e->py ? EMBER_GPU_MAX_PY_FRAMES : 0;
-	size_t ncpy = e->capture_py && e->ncapture_py < EMBER_GPU_MAX_PY_FRAMES ? e->ncapture_py
-		      : e->capture_py ? EMBER_GPU_MAX_PY_FRAMES : 0;
+	size_t npy = !e->py ? 0 : e->npy < EMBER_GPU_MAX_PY_FRAMES ? e->npy : EMBER_GPU_MAX_PY_FRAMES;
+	size_t ncpy = !e->capture_py ? 0 : e->ncapture_py < EMBER_GPU_MAX_PY_FRAMES ? e->ncapture_py
+										  : EMBER_GPU_MAX_PY_FRAMES;
 	size_t need;
 	struct ember_gpu_entry ent;
 	uint8_t *p;

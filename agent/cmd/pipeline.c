@@ -237,16 +237,16 @@ static void labels_string(const struct discovery_meta *m, char *buf, size_t n)
 /* A process's service by its container, pod or unit (discovery), else its executable. A
  * container whose metadata is still being looked up is named after the executable for now
  * and remembered, to be named again when the answer comes. */
-static int auto_service(struct pipeline *pl, pid_t pid, const char *comm)
+static int auto_service_of(struct pipeline *pl, pid_t pid, const char *comm,
+			   const struct cgmeta *cg)
 {
 	char path[64], exe[PATH_MAX], name[128];
 	const char *base = comm && *comm ? comm : "unknown";
 	struct discovery_meta meta;
-	struct cgmeta cg;
 	ssize_t n;
 
-	if (cgmeta_read(pid, &cg) == 0) {
-		if (discovery_resolve(pl->disc, &cg, &meta) == 1) {
+	if (cg) {
+		if (discovery_resolve(pl->disc, cg, &meta) == 1) {
 			char labels[DISCOVERY_MAX_LABELS * (DISCOVERY_NAME_MAX + 24)];
 			int64_t now = util_now_ns(CLOCK_MONOTONIC);
 			int id;
@@ -259,7 +259,7 @@ static int auto_service(struct pipeline *pl, pid_t pid, const char *comm)
 				return -ENOMEM;
 			return id;
 		}
-		if (cg.container_id[0] && discovery_pending(pl->disc, cg.container_id))
+		if (cg->container_id[0] && discovery_pending(pl->disc, cg->container_id))
 			add_pending(pl, pid);
 	}
 
@@ -273,6 +273,13 @@ static int auto_service(struct pipeline *pl, pid_t pid, const char *comm)
 	}
 	services_name_from_path(base, name, sizeof(name), "unknown");
 	return service_index(pl, name);
+}
+
+static int auto_service(struct pipeline *pl, pid_t pid, const char *comm)
+{
+	struct cgmeta cg;
+
+	return auto_service_of(pl, pid, comm, cgmeta_read(pid, &cg) == 0 ? &cg : NULL);
 }
 
 /* --- processes ------------------------------------------------------------------------ */
@@ -1332,7 +1339,7 @@ static void discovery_changed(struct pipeline *pl)
 			continue; /* gone */
 		if (util_now_ns(CLOCK_MONOTONIC) - pl->pending[i].since >= PENDING_NS)
 			continue; /* no answer in time: it keeps its executable's name */
-		id = auto_service(pl, pid, NULL); /* asks again what failed, after its backoff */
+		id = auto_service_of(pl, pid, NULL, &cg); /* asks again what failed, after its backoff */
 		if (discovery_pending(pl->disc, cg.container_id))
 			pl->pending[keep++] = pl->pending[i];
 		if (id >= 0 && p && !p->exited && p->service != (uint32_t)id) {

@@ -117,8 +117,7 @@ int disc_docker_parse_inspect(struct discovery *d, const char *id, const char *b
 			      size_t len, uint32_t epoch);
 /* A page of a pod list (event false: the number of pods, -1 if not a PodList) or one watch
  * event line (event true: 0 applied, 410 Gone, -1 not an event). */
-int disc_kube_parse(struct discovery *d, const char *node, const char *body, size_t len,
-		    bool event);
+int disc_kube_parse(struct discovery *d, const char *body, size_t len, bool event);
 void *disc_docker_main(void *arg);
 void *disc_kube_main(void *arg);
 

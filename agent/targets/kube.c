@@ -309,14 +309,12 @@ static long watch(struct kube *k)
 	return st == 200 ? 0 : st;
 }
 
-int disc_kube_parse(struct discovery *d, const char *node, const char *body, size_t len,
-		    bool event)
+int disc_kube_parse(struct discovery *d, const char *body, size_t len, bool event)
 {
 	struct kube k = { .d = d };
 	json_object *o, *items;
 	int ret = -1;
 
-	(void)node;
 	if (event)
 		return on_event(&k, body, len) < 0 ? (k.gone ? 410 : -1) : 0;
 	o = disc_json_parse(body, len);

@@ -51,10 +51,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		(void)disc_docker_parse_inspect(d, ID, body, size, data[0]);
 		break;
 	case 2:
-		(void)disc_kube_parse(d, "node-a", body, size, false);
+		(void)disc_kube_parse(d, body, size, false);
 		break;
 	case 3:
-		(void)disc_kube_parse(d, "node-a", body, size, true);
+		(void)disc_kube_parse(d, body, size, true);
 		break;
 	default:
 		cgmeta_parse(body, size, &cg);

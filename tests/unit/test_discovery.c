@@ -48,6 +48,11 @@ static void test_cgroups(void)
 	parse("0::/system.slice/containerd.service/kubepods-x/" ID_A "\n", &cg);
 	CHECK_STR(cg.container_id, ID_A);
 	CHECK_STR(cg.unit, "");
+	/* a user's delegated subtree names no container: its owner could copy any id */
+	parse("0::/user.slice/user-1000.slice/user@1000.service/app.slice/docker-" ID_A ".scope\n",
+	      &cg);
+	CHECK_STR(cg.container_id, "");
+	CHECK_STR(cg.unit, "user@1000.service");
 	/* hybrid hosts: the name=systemd line when the unified one says nothing */
 	parse("1:name=systemd:/system.slice/cron.service\n0::/\n", &cg);
 	CHECK_STR(cg.unit, "cron.service");
@@ -180,7 +185,7 @@ static void test_sources_parsed(void)
 		const char *gone = "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"code\":410,"
 				   "\"reason\":\"Expired\"}}";
 
-		CHECK_INT(disc_kube_parse(d, "node-a", page, strlen(page), false), 2);
+		CHECK_INT(disc_kube_parse(d, page, strlen(page), false), 2);
 		CHECK_INT(resolve_id(d, ID_A, &m), 1);
 		CHECK_STR(m.service, "shop-api");
 		CHECK_STR(label(&m, "namespace"), "shop");
@@ -199,11 +204,11 @@ static void test_sources_parsed(void)
 			CHECK_INT(resolve_id(d, ID_A, &m), 1);
 			CHECK_STR(m.service, "shop-api");
 		}
-		CHECK_INT(disc_kube_parse(d, "node-a", del, strlen(del), true), 0);
+		CHECK_INT(disc_kube_parse(d, del, strlen(del), true), 0);
 		CHECK_INT(resolve_id(d, ID_B, &m), 0);
-		CHECK_INT(disc_kube_parse(d, "node-a", gone, strlen(gone), true), 410);
-		CHECK_INT(disc_kube_parse(d, "node-a", "{\"type\":", 8, true), -1);
-		CHECK_INT(disc_kube_parse(d, "node-a", "[1,2]", 5, false), -1);
+		CHECK_INT(disc_kube_parse(d, gone, strlen(gone), true), 410);
+		CHECK_INT(disc_kube_parse(d, "{\"type\":", 8, true), -1);
+		CHECK_INT(disc_kube_parse(d, "[1,2]", 5, false), -1);
 	}
 	discovery_stop(d);
 }
