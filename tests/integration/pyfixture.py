@@ -385,3 +385,26 @@ def wait_sampling(proc, timeout=30):
             return True
         time.sleep(0.05)
     return False
+
+
+def record_attached(fx, out):
+    """`ember record --pid` on the pysplit.py fixture fx (started with --ready, its "ready PID"
+    line already read): waits until ember samples, tells the fixture to go, and returns
+    (the fixture's stdout, ember's exit status, ember's stderr). Both are killed on error."""
+    em = None
+    try:
+        em = subprocess.Popen([et.EMBER, "record", "-q", "-F", SAMPLE_RATE, "--pid",
+                               str(fx.pid), "-d", "0", "-o", out],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if not wait_sampling(em):
+            raise AssertionError(f"ember record --pid {fx.pid} did not start sampling")
+        fx.stdin.write("go\n")
+        fx.stdin.flush()
+        stdout, _ = fx.communicate(timeout=60)
+        _, err = em.communicate(timeout=60)
+        return stdout, em.returncode, err
+    finally:
+        for p in (fx, em):
+            if p and p.poll() is None:
+                p.kill()
+                p.wait()

@@ -38,27 +38,12 @@ def main():
         fx = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", setup],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         out = os.path.join(tmp, "ctr.pb.gz")
-        em = None
-        try:
-            ready = fx.stdout.readline().split()
-            c.check(ready == ["ready", str(fx.pid)], f"the fixture started in its namespace: {ready}")
-            c.check(not os.path.exists(py), f"{py} is not visible from the host")
-            c.check(os.readlink(f"/proc/{fx.pid}/exe") == py, "the process runs the hidden interpreter")
-            em = subprocess.Popen([et.EMBER, "record", "-q", "-F", pf.SAMPLE_RATE, "--pid",
-                                   str(fx.pid), "-d", "0", "-o", out],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            if not pf.wait_sampling(em):
-                raise AssertionError(f"ember record --pid {fx.pid} did not start sampling")
-            fx.stdin.write("go\n")
-            fx.stdin.flush()
-            stdout, _ = fx.communicate(timeout=60)
-            _, err = em.communicate(timeout=60)
-            c.check(em.returncode == 0, f"ember record --pid exited {em.returncode}: {err[-500:]}")
-        finally:
-            for p in (fx, em):
-                if p and p.poll() is None:
-                    p.kill()
-                    p.wait()
+        ready = fx.stdout.readline().split()
+        c.check(ready == ["ready", str(fx.pid)], f"the fixture started in its namespace: {ready}")
+        c.check(not os.path.exists(py), f"{py} is not visible from the host")
+        c.check(os.readlink(f"/proc/{fx.pid}/exe") == py, "the process runs the hidden interpreter")
+        stdout, rc, err = pf.record_attached(fx, out)
+        c.check(rc == 0, f"ember record --pid exited {rc}: {err[-500:]}")
         # The fixture's layout, under the path the container gives it.
         layout = pf.Layout(pf.PYSPLIT)
         layout.path = script

@@ -51,27 +51,14 @@ def attached(c, label, py, version, layout, tmp):
     out = os.path.join(tmp, f"{label}-attach.pb.gz")
     fx = subprocess.Popen([py, pf.PYSPLIT, "--ready", SECONDS], stdin=subprocess.PIPE,
                           stdout=subprocess.PIPE, text=True)
-    em = None
-    try:
-        ready = fx.stdout.readline().split()
-        if ready != ["ready", str(fx.pid)]:
-            raise AssertionError(f"the fixture did not say it was ready: {ready}")
-        em = subprocess.Popen([et.EMBER, "record", "-q", "-F", pf.SAMPLE_RATE, "--pid",
-                               str(fx.pid), "-d", "0", "-o", out],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        if not pf.wait_sampling(em):
-            raise AssertionError(f"ember record --pid {fx.pid} did not start sampling")
-        fx.stdin.write("go\n")
-        fx.stdin.flush()
-        stdout, _ = fx.communicate(timeout=60)
-        _, err = em.communicate(timeout=60)
-        if em.returncode != 0:
-            raise AssertionError(f"ember record --pid exited {em.returncode}: {err}")
-    finally:
-        for p in (fx, em):
-            if p and p.poll() is None:
-                p.kill()
-                p.wait()
+    ready = fx.stdout.readline().split()
+    if ready != ["ready", str(fx.pid)]:
+        fx.kill()
+        fx.wait()
+        raise AssertionError(f"the fixture did not say it was ready: {ready}")
+    stdout, rc, err = pf.record_attached(fx, out)
+    if rc != 0:
+        raise AssertionError(f"ember record --pid exited {rc}: {err}")
     judge(c, f"{label} attached", out, version, stdout, layout)
 
 
