@@ -21,6 +21,10 @@ bool cgmeta_container_in_path(const char *path, size_t len, char *id)
 
 		while (i + clen < len && path[i + clen] != '/')
 			clen++;
+		/* Below user@UID.service the cgroups are delegated to that user, who may name one
+		 * after any container: nothing there speaks for a container runtime. */
+		if (clen > 5 && !memcmp(path + i, "user@", 5))
+			return false;
 		for (size_t off = 0; off + CGMETA_ID_LEN <= clen; off++) {
 			const char *c = path + i;
 			bool hex = true;

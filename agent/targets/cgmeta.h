@@ -2,7 +2,8 @@
  * 64-hex-digit id that Docker, containerd and CRI-O put in one path component:
  * docker-<id>.scope, /docker/<id>, cri-containerd-<id>.scope, crio-<id>.scope, /<id>) and, for a
  * process in no container, the systemd unit whose cgroup holds it (the innermost
- * .../NAME.service component, system and user slices alike). Reads /proc/PID/cgroup (cgroup v2
+ * .../NAME.service component, system and user slices alike). A container id below a user's
+ * delegated subtree (user@UID.service) is not one: that user names those cgroups. Reads /proc/PID/cgroup (cgroup v2
  * and v1 lines), bounded. Thread-safe, no state. */
 #ifndef EMBER_CGMETA_H
 #define EMBER_CGMETA_H
